@@ -1,0 +1,174 @@
+"""Plain layers: convolution, batch normalization, ReLU / PReLU / identity.
+
+MAC conventions (README, "What the counts include"): a k x k conv costs ``out * in/groups * k^2`` MACs per
+output pixel (bias additions are not MACs, as in fvcore); BatchNorm at inference is a per-channel affine
+``a*x + b``: one MAC per element; ReLU, PReLU and identity are elementwise and cost no MACs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+from torch import nn
+
+from ..errors import SpecError
+from ..spec import Block, register_block
+from ._common import divisible, odd_kernel, positive
+
+
+@register_block
+@dataclass(frozen=True)
+class Conv(Block):
+    """k x k convolution, stride 1, 'same' zero padding."""
+
+    type = "conv"
+    family = "conv"
+    paper = "standard convolution"
+
+    in_channels: int
+    out_channels: int
+    kernel_size: int = 3
+    bias: bool = True
+    groups: int = 1
+
+    def check(self) -> None:
+        positive(self, "in_channels", "out_channels", "groups")
+        odd_kernel(self)
+        divisible(self, "in_channels", self.in_channels, self.groups, "groups")
+        divisible(self, "out_channels", self.out_channels, self.groups, "groups")
+
+    @property
+    def input_channels(self) -> tuple[int, ...]:
+        return (self.in_channels,)
+
+    def params_by_role(self) -> dict[str, int]:
+        w = self.out_channels * (self.in_channels // self.groups) * self.kernel_size**2
+        return {"conv": w + (self.out_channels if self.bias else 0)}
+
+    def macs_per_pixel(self) -> Fraction:
+        return Fraction(self.out_channels * (self.in_channels // self.groups) * self.kernel_size**2)
+
+    def build(self) -> nn.Module:
+        return nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, padding=self.kernel_size // 2,
+                         bias=self.bias, groups=self.groups)
+
+
+@register_block
+@dataclass(frozen=True)
+class BatchNorm(Block):
+    """BatchNorm2d. ``eps`` is a field because checkpoints depend on it (DnCNN's official model uses 1e-4)."""
+
+    type = "batchnorm"
+    family = "conv"
+    paper = "Ioffe & Szegedy 2015"
+
+    channels: int
+    affine: bool = True
+    eps: float = 1e-5
+    momentum: float = 0.1
+
+    def check(self) -> None:
+        positive(self, "channels")
+        if not self.eps > 0:
+            raise SpecError("eps", f"must be > 0, got {self.eps}")
+        if not 0 < self.momentum <= 1:
+            raise SpecError("momentum", f"must be in (0, 1], got {self.momentum}")
+
+    @property
+    def input_channels(self) -> tuple[int, ...]:
+        return (self.channels,)
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels
+
+    def params_by_role(self) -> dict[str, int]:
+        return {"normalization": 2 * self.channels if self.affine else 0}
+
+    def macs_per_pixel(self) -> Fraction:
+        return Fraction(self.channels)
+
+    def build(self) -> nn.Module:
+        return nn.BatchNorm2d(self.channels, eps=self.eps, momentum=self.momentum, affine=self.affine)
+
+
+@dataclass(frozen=True)
+class _Pointwise(Block):
+    """A parameter-free elementwise map on ``channels`` channels."""
+
+    family = "conv"
+    channels: int
+
+    def check(self) -> None:
+        positive(self, "channels")
+
+    @property
+    def input_channels(self) -> tuple[int, ...]:
+        return (self.channels,)
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels
+
+    def params_by_role(self) -> dict[str, int]:
+        return {}
+
+    def macs_per_pixel(self) -> Fraction:
+        return Fraction(0)
+
+
+@register_block
+@dataclass(frozen=True)
+class ReLU(_Pointwise):
+    type = "relu"
+    paper = "Nair & Hinton 2010"
+
+    def build(self) -> nn.Module:
+        return nn.ReLU(inplace=False)
+
+
+@register_block
+@dataclass(frozen=True)
+class Identity(_Pointwise):
+    """No activation (the 'linear' point of an ablation)."""
+
+    type = "identity"
+    paper = "-"
+
+    def build(self) -> nn.Module:
+        return nn.Identity()
+
+
+@register_block
+@dataclass(frozen=True)
+class PReLU(Block):
+    """Parametric ReLU (He et al. 2015); one slope per channel or one shared slope (SRResNet uses per-channel)."""
+
+    type = "prelu"
+    family = "conv"
+    paper = "He et al. ICCV 2015"
+
+    channels: int
+    slopes: Literal["channel", "shared"] = "channel"
+
+    def check(self) -> None:
+        positive(self, "channels")
+
+    @property
+    def input_channels(self) -> tuple[int, ...]:
+        return (self.channels,)
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels
+
+    def params_by_role(self) -> dict[str, int]:
+        return {"activation": self.channels if self.slopes == "channel" else 1}
+
+    def macs_per_pixel(self) -> Fraction:
+        return Fraction(0)
+
+    def build(self) -> nn.Module:
+        return nn.PReLU(self.channels if self.slopes == "channel" else 1)

@@ -1,0 +1,175 @@
+"""MemNet memory block and multi-supervised reconstruction (Tai, Yang, Liu & Xu, ICCV 2017).
+
+Memory block m (paper Eq. (5)-(10), Fig. 2): a *recursive unit* applies R times one pre-activation residual
+block ``H <- H + W2 t(W1 t(H))`` with ``t`` = BN then ReLU (Eq. (6)); in the original Caffe model the R recursions
+**share** the conv weights W1, W2 within the block while each recursion has its own BNs. The R outputs are the
+short-term memory; the long-term memory is the list of earlier states ``[B_0, ..., B_{m-1}]`` (FENet output and
+previous blocks), which the graph feeds to this node as its inputs (dense concatenation edges, last input =
+current state). The *gate unit* is BN -> ReLU -> 1x1 conv over [short-term, long-term] back to ``channels``.
+
+Ablations of Table 1: ``long_term=False`` (MemNet_NL) -- the node reads only B_{m-1} and the gate sees the
+short-term memory only; ``short_term=False`` (MemNet_NS) -- the gate sees only the last recursion's output.
+
+Roles: the recursions' convs ``conv``, their BNs ``normalization``, the gate's BN and 1x1 conv ``gate``.
+MACs per pixel: R x (2 convs + 2 BNs) + gate BN + gate 1x1 conv; residual additions and ReLUs excluded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import torch
+from torch import nn
+
+from ..errors import SpecError
+from ..spec import Block, register_block
+from ._common import odd_kernel, positive
+
+
+class _BNReLUConv(nn.Sequential):
+    def __init__(self, cin: int, cout: int, k: int, bias: bool):
+        super().__init__(nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias))
+
+
+class MemoryBlockModule(nn.Module):
+    def __init__(self, spec: MemoryBlock):
+        super().__init__()
+        c, k, r = spec.channels, spec.kernel_size, spec.recursions
+        n_conv = 1 if spec.share_weights else r
+        self.conv1 = nn.ModuleList(nn.Conv2d(c, c, k, padding=k // 2, bias=spec.bias) for _ in range(n_conv))
+        self.conv2 = nn.ModuleList(nn.Conv2d(c, c, k, padding=k // 2, bias=spec.bias) for _ in range(n_conv))
+        self.bn1 = nn.ModuleList(nn.BatchNorm2d(c) for _ in range(r))
+        self.bn2 = nn.ModuleList(nn.BatchNorm2d(c) for _ in range(r))
+        self.gate = _BNReLUConv(spec.gate_in_channels, c, 1, spec.bias)
+        self.short_term = spec.short_term
+        self.long_term = spec.long_term
+        self.relu = nn.ReLU()
+
+    def forward(self, *memories: torch.Tensor) -> torch.Tensor:
+        h = memories[-1]
+        short = []
+        for i in range(len(self.bn1)):
+            j = 0 if len(self.conv1) == 1 else i
+            h = h + self.conv2[j](self.relu(self.bn2[i](self.conv1[j](self.relu(self.bn1[i](h))))))
+            short.append(h)
+        parts = short if self.short_term else short[-1:]
+        if self.long_term:
+            parts = parts + list(memories)
+        return self.gate(torch.cat(parts, dim=1))
+
+
+@register_block
+@dataclass(frozen=True)
+class MemoryBlock(Block):
+    """One memory block; ``n_memories`` = number of long-term memories it reads (block m reads m)."""
+
+    type = "memory_block"
+    family = "memnet"
+    paper = "Tai et al., MemNet, ICCV 2017, Eq. (5)-(10), Table 1 (NL/NS)"
+
+    channels: int = 64
+    recursions: int = 6
+    n_memories: int = 1
+    long_term: bool = True
+    short_term: bool = True
+    share_weights: bool = True  # the original Caffe model shares the convs across recursions of a block
+    kernel_size: int = 3
+    bias: bool = False  # every conv follows a BN; a bias would be redundant
+
+    def check(self) -> None:
+        positive(self, "channels", "recursions", "n_memories")
+        odd_kernel(self)
+        if not self.long_term and self.n_memories != 1:
+            raise SpecError("n_memories", f"must be 1 without long-term links (long_term: false), got {self.n_memories}")
+
+    @property
+    def input_channels(self) -> tuple[int, ...]:
+        return (self.channels,) * self.n_memories
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels
+
+    @property
+    def gate_in_channels(self) -> int:
+        c = self.channels
+        return (self.recursions if self.short_term else 1) * c + (self.n_memories * c if self.long_term else 0)
+
+    def params_by_role(self) -> dict[str, int]:
+        c, k, r = self.channels, self.kernel_size, self.recursions
+        n_conv = 1 if self.share_weights else r
+        conv = n_conv * 2 * (c * c * k * k + (c if self.bias else 0))
+        g = self.gate_in_channels
+        return {
+            "conv": conv,
+            "normalization": r * 2 * 2 * c,
+            "gate": 2 * g + g * c + (c if self.bias else 0),
+        }
+
+    def macs_per_pixel(self) -> Fraction:
+        c, k, r = self.channels, self.kernel_size, self.recursions
+        g = self.gate_in_channels
+        return Fraction(r * (2 * c * c * k * k + 2 * c) + g + g * c)
+
+    def build(self) -> nn.Module:
+        return MemoryBlockModule(self)
+
+
+class MemNetReconModule(nn.Module):
+    def __init__(self, spec: MemNetRecon):
+        super().__init__()
+        self.recon = _BNReLUConv(spec.channels, spec.out_channels, spec.kernel_size, spec.bias)
+        # w_m initialised to 1/M: the ensemble starts as a plain average of the intermediate predictions.
+        self.weights = nn.Parameter(torch.full((spec.n_outputs,), 1.0 / spec.n_outputs))
+        self.intermediate: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor, *states: torch.Tensor) -> torch.Tensor:
+        preds = [x + self.recon(b) for b in states]  # y_m = x + f_rec(B_m), Eq. (11)
+        if self.training:
+            self.intermediate = preds  # read by the trainer for the multi-supervised loss, Eq. (12)
+        out = preds[0] * self.weights[0]
+        for w, y in zip(self.weights[1:], preds[1:]):
+            out = out + w * y
+        return out
+
+
+@register_block
+@dataclass(frozen=True)
+class MemNetRecon(Block):
+    """Multi-supervised output: a shared ReconNet (BN-ReLU-conv) on every block's state, plus the input, and a
+    learned weighted average (paper Sec. 3.3, Eq. (11)-(12)). Inputs: the network input, then B_1..B_M.
+
+    Roles: ReconNet conv ``conv``, its BN ``normalization``, the M averaging weights ``gate``.
+    MACs per pixel: M x (BN + conv); the weighted average (M multiply-adds per output value) is elementwise
+    and excluded.
+    """
+
+    type = "memnet_recon"
+    family = "memnet"
+    paper = "Tai et al., MemNet, ICCV 2017, Sec. 3.3"
+
+    channels: int
+    out_channels: int
+    n_outputs: int
+    kernel_size: int = 3
+    bias: bool = False
+
+    def check(self) -> None:
+        positive(self, "channels", "out_channels", "n_outputs")
+        odd_kernel(self)
+
+    @property
+    def input_channels(self) -> tuple[int, ...]:
+        return (self.out_channels,) + (self.channels,) * self.n_outputs
+
+    def params_by_role(self) -> dict[str, int]:
+        c, o, k = self.channels, self.out_channels, self.kernel_size
+        return {"conv": c * o * k * k + (o if self.bias else 0), "normalization": 2 * c, "gate": self.n_outputs}
+
+    def macs_per_pixel(self) -> Fraction:
+        c, o, k = self.channels, self.out_channels, self.kernel_size
+        return Fraction(self.n_outputs * (c + c * o * k * k))
+
+    def build(self) -> nn.Module:
+        return MemNetReconModule(self)

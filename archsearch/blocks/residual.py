@@ -1,0 +1,139 @@
+"""Residual block (EDSR / WDSR / SRResNet style) and the pixel-shuffle upsampler.
+
+Residual block: ``x + branch_scale * conv2(act(conv1(x)))`` with optional BN after each conv (SRResNet: Ledig
+et al. CVPR 2017) and a width multiplier on the inner layer (WDSR: Yu et al. 2018, "wide activation"; EDSR: Lim
+et al. 2017 uses ``expansion=1``, no BN and a residual scaling of 0.1). The activation can be ReLU, PReLU or an
+xUnit (xSRResNet of the xUnit paper replaces SRResNet's PReLUs by xUnits).
+
+Upsampler: a conv to ``out_channels * scale^2`` channels and ``PixelShuffle(scale)`` (Shi et al. CVPR 2016, as in
+WDSR's tail). MACs are counted per *input* (low-resolution) pixel; pixel shuffle is data movement (no MACs).
+
+Counts are the sum of the parts, which are the registered blocks themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ..errors import SpecError
+from ..spec import Block, register_block
+from ._common import odd_kernel, positive
+from .conv import BatchNorm, Conv, PReLU, ReLU
+from .xunit import XUnit
+
+
+def _sum_roles(parts: list[Block]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for p in parts:
+        for role, n in p.params_by_role().items():
+            out[role] = out.get(role, 0) + n
+    return out
+
+
+class _ResidualModule(nn.Module):
+    def __init__(self, parts: list[Block], branch_scale: float):
+        super().__init__()
+        self.body = nn.Sequential(*(p.build() for p in parts))
+        self.branch_scale = branch_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + (y * self.branch_scale if self.branch_scale != 1.0 else y)
+
+
+@register_block
+@dataclass(frozen=True)
+class ResidualBlock(Block):
+    type = "residual"
+    family = "residual"
+    paper = "He et al. 2016; EDSR (Lim et al. 2017); WDSR (Yu et al. 2018); SRResNet (Ledig et al. 2017)"
+
+    channels: int
+    kernel_size: int = 3
+    expansion: int = 1
+    activation: Literal["relu", "prelu", "xunit"] = "relu"
+    xunit_kernel_size: int = 9
+    batch_norm: bool = False
+    bias: bool = True
+    branch_scale: float = 1.0
+
+    def check(self) -> None:
+        positive(self, "channels", "expansion")
+        odd_kernel(self)
+        odd_kernel(self, "xunit_kernel_size")
+        if self.branch_scale == 0:
+            raise SpecError("branch_scale", "must be non-zero (0 switches the block off)")
+
+    def parts(self) -> list[Block]:
+        c, h, k = self.channels, self.channels * self.expansion, self.kernel_size
+        act: Block = {"relu": lambda: ReLU(h), "prelu": lambda: PReLU(h),
+                      "xunit": lambda: XUnit(h, kernel_size=self.xunit_kernel_size)}[self.activation]()
+        parts: list[Block] = [Conv(c, h, k, bias=self.bias)]
+        if self.batch_norm:
+            parts.append(BatchNorm(h))
+        parts += [act, Conv(h, c, k, bias=self.bias)]
+        if self.batch_norm:
+            parts.append(BatchNorm(c))
+        return parts
+
+    @property
+    def input_channels(self) -> tuple[int, ...]:
+        return (self.channels,)
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels
+
+    def params_by_role(self) -> dict[str, int]:
+        return _sum_roles(self.parts())
+
+    def macs_per_pixel(self) -> Fraction:
+        return sum((p.macs_per_pixel() for p in self.parts()), Fraction(0))
+
+    def build(self) -> nn.Module:
+        return _ResidualModule(self.parts(), self.branch_scale)
+
+
+@register_block
+@dataclass(frozen=True)
+class Upsampler(Block):
+    type = "upsampler"
+    family = "residual"
+    paper = "Shi et al. CVPR 2016 (sub-pixel convolution); WDSR tail"
+
+    in_channels: int
+    out_channels: int
+    factor: int = 2
+    kernel_size: int = 3
+    bias: bool = True
+
+    def check(self) -> None:
+        positive(self, "in_channels", "out_channels")
+        odd_kernel(self)
+        if self.factor not in (2, 3, 4):
+            raise SpecError("factor", f"must be one of 2, 3, 4, got {self.factor}")
+
+    @property
+    def scale(self) -> int:  # type: ignore[override]
+        return self.factor
+
+    def _conv(self) -> Conv:
+        return Conv(self.in_channels, self.out_channels * self.factor**2, self.kernel_size, bias=self.bias)
+
+    @property
+    def input_channels(self) -> tuple[int, ...]:
+        return (self.in_channels,)
+
+    def params_by_role(self) -> dict[str, int]:
+        return self._conv().params_by_role()
+
+    def macs_per_pixel(self) -> Fraction:
+        return self._conv().macs_per_pixel()
+
+    def build(self) -> nn.Module:
+        return nn.Sequential(self._conv().build(), nn.PixelShuffle(self.factor))

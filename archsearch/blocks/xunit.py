@@ -1,0 +1,127 @@
+"""xUnit: a learnable spatial activation (Kligvasser, Rott Shaham & Michaeli, CVPR 2018).
+
+Paper, Eq. (3)-(4) and Fig. 2(b): ``d = H * ReLU(BN(z))`` with H a depthwise r x r conv, gate
+``g = exp(-BN(d)^2)``, output ``z * g``. Overhead per xUnit on C channels: ``(r^2 + 4) C`` (r^2 C depthwise weights
+without bias, 2C per BN) -- the paper's count, reproduced exactly by the default fields.
+
+Every design of the paper's Fig. 6 is a choice of stages in the pipeline BN -> ReLU -> depthwise -> BN -> gate
+(see :data:`XUNIT_DESIGNS`); the official code (github kligvasser/xUnit) gates with a sigmoid, gives the depthwise
+conv a bias, and has a *slim* (depthwise -> BN -> sigmoid) and a *dense* (1x1 conv -> BN -> ReLU -> depthwise ->
+BN -> sigmoid) variant.
+
+All parameters of an xUnit, its BNs included, have role ``activation``: that is the quantity of the paper's
+Fig. 4 ("percentage of parameters invested in the activations").
+
+MACs per pixel: each BN C (folded affine), the depthwise conv r^2 C, the dense variant's 1x1 conv C^2. The
+ReLU, the gate nonlinearity and the product ``z * g`` are elementwise and excluded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ..spec import Block, register_block
+from ._common import odd_kernel, positive
+
+#: Named designs: Fig. 6 of the paper (stage names as in the figure) plus the official code's variants.
+XUNIT_DESIGNS: dict[str, dict[str, object]] = {
+    "BN+RL+CD+BN+GS": dict(pre_bn=True, relu=True, post_bn=True, gate="gaussian"),  # the paper's xUnit
+    "RL+CD+GS": dict(pre_bn=False, relu=True, post_bn=False, gate="gaussian"),
+    "BN+RL+CD": dict(pre_bn=True, relu=True, post_bn=False, gate="none"),
+    "CD+GS": dict(pre_bn=False, relu=False, post_bn=False, gate="gaussian"),
+    "RL+CD": dict(pre_bn=False, relu=True, post_bn=False, gate="none"),
+    "official": dict(pre_bn=True, relu=True, post_bn=True, gate="sigmoid", depthwise_bias=True),
+    "slim": dict(pre_bn=False, relu=False, post_bn=True, gate="sigmoid", depthwise_bias=True),
+    "dense": dict(pre_bn=True, relu=True, post_bn=True, gate="sigmoid", depthwise_bias=True, pointwise=True),
+}
+
+
+class XUnitModule(nn.Module):
+    def __init__(self, spec: XUnit):
+        super().__init__()
+        c, r = spec.channels, spec.kernel_size
+        stages: list[nn.Module] = []
+        if spec.pointwise:
+            stages.append(nn.Conv2d(c, c, 1, bias=True))
+        if spec.pre_bn:
+            stages.append(nn.BatchNorm2d(c))
+        if spec.relu:
+            stages.append(nn.ReLU())
+        stages.append(nn.Conv2d(c, c, r, padding=r // 2, groups=c, bias=spec.depthwise_bias))
+        if spec.post_bn:
+            stages.append(nn.BatchNorm2d(c))
+        self.features = nn.Sequential(*stages)
+        self.gate = spec.gate
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        d = self.features(z)
+        if self.gate == "gaussian":
+            g = torch.exp(-d * d)  # in [0, 1]; "regulates training" (paper, Sec. 4)
+        elif self.gate == "sigmoid":
+            g = torch.sigmoid(d)
+        else:
+            g = d  # BN+RL+CD: weights may go negative; gradients explode for deep nets (paper, Fig. 6)
+        return z * g
+
+
+@register_block
+@dataclass(frozen=True)
+class XUnit(Block):
+    """xUnit on ``channels`` channels; defaults are the paper's design with 9x9 depthwise filters."""
+
+    type = "xunit"
+    family = "xunit"
+    paper = "Kligvasser et al., xUnit, CVPR 2018, Eq. (4), Fig. 2(b), Fig. 6"
+
+    channels: int
+    kernel_size: int = 9  # 9x9: the paper's choice "in all applications" (Sec. 5)
+    pre_bn: bool = True
+    relu: bool = True
+    post_bn: bool = True
+    gate: Literal["gaussian", "sigmoid", "none"] = "gaussian"
+    depthwise_bias: bool = False  # the paper's (r^2 + 4) C count has no bias; the official code has one
+    pointwise: bool = False  # the official "dense" variant's leading 1x1 conv
+
+    @classmethod
+    def design(cls, name: str, channels: int, kernel_size: int = 9) -> XUnit:
+        """An xUnit of a named design (keys of :data:`XUNIT_DESIGNS`)."""
+        from ..errors import SpecError
+        from ..errors import did_you_mean
+
+        if name not in XUNIT_DESIGNS:
+            raise SpecError("design", f"unknown xUnit design {name!r}{did_you_mean(name, XUNIT_DESIGNS)}; "
+                                      f"allowed: {', '.join(XUNIT_DESIGNS)}")
+        return cls(channels=channels, kernel_size=kernel_size, **XUNIT_DESIGNS[name])  # type: ignore[arg-type]
+
+    def check(self) -> None:
+        positive(self, "channels")
+        odd_kernel(self)
+
+    @property
+    def input_channels(self) -> tuple[int, ...]:
+        return (self.channels,)
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels
+
+    def params_by_role(self) -> dict[str, int]:
+        c = self.channels
+        n = c * self.kernel_size**2 + (c if self.depthwise_bias else 0)
+        n += 2 * c * (int(self.pre_bn) + int(self.post_bn))
+        n += (c * c + c) if self.pointwise else 0
+        return {"activation": n}
+
+    def macs_per_pixel(self) -> Fraction:
+        c = self.channels
+        m = c * self.kernel_size**2 + c * (int(self.pre_bn) + int(self.post_bn))
+        m += c * c if self.pointwise else 0
+        return Fraction(m)
+
+    def build(self) -> nn.Module:
+        return XUnitModule(self)

@@ -1,0 +1,77 @@
+"""Exact parameter and MAC counts from the spec alone -- no module is built.
+
+* ``params`` -- trainable parameters (weights shared within a block, e.g. MemNet recursions, count once);
+* ``params_by_role`` -- the same split by role: conv, activation, normalization, selection (NSR MLPs), gate
+  (MemNet gate units and averaging weights), other;
+* ``activation_param_pct`` -- the xUnit paper's quantity (Fig. 4): 100 x activation parameters / all parameters;
+* ``macs_per_pixel`` -- multiply-accumulates per *output* pixel, the per-pixel rate (terms paid once per image,
+  such as an NSR selection MLP on globally pooled features, vanish in it; ``macs(spec, h, w)`` includes them).
+
+What a MAC count includes is documented in each block file and in the README; in short: convolutions (incl.
+depthwise and grouped), linear layers, inference BatchNorm as one MAC per element, average pooling as one MAC
+per input value, NSR kernel aggregation; elementwise ops (ReLU, PReLU, exp, sigmoid, softmax, products, sums,
+residual additions) and data movement (concat, pixel shuffle, padding) are excluded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+
+from .spec import ROLES, Block, GraphSpec
+
+
+@dataclass(frozen=True)
+class Counts:
+    params: int
+    params_by_role: Mapping[str, int]
+    macs_per_pixel: float
+
+    @property
+    def activation_param_pct(self) -> float:
+        return 100.0 * self.params_by_role["activation"] / self.params if self.params else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "params": self.params,
+            "macs_per_pixel": self.macs_per_pixel,
+            "activation_param_pct": self.activation_param_pct,
+            "params_by_role": dict(self.params_by_role),
+        }
+
+
+@lru_cache(maxsize=65536)
+def _block_counts(block: Block) -> tuple[tuple[int, ...], Fraction]:
+    roles = block.params_by_role()
+    return tuple(roles.get(r, 0) for r in ROLES), block.macs_per_pixel()
+
+
+def count(spec: GraphSpec) -> Counts:
+    """Parameters, parameters by role and MACs per output pixel of ``spec``."""
+    totals = [0] * len(ROLES)
+    macs = Fraction(0)
+    for node in spec.nodes:
+        roles, mpp = _block_counts(node.block)
+        for i, n in enumerate(roles):
+            totals[i] += n
+        s = spec.node_input_scale(node)
+        macs += mpp * s * s if s != 1 else mpp
+    out_scale = spec.scale
+    if out_scale != 1:
+        macs /= out_scale * out_scale
+    return Counts(sum(totals), dict(zip(ROLES, totals)), float(macs))
+
+
+def macs(spec: GraphSpec, height: int, width: int) -> int:
+    """Exact MACs of one forward pass on one ``height`` x ``width`` input image."""
+    total = 0
+    for node in spec.nodes:
+        s = spec.node_input_scale(node)
+        total += node.block.macs(height * s, width * s)
+    return total
+
+
+def params(spec: GraphSpec) -> int:
+    return count(spec).params

@@ -1,0 +1,231 @@
+"""Parametric design families: functions from a few hyperparameters to a :class:`GraphSpec`.
+
+Each family declares its integer *knobs* (name, range, step) -- the values the budget solver may free. The zoo is
+a set of named calls of these families. Parameters and MACs grow monotonically with every knob, which the
+solver relies on (``tests/test_solver.py`` checks it on each family).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .blocks import (
+    BatchNorm,
+    Conv,
+    MemNetRecon,
+    MemoryBlock,
+    NSRResBlock,
+    ReLU,
+    ResidualBlock,
+    Upsampler,
+    XUnit,
+)
+from .errors import RegistryError, SpecError, did_you_mean
+from .spec import INPUT, GraphSpec, SpecBuilder
+
+
+@dataclass(frozen=True)
+class Knob:
+    """An integer hyperparameter with its allowed range (``low``..``high`` inclusive, in ``step``s)."""
+
+    name: str
+    low: int
+    high: int
+    step: int = 1
+
+    def values(self, low: int | None = None, high: int | None = None) -> range:
+        lo = self.low if low is None else max(self.low, low)
+        if (lo - self.low) % self.step:
+            lo += self.step - (lo - self.low) % self.step
+        hi = self.high if high is None else min(self.high, high)
+        return range(lo, hi + 1, self.step)
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    fn: Callable[..., GraphSpec]
+    knobs: dict[str, Knob]
+    doc: str
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        sig = inspect.signature(self.fn)
+        return {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+
+    def __call__(self, **kwargs: Any) -> GraphSpec:
+        allowed = self.defaults
+        for key in kwargs:
+            if key not in allowed:
+                raise SpecError(key, f"unknown argument of family {self.name!r}{did_you_mean(key, allowed)}; "
+                                     f"allowed: {', '.join(allowed)}")
+        for key, knob in self.knobs.items():
+            v = kwargs.get(key, allowed[key])
+            if isinstance(v, bool) or not isinstance(v, int) or not (knob.low <= v <= knob.high) or \
+                    (v - knob.low) % knob.step:
+                raise SpecError(key, f"must be an integer in {knob.low}..{knob.high}"
+                                     f"{f' in steps of {knob.step}' if knob.step > 1 else ''}, got {v!r}")
+        return self.fn(**kwargs)
+
+    def knob(self, name: str) -> Knob:
+        if name not in self.knobs:
+            raise SpecError("knob", f"{name!r} is not a knob of family {self.name!r}{did_you_mean(name, self.knobs)}; "
+                                    f"knobs: {', '.join(self.knobs)}")
+        return self.knobs[name]
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(name: str, **knobs: tuple[int, int] | tuple[int, int, int]):
+    def deco(fn: Callable[..., GraphSpec]) -> Callable[..., GraphSpec]:
+        if name in _FAMILIES:
+            raise RegistryError(f"family {name!r} is already registered")
+        _FAMILIES[name] = Family(name, fn, {k: Knob(k, *v) for k, v in knobs.items()}, (fn.__doc__ or "").strip())
+        return fn
+
+    return deco
+
+
+def get_family(name: str) -> Family:
+    if name not in _FAMILIES:
+        raise RegistryError(f"unknown family {name!r}{did_you_mean(name, _FAMILIES)}; "
+                            f"registered: {', '.join(sorted(_FAMILIES))}")
+    return _FAMILIES[name]
+
+
+def families() -> dict[str, Family]:
+    return dict(_FAMILIES)
+
+
+# ---------------------------------------------------------------------------------------------------------
+@register_family("convnet", depth=(2, 200), width=(1, 1024))
+def convnet(depth: int = 5, width: int = 64, in_channels: int = 1, out_channels: int = 1, kernel_size: int = 3,
+            bn_eps: float = 1e-5, global_residual: str = "subtract", name: str = "") -> GraphSpec:
+    """ConvNet of the xUnit paper's Fig. 3 / DnCNN layout: conv+ReLU, (depth-2) x conv+BN+ReLU, conv.
+
+    ``depth`` counts conv layers. Biases only on the first conv (the others feed a BN or are the output), as in
+    the official DnCNN PyTorch model. ``global_residual: subtract`` = residual learning (predict the noise).
+    """
+    b = SpecBuilder()
+    b.add(Conv(in_channels, width, kernel_size, bias=True))
+    b.add(ReLU(width))
+    for _ in range(depth - 2):
+        b.add(Conv(width, width, kernel_size, bias=False))
+        b.add(BatchNorm(width, eps=bn_eps))
+        b.add(ReLU(width))
+    b.add(Conv(width, out_channels, kernel_size, bias=False))
+    return b.spec(name or f"convnet_d{depth}_w{width}", in_channels, out_channels, global_residual=global_residual)
+
+
+@register_family("xnet", depth=(2, 200), width=(1, 1024), xunit_kernel_size=(1, 31, 2))
+def xnet(depth: int = 4, width: int = 64, xunit_kernel_size: int = 9, xunit_design: str = "BN+RL+CD+BN+GS",
+         batch_norm: bool = False, in_channels: int = 1, out_channels: int = 1, kernel_size: int = 3,
+         global_residual: str = "subtract", name: str = "") -> GraphSpec:
+    """xNet of the xUnit paper's Fig. 3: (depth-1) x conv+xUnit, then conv; ``depth`` counts conv layers.
+
+    ``batch_norm: true`` keeps DnCNN's BN after the inner convs (the xDnCNN layout: DnCNN with every ReLU
+    replaced by an xUnit). Biases only on the first conv, as in the ConvNet.
+    """
+    b = SpecBuilder()
+    b.add(Conv(in_channels, width, kernel_size, bias=True))
+    b.add(XUnit.design(xunit_design, width, xunit_kernel_size))
+    for _ in range(depth - 2):
+        b.add(Conv(width, width, kernel_size, bias=False))
+        if batch_norm:
+            b.add(BatchNorm(width))
+        b.add(XUnit.design(xunit_design, width, xunit_kernel_size))
+    b.add(Conv(width, out_channels, kernel_size, bias=False))
+    return b.spec(name or f"xnet_d{depth}_w{width}_r{xunit_kernel_size}", in_channels, out_channels,
+                  global_residual=global_residual)
+
+
+@register_family("srcnn", n1=(1, 512), n2=(1, 512), xunit_kernel_size=(1, 31, 2))
+def srcnn(n1: int = 64, n2: int = 32, f1: int = 9, f2: int = 5, f3: int = 5, activation: str = "relu",
+          xunit_kernel_size: int = 9, in_channels: int = 1, out_channels: int = 1, name: str = "") -> GraphSpec:
+    """SRCNN (Dong et al. 2016): f1 x f1 x n1 -> f2 x f2 x n2 -> f3 x f3 x out on the bicubic-upsampled input,
+    all convs with bias, 'same' padding. ``activation: xunit`` gives the xUnit paper's xSRCNN variants."""
+    if activation not in ("relu", "xunit"):
+        raise SpecError("activation", f"must be one of relu, xunit, got {activation!r}")
+
+    def act(c: int):
+        return ReLU(c) if activation == "relu" else XUnit(c, kernel_size=xunit_kernel_size)
+
+    b = SpecBuilder()
+    b.add(Conv(in_channels, n1, f1))
+    b.add(act(n1))
+    b.add(Conv(n1, n2, f2))
+    b.add(act(n2))
+    b.add(Conv(n2, out_channels, f3))
+    return b.spec(name or f"srcnn_{n1}_{n2}_{activation}", in_channels, out_channels)
+
+
+@register_family("memnet", n_blocks=(1, 64), recursions=(1, 64), channels=(1, 512))
+def memnet(n_blocks: int = 6, recursions: int = 6, channels: int = 64, long_term: bool = True,
+           short_term: bool = True, multi_supervised: bool = False, share_weights: bool = True,
+           in_channels: int = 1, out_channels: int = 1, name: str = "") -> GraphSpec:
+    """MemNet (Tai et al. ICCV 2017): FENet conv -> M memory blocks (dense long-term links) -> ReconNet
+    (BN-ReLU-conv) + input skip. ``multi_supervised`` sends every block through a shared ReconNet and averages
+    the M predictions with learned weights. All convs without bias (each follows a BN)."""
+    b = SpecBuilder()
+    fe = b.add(Conv(in_channels, channels, 3, bias=False), name="fenet")
+    states = [fe]
+    for m in range(1, n_blocks + 1):
+        inputs = states if long_term else states[-1:]
+        blk = MemoryBlock(channels, recursions, len(inputs), long_term, short_term, share_weights)
+        states.append(b.add(blk, inputs, name=f"memory{m}"))
+    suffix = ("_nl" if not long_term else "") + ("_ns" if not short_term else "") + ("_ms" if multi_supervised else "")
+    spec_name = name or f"memnet_m{n_blocks}r{recursions}{suffix}"
+    if multi_supervised:
+        b.add(MemNetRecon(channels, out_channels, n_blocks), [INPUT] + states[1:], name="recon")
+        return b.spec(spec_name, in_channels, out_channels)
+    b.add(BatchNorm(channels), name="recon_bn")
+    b.add(ReLU(channels), name="recon_relu")
+    b.add(Conv(channels, out_channels, 3, bias=False), name="recon")
+    return b.spec(spec_name, in_channels, out_channels, global_residual="add")
+
+
+def _head_tail(b: SpecBuilder, in_channels: int, out_channels: int, channels: int, upscale: int) -> None:
+    if upscale == 1:
+        b.add(Conv(channels, out_channels, 3), name="tail")
+    else:
+        b.add(Upsampler(channels, out_channels, upscale), name="tail")
+
+
+@register_family("resnet", n_blocks=(1, 256), channels=(1, 1024), expansion=(1, 16))
+def resnet(n_blocks: int = 16, channels: int = 32, expansion: int = 2, activation: str = "relu",
+           xunit_kernel_size: int = 9, batch_norm: bool = False, branch_scale: float = 1.0, upscale: int = 1,
+           in_channels: int = 1, out_channels: int = 1, global_residual: str = "", name: str = "") -> GraphSpec:
+    """Residual network (EDSR/WDSR style): head conv, n residual blocks with a width multiplier, tail conv (or a
+    pixel-shuffle upsampler for ``upscale`` > 1, on low-resolution input). Global residual (subtract: predict the
+    noise) by default when ``upscale`` is 1 -- the NSR paper's denoising baseline (Table 5)."""
+    b = SpecBuilder()
+    b.add(Conv(in_channels, channels, 3), name="head")
+    for i in range(n_blocks):
+        b.add(ResidualBlock(channels, 3, expansion, activation, xunit_kernel_size, batch_norm, True, branch_scale),
+              name=f"res{i}")
+    _head_tail(b, in_channels, out_channels, channels, upscale)
+    gr = global_residual or ("subtract" if upscale == 1 else "none")
+    return b.spec(name or f"resnet_b{n_blocks}_c{channels}_e{expansion}", in_channels, out_channels,
+                  global_residual=gr)
+
+
+@register_family("nsr_resnet", n_blocks=(1, 256), channels=(1, 1024), expansion=(1, 16), sparsity_groups=(1, 64))
+def nsr_resnet(n_blocks: int = 16, channels: int = 32, expansion: int = 2, sparsity_groups: int = 2,
+               cardinality: int = 1, regime: str = "same_size", pool: int = 0, temperature: float = 1.0,
+               selection: str = "softmax", shared_selection: bool = False, upscale: int = 1, in_channels: int = 1,
+               out_channels: int = 1, global_residual: str = "", name: str = "") -> GraphSpec:
+    """Residual network of NSR blocks (Fan et al. NeurIPS 2020): head conv, n sparse residual blocks of hidden
+    width ``channels * expansion``, tail conv or upsampler. ``regime`` same_size / same_flops as in Tables 2/3."""
+    b = SpecBuilder()
+    b.add(Conv(in_channels, channels, 3), name="head")
+    for i in range(n_blocks):
+        b.add(NSRResBlock(channels, channels * expansion, 3, sparsity_groups, cardinality, regime, pool,  # type: ignore[arg-type]
+                          temperature, selection, shared_selection), name=f"nsr{i}")  # type: ignore[arg-type]
+    _head_tail(b, in_channels, out_channels, channels, upscale)
+    gr = global_residual or ("subtract" if upscale == 1 else "none")
+    return b.spec(name or f"nsr_resnet_b{n_blocks}_c{channels}_e{expansion}_k{sparsity_groups}_{regime}",
+                  in_channels, out_channels, global_residual=gr)
