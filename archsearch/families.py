@@ -1,8 +1,9 @@
 """Parametric design families: functions from a few hyperparameters to a :class:`GraphSpec`.
 
 Each family declares its integer *knobs* (name, range, step) -- the values the budget solver may free. The zoo is
-a set of named calls of these families. Parameters and MACs grow monotonically with every knob, which the
-solver relies on (``tests/test_solver.py`` checks it on each family).
+a set of named calls of these families. Parameters and MACs are monotone in every knob (they grow, except NSR's
+MACs, which fall as sparsity groups rise at the same size), which the solver relies on (``tests/test_solver.py``
+checks it on each family).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Given a family, fixed values for its other arguments, the free knob and a budget, :func:`solve` returns the
 valid knob value whose count is closest to the budget (relative error), with the spec and the achieved count.
-Counts are monotone non-decreasing in every knob of every family, so a binary search over the knob's range
-needs ~log2(range) spec evaluations; values that give an invalid spec (e.g. a width not divisible by the
+Counts are monotone in every knob of every family (increasing, or decreasing like NSR's MACs in the number of
+sparsity groups at the same size), so a binary search over the knob's range needs ~log2(range) spec evaluations; values that give an invalid spec (e.g. a width not divisible by the
 sparsity groups) are skipped.
 
 With ``target_activation_pct`` and a second knob ``via`` (e.g. the xUnit kernel size), every value of ``via`` is
@@ -137,16 +137,20 @@ def _solve_one(fam: Family, knob: str, budget: Budget, fixed: dict[str, Any],
     if first is None or last is None:
         raise BudgetError(f"no value of {knob!r} in {values.start}..{values[-1]} gives a valid "
                           f"{fam.name!r} spec with {fixed}")
-    lo_val, hi_val = measure(values[first])[2], measure(values[last])[2]  # type: ignore[index]
+    v_first, v_last = measure(values[first])[2], measure(values[last])[2]  # type: ignore[index]
+    # Counts are monotone in every knob, but not always increasing: NSR's same-size regime divides the conv
+    # MACs by the number of sparsity groups. ``sign`` turns a decreasing count into an increasing one.
+    sign = -1.0 if v_last < v_first else 1.0
+    (lo_i, lo_val), (hi_i, hi_val) = sorted([(first, v_first), (last, v_last)], key=lambda p: p[1])
     target = float(budget.value)
     tol = budget.tolerance or 0.0
     unit = "parameters" if budget.metric == "params" else "MACs/pixel"
     if target < lo_val * (1 - tol) - 1e-9 or target > hi_val * (1 + tol) + 1e-9:
         raise BudgetError(
             f"budget {target:,.0f} {unit} is out of reach for family {fam.name!r} by {knob!r}: the smallest "
-            f"achievable is {lo_val:,.0f} ({knob}={values[first]}), the largest {hi_val:,.0f} "
-            f"({knob}={values[last]}), with {fixed}")
-    # smallest valid index whose value reaches the budget
+            f"achievable is {lo_val:,.0f} ({knob}={values[lo_i]}), the largest {hi_val:,.0f} "
+            f"({knob}={values[hi_i]}), with {fixed}")
+    # smallest valid index whose (signed) count reaches the (signed) budget
     lo, hi, ans = first, last, None
     while lo <= hi:
         mid = (lo + hi) // 2
@@ -154,7 +158,7 @@ def _solve_one(fam: Family, knob: str, budget: Budget, fixed: dict[str, Any],
         if j is None:
             hi = mid - 1
             continue
-        if measure(values[j])[2] >= target:  # type: ignore[index]
+        if sign * measure(values[j])[2] >= sign * target:  # type: ignore[index]
             ans, hi = j, mid - 1
         else:
             lo = j + 1

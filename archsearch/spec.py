@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,60 +24,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from .errors import RegistryError, SpecError, did_you_mean
+from .schema import coerce, describe, load_yaml
 
 #: Parameter roles. ``activation`` is what the xUnit paper counts as "parameters invested in activations".
 ROLES = ("conv", "activation", "normalization", "selection", "gate", "other")
 
 GLOBAL_RESIDUALS = ("none", "add", "subtract")
-
-
-# --------------------------------------------------------------------------------------------------------
-# field type checking (validated once at the edge; blocks are immutable afterwards)
-# --------------------------------------------------------------------------------------------------------
-def _describe(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
-    if origin is tuple:
-        return f"a list of {_describe(typing.get_args(tp)[0])}"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
-
-
-def _coerce(tp: Any, value: Any) -> tuple[bool, Any]:
-    """(ok, coerced value) for ``value`` against annotation ``tp``; bool is never accepted as a number."""
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return any(type(a) is type(value) and a == value for a in typing.get_args(tp)), value
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            ok, v = _coerce(arg, value)
-            if ok:
-                return True, v
-        return False, value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            return False, value
-        inner = typing.get_args(tp)[0]
-        out = []
-        for item in value:
-            ok, v = _coerce(inner, item)
-            if not ok:
-                return False, value
-            out.append(v)
-        return True, tuple(out)
-    if tp is bool:
-        return isinstance(value, bool), value
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return False, value
-        return True, float(value)
-    if tp is str:
-        return isinstance(value, str), value
-    return isinstance(value, tp), value
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -109,9 +60,9 @@ class Block:
 
     def __post_init__(self) -> None:
         for name, tp in _field_types(type(self)).items():
-            ok, value = _coerce(tp, getattr(self, name))
+            ok, value = coerce(tp, getattr(self, name))
             if not ok:
-                raise SpecError(name, f"must be {_describe(tp)}, got {getattr(self, name)!r}")
+                raise SpecError(name, f"must be {describe(tp)}, got {getattr(self, name)!r}")
             if value is not getattr(self, name):
                 object.__setattr__(self, name, value)
         self.check()
@@ -217,7 +168,7 @@ def block_from_dict(data: Mapping[str, Any]) -> Block:
         if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:
-        raise SpecError(missing[0], f"is required for block {name!r} ({_describe(_field_types(cls)[missing[0]])})")
+        raise SpecError(missing[0], f"is required for block {name!r} ({describe(_field_types(cls)[missing[0]])})")
     return cls(**kwargs)
 
 
@@ -264,6 +215,8 @@ class GraphSpec:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise SpecError(key, f"must be a positive integer, got {v!r}")
+        if not isinstance(self.description, str):
+            raise SpecError("description", f"must be a string, got {self.description!r}")
         if self.global_residual not in GLOBAL_RESIDUALS:
             raise SpecError("global_residual", f"must be one of {', '.join(GLOBAL_RESIDUALS)}, "
                                                f"got {self.global_residual!r}")
@@ -327,7 +280,7 @@ class GraphSpec:
     def to_dict(self) -> dict[str, Any]:
         blocks = []
         prev = INPUT
-        for i, node in enumerate(self.nodes):
+        for node in self.nodes:
             d: dict[str, Any] = {"name": node.name}
             d.update(node.block.to_dict())
             if node.inputs != (prev,):
@@ -372,8 +325,10 @@ class GraphSpec:
             text = path.read_text()
         except OSError as err:
             raise SpecError("", f"cannot read spec file: {err.strerror}", file=str(path)) from None
+        except UnicodeDecodeError as err:
+            raise SpecError("", f"not a UTF-8 text file ({err.reason} at byte {err.start})", file=str(path)) from None
         try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+            data = json.loads(text) if path.suffix == ".json" else load_yaml(text)
         except (yaml.YAMLError, json.JSONDecodeError) as err:
             msg = str(err).replace("\n", " ")
             raise SpecError("", f"malformed {'JSON' if path.suffix == '.json' else 'YAML'}: {msg}",

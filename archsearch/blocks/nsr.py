@@ -113,6 +113,8 @@ class NSRResBlockModule(nn.Module):
             beta2 = beta1 if self.select2 is None else self._beta(self.select2, pooled)
             w1, b1, w2, b2 = self._kernels(beta1, beta2)
             y = F.relu(self._patch_conv(xp, w1, b1, self.g))
+            if (hp, wp) != (h, w):  # the second conv must see zeros outside the image, as a full conv would
+                y = F.pad(y[:, :, :h, :w], (0, wp - w, 0, hp - h))
             y = self._patch_conv(y, w2, b2, c)[:, :, :h, :w]
         return x + (y * self.branch_scale if self.branch_scale != 1.0 else y)
 

@@ -90,8 +90,7 @@ class XUnit(Block):
     @classmethod
     def design(cls, name: str, channels: int, kernel_size: int = 9) -> XUnit:
         """An xUnit of a named design (keys of :data:`XUNIT_DESIGNS`)."""
-        from ..errors import SpecError
-        from ..errors import did_you_mean
+        from ..errors import SpecError, did_you_mean
 
         if name not in XUNIT_DESIGNS:
             raise SpecError("design", f"unknown xUnit design {name!r}{did_you_mean(name, XUNIT_DESIGNS)}; "

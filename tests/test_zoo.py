@@ -1,0 +1,155 @@
+"""The reference zoo: exact sizes, spec counts == built modules, exact MACs == fvcore, official DnCNN weights."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from block_examples import shared_dir
+from fvcore_macs import fvcore_macs
+from torch import nn
+
+from archsearch import build, count, macs, zoo_names, zoo_spec
+from archsearch.zoo import load_official_dncnn
+
+ZOO = zoo_names()
+
+
+def _small_size(name: str) -> tuple[int, int]:
+    """Input size for a zoo model in unit tests: LR input for SR-by-upsampler nets, small for MemNet (80 layers)."""
+    spec = zoo_spec(name)
+    if spec.scale != 1:
+        return (12, 12)
+    if name.startswith("memnet"):
+        return (16, 16)
+    return (24, 24)
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_spec_counts_equal_built_module(name):
+    spec = zoo_spec(name)
+    c = count(spec)
+    module = build(spec)
+    assert c.params == sum(p.numel() for p in module.parameters())
+    assert sum(c.params_by_role.values()) == c.params
+    assert 0.0 <= c.activation_param_pct <= 100.0
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_macs_equal_fvcore(name):
+    spec = zoo_spec(name)
+    h, w = _small_size(name)
+    result = fvcore_macs(build(spec), torch.randn(1, spec.in_channels, h, w))
+    assert not result.unsupported_ops, f"ops without a MAC handler: {dict(result.unsupported_ops)}"
+    assert macs(spec, h, w) == result.total, dict(result.by_operator)
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_forward_shape(name):
+    spec = zoo_spec(name)
+    h, w = (8, 8) if spec.scale != 1 else (16, 16)
+    module = build(spec).eval()
+    with torch.no_grad():
+        y = module(torch.randn(1, spec.in_channels, h, w))
+    assert y.shape == (1, spec.out_channels, h * spec.scale, w * spec.scale)
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", [n for n in ZOO if zoo_spec(n).scale == 1])
+def test_macs_per_pixel_is_the_per_image_rate(name):
+    """Without per-image terms (global pooling MLPs) exact MACs = MACs/pixel x pixels."""
+    spec = zoo_spec(name)
+    per_image = macs(spec, 20, 20) - round(count(spec).macs_per_pixel * 400)
+    if not any(n.block.type == "nsr_residual" for n in spec.nodes):
+        assert per_image == 0
+    else:  # NSR with global pooling: selection MLPs and kernel aggregation, paid once per image
+        assert per_image == macs(spec, 10, 10) - round(count(spec).macs_per_pixel * 100) > 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# exact sizes (README "Reference zoo") and the papers' reported sizes
+# ---------------------------------------------------------------------------------------------------------
+EXACT = {
+    "dncnn_s": 556_096,
+    "xdncnn": 303_680,
+    "srcnn": 57_281,
+    "xsrcnn_f": 32_673,
+    "xsrcnn_c": 44_167,
+    "memnet_m6r6": 693_632,
+}
+
+
+@pytest.mark.parametrize("name, params", EXACT.items())
+def test_exact_sizes(name, params):
+    assert count(zoo_spec(name)).params == params
+
+
+def _conv_weights(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.dim() == 4)
+
+
+def test_memnet_conv_weights_are_the_prototxts():
+    """papers.md: 676,992 conv weights in the original M6R6 prototxt (shared recursions), 677K in the paper."""
+    spec = zoo_spec("memnet_m6r6")
+    c = count(spec)
+    assert _conv_weights(build(spec)) == 676_992
+    gate_conv_weights = sum(n.block.gate_in_channels * n.block.channels for n in spec.nodes
+                            if n.block.type == "memory_block")
+    assert c.params_by_role["conv"] + gate_conv_weights == 676_992
+    assert abs(676_992 - 677_000) / 677_000 < 0.005
+
+
+@pytest.mark.parametrize("name, reported_k", [("srcnn", 57), ("xsrcnn_f", 32), ("xsrcnn_c", 44), ("xdncnn", 303)])
+def test_xunit_paper_sizes_truncate_to_reported(name, reported_k):
+    """The xUnit paper's Tables 1 and 3 give sizes in K; ours truncate to them (303,680 -> 303K, 32,673 -> 32K)."""
+    assert math.floor(count(zoo_spec(name)).params / 1000) == reported_k
+
+
+@pytest.mark.parametrize("name, reported", [
+    ("nsr_dn_baseline", 0.59e6),
+    ("nsr_dn_sparse_minus", 0.30e6),
+    ("nsr_dn_sparse_plus", 0.60e6),
+    ("wdsr_nsr_x2", 1.2e6),
+])
+def test_nsr_paper_sizes_within_2pct(name, reported):
+    assert abs(count(zoo_spec(name)).params - reported) / reported < 0.02
+
+
+# ---------------------------------------------------------------------------------------------------------
+# DnCNN official weights
+# ---------------------------------------------------------------------------------------------------------
+class ReferenceDnCNN(nn.Module):
+    """The DnCNN authors' PyTorch model as described in shared/datasets/README.md: an ``nn.Sequential`` named
+    ``dncnn``: conv 1->64 with bias, ReLU, 15 x (conv 64->64 without bias, BN(eps 1e-4), ReLU), conv 64->1
+    without bias; output = input - dncnn(input)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(1, 64, 3, padding=1, bias=True), nn.ReLU(inplace=True)]
+        for _ in range(15):
+            layers += [nn.Conv2d(64, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64, eps=1e-4),
+                       nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(64, 1, 3, padding=1, bias=False))
+        self.dncnn = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - self.dncnn(x)
+
+
+def test_reference_dncnn_has_the_zoo_size():
+    assert sum(p.numel() for p in ReferenceDnCNN().parameters()) == count(zoo_spec("dncnn_s")).params
+
+
+def test_official_dncnn_weights_give_the_reference_output():
+    path = shared_dir() / "pretrained" / "dncnn_s_sigma25.pt"
+    if not path.exists():
+        pytest.skip(f"official DnCNN weights not found at {path} (set ARCHSEARCH_SHARED to the shared folder)")
+    ours = build(zoo_spec("dncnn_s")).eval()
+    load_official_dncnn(ours, str(path))  # strict: every key must match
+    ref = ReferenceDnCNN().eval()
+    ref.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        diff = (ours(x) - ref(x)).abs().max().item()
+    assert diff <= 1e-6
