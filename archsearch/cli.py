@@ -107,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=_parse_size, metavar="HxW",
                    help="also give the exact MACs of one forward pass at this input size")
     p.set_defaults(func=cmd_inspect)
+    from .cli_study import add_subcommands as add_study_commands
+
+    add_study_commands(sub)
+    from .cli_restore import add_subcommands as add_restore_commands
+
+    add_restore_commands(sub)
+    from .cli_report import add_subcommands as add_report_commands
+
+    add_report_commands(sub)
+    from .cli_export import add_subcommands as add_export_commands
+
+    add_export_commands(sub)
     return parser
 
 

@@ -87,6 +87,17 @@ class Block:
     def build(self):  # -> torch.nn.Module
         raise NotImplementedError
 
+    def export(self, ctx) -> str:
+        """Python source (torch only) constructing a module identical in structure to ``build()``; helper
+        classes go through ``ctx.need(obj)``, which copies their source into the generated file once."""
+        raise NotImplementedError(f"block {self.type!r} cannot be exported: implement `export`")
+
+    def namespace(self, *derived: str) -> str:
+        """``SimpleNamespace(...)`` source with the fields (and ``derived`` properties) a module reads."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values.update({name: getattr(self, name) for name in derived})
+        return "SimpleNamespace(" + ", ".join(f"{k}={v!r}" for k, v in values.items()) + ")"
+
     # -- helpers ----------------------------------------------------------------------------------------
     def params(self) -> int:
         return sum(self.params_by_role().values())

@@ -237,3 +237,21 @@ def test_nsr_single_group_is_independent_of_pooling(size):
     x = torch.randn(1, 4, *size)
     with torch.no_grad():
         torch.testing.assert_close(patched(x), dense(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("type_name, ex", CASES)
+def test_export_reproduces_the_block(type_name, ex):
+    """The generated torch-only source builds the same module: the framework's weights load strictly and the
+    outputs are equal (``Block.export``, used by ``archsearch export``)."""
+    from archsearch.export import python_source
+
+    ex = _example(type_name, ex)
+    spec = wrap_block(ex.block)
+    model = archsearch.build(spec).eval()
+    namespace: dict = {}
+    exec(compile(python_source(spec), f"<export of {ex.id}>", "exec"), namespace)  # noqa: S102 - our own output
+    net = namespace["Net"]().eval()
+    net.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(1, spec.in_channels, *ex.size, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert (net(x) - model(x)).abs().max().item() <= 1e-6

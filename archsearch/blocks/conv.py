@@ -54,6 +54,10 @@ class Conv(Block):
         return nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, padding=self.kernel_size // 2,
                          bias=self.bias, groups=self.groups)
 
+    def export(self, ctx) -> str:
+        return (f"nn.Conv2d({self.in_channels}, {self.out_channels}, {self.kernel_size}, "
+                f"padding={self.kernel_size // 2}, bias={self.bias}, groups={self.groups})")
+
 
 @register_block
 @dataclass(frozen=True)
@@ -93,6 +97,9 @@ class BatchNorm(Block):
     def build(self) -> nn.Module:
         return nn.BatchNorm2d(self.channels, eps=self.eps, momentum=self.momentum, affine=self.affine)
 
+    def export(self, ctx) -> str:
+        return f"nn.BatchNorm2d({self.channels}, eps={self.eps!r}, momentum={self.momentum!r}, affine={self.affine})"
+
 
 @dataclass(frozen=True)
 class _Pointwise(Block):
@@ -128,6 +135,9 @@ class ReLU(_Pointwise):
     def build(self) -> nn.Module:
         return nn.ReLU(inplace=False)
 
+    def export(self, ctx) -> str:
+        return "nn.ReLU(inplace=False)"
+
 
 @register_block
 @dataclass(frozen=True)
@@ -139,6 +149,9 @@ class Identity(_Pointwise):
 
     def build(self) -> nn.Module:
         return nn.Identity()
+
+    def export(self, ctx) -> str:
+        return "nn.Identity()"
 
 
 @register_block
@@ -172,3 +185,6 @@ class PReLU(Block):
 
     def build(self) -> nn.Module:
         return nn.PReLU(self.channels if self.slopes == "channel" else 1)
+
+    def export(self, ctx) -> str:
+        return f"nn.PReLU({self.channels if self.slopes == 'channel' else 1})"

@@ -115,6 +115,10 @@ class MemoryBlock(Block):
     def build(self) -> nn.Module:
         return MemoryBlockModule(self)
 
+    def export(self, ctx) -> str:
+        ctx.need(_BNReLUConv)
+        return f"{ctx.need(MemoryBlockModule)}({self.namespace('gate_in_channels')})"
+
 
 class MemNetReconModule(nn.Module):
     def __init__(self, spec: MemNetRecon):
@@ -129,8 +133,8 @@ class MemNetReconModule(nn.Module):
         if self.training:
             self.intermediate = preds  # read by the trainer for the multi-supervised loss, Eq. (12)
         out = preds[0] * self.weights[0]
-        for w, y in zip(self.weights[1:], preds[1:]):
-            out = out + w * y
+        for i in range(1, len(preds)):
+            out = out + self.weights[i] * preds[i]
         return out
 
 
@@ -173,3 +177,7 @@ class MemNetRecon(Block):
 
     def build(self) -> nn.Module:
         return MemNetReconModule(self)
+
+    def export(self, ctx) -> str:
+        ctx.need(_BNReLUConv)
+        return f"{ctx.need(MemNetReconModule)}({self.namespace()})"

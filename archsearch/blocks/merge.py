@@ -68,6 +68,9 @@ class Add(Block):
     def build(self) -> nn.Module:
         return _AddModule(self.branch_scale)
 
+    def export(self, ctx) -> str:
+        return f"{ctx.need(_AddModule)}({self.branch_scale!r})"
+
 
 @register_block
 @dataclass(frozen=True)
@@ -100,3 +103,6 @@ class Concat(Block):
 
     def build(self) -> nn.Module:
         return _ConcatModule()
+
+    def export(self, ctx) -> str:
+        return f"{ctx.need(_ConcatModule)}()"

@@ -225,3 +225,7 @@ class NSRResBlock(Block):
 
     def build(self) -> nn.Module:
         return NSRResBlockModule(self)
+
+    def export(self, ctx) -> str:
+        ctx.need(_mlp)
+        return f"{ctx.need(NSRResBlockModule)}({self.namespace('group_width')})"

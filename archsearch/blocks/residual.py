@@ -36,9 +36,9 @@ def _sum_roles(parts: list[Block]) -> dict[str, int]:
 
 
 class _ResidualModule(nn.Module):
-    def __init__(self, parts: list[Block], branch_scale: float):
+    def __init__(self, body: list[nn.Module], branch_scale: float):
         super().__init__()
-        self.body = nn.Sequential(*(p.build() for p in parts))
+        self.body = nn.Sequential(*body)
         self.branch_scale = branch_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +96,11 @@ class ResidualBlock(Block):
         return sum((p.macs_per_pixel() for p in self.parts()), Fraction(0))
 
     def build(self) -> nn.Module:
-        return _ResidualModule(self.parts(), self.branch_scale)
+        return _ResidualModule([p.build() for p in self.parts()], self.branch_scale)
+
+    def export(self, ctx) -> str:
+        parts = ", ".join(p.export(ctx) for p in self.parts())
+        return f"{ctx.need(_ResidualModule)}([{parts}], {self.branch_scale!r})"
 
 
 @register_block
@@ -137,3 +141,6 @@ class Upsampler(Block):
 
     def build(self) -> nn.Module:
         return nn.Sequential(self._conv().build(), nn.PixelShuffle(self.factor))
+
+    def export(self, ctx) -> str:
+        return f"nn.Sequential({self._conv().export(ctx)}, nn.PixelShuffle({self.factor}))"

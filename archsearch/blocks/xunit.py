@@ -124,3 +124,6 @@ class XUnit(Block):
 
     def build(self) -> nn.Module:
         return XUnitModule(self)
+
+    def export(self, ctx) -> str:
+        return f"{ctx.need(XUnitModule)}({self.namespace()})"

@@ -1,0 +1,118 @@
+"""``archsearch report`` and ``archsearch latency``: a study's ledger as tables, figures and measured latency.
+
+Exit status: 0 when the report was written -- also for a study with no complete trial yet (the page and the
+command say so; a study that has just started is not an error); 2 for user errors (unknown study file, no ledger,
+parquet without pyarrow), printed as one line by :func:`archsearch.cli.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _load(args: argparse.Namespace):
+    from .report import open_ledger
+
+    return open_ledger(args.study, args.profile, args.output_dir)
+
+
+def _size(text: str) -> tuple[int, int]:
+    from .cli import _parse_size
+
+    return _parse_size(text)
+
+
+def _measure(study, ostudy, args: argparse.Namespace) -> int:
+    from .latency import measure_study
+
+    numbers = None
+    if args.pareto_only:
+        from .report import design_points, ledger_frame, pareto_front
+
+        points = design_points(ledger_frame(study, ostudy))
+        numbers = []
+        for x in ("n_params", "macs_per_pixel"):
+            if not points.empty:
+                front = pareto_front(points, x)
+                numbers += [n for ns in front[front["on_front"]]["trials"] for n in ns]
+        numbers = sorted(set(numbers))
+    written = measure_study(study, ostudy, numbers=numbers, device=args.device, size=args.latency_size,
+                            warmup=args.warmup, repeats=args.repeats, force=args.force)
+    return len(written)
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    study, ostudy = _load(args)
+    n = _measure(study, ostudy, args)
+    print(f"stored latency for {n} trial(s) in {study.storage_url} (user attributes latency_ms_per_mp, "
+          "latency_device, latency_input)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import ledger_frame, write_report, write_table
+    from .study import ledger as L
+
+    study, ostudy = _load(args)
+    if args.latency:
+        n = _measure(study, ostudy, args)
+        print(f"stored latency for {n} trial(s)")
+        ostudy = L.open_study(study, create=False)  # a fresh view: the measurements bypassed Optuna's cache
+    for path in (args.csv, args.parquet):
+        if path:
+            written = write_table(ledger_frame(study, ostudy), path)
+            print(f"wrote {written}")
+    report = write_report(study, ostudy, args.out, png=not args.no_png)
+    if report.n_complete == 0:
+        print(f"study {study.name} has no complete trials yet: {report.html} lists the trials, no figures drawn",
+              file=sys.stderr)
+    else:
+        print(f"wrote {report.html} ({len(report.figures)} figures, {report.n_complete} complete trials)")
+        for p in report.pngs:
+            print(f"  {p}")
+    for s in report.skipped:
+        print(f"  not shown: {s}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study", help="a study file, e.g. studies/xunit_budget.yaml")
+    p.add_argument("--profile", help="a profile of the study file (e.g. paper)")
+    p.add_argument("--output-dir", help="the study's output folder, if `run` was given --output-dir")
+
+
+def _latency_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pareto-only", action="store_true",
+                   help="measure only the design points on the PSNR-vs-parameters or PSNR-vs-MACs Pareto front")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda[:N]")
+    p.add_argument("--latency-size", type=_size, default=(256, 256), metavar="HxW",
+                   help="input size of the timed forward passes (default 256x256)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed passes first (default 3)")
+    p.add_argument("--repeats", type=int, default=10, help="timed passes; the median is kept (default 10)")
+    p.add_argument("--force", action="store_true", help="measure again trials that already have a measurement "
+                                                        "on this device and size")
+
+
+def add_subcommands(sub) -> None:
+    p = sub.add_parser("report", help="HTML report (interactive figures, PNG copies) and tables of a study",
+                       description="Read a study's ledger; write report.html with the papers' figures (PSNR vs "
+                                   "activation share, parameters, MACs; Pareto fronts; NSR and MemNet tables; "
+                                   "parameter importances) and a PNG of each; optionally export the trials.")
+    _common(p)
+    p.add_argument("--out", help="folder for report.html and report_png/ (default: the study's output folder)")
+    p.add_argument("--csv", help="also write the trial table to this CSV file")
+    p.add_argument("--parquet", help="also write the trial table to this parquet file (needs pyarrow)")
+    p.add_argument("--no-png", action="store_true", help="skip the PNG copies")
+    p.add_argument("--latency", action="store_true",
+                   help="first measure inference latency of the complete trials and store it in the ledger")
+    _latency_options(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("latency", help="measure inference latency (ms per megapixel) of a study's trials",
+                       description="Time one forward pass of every complete trial's architecture on this device "
+                                   "(median of repeats after warm-up) and store latency_ms_per_mp and "
+                                   "latency_device in the ledger's trial attributes.")
+    _common(p)
+    _latency_options(p)
+    p.set_defaults(func=cmd_latency)

@@ -1,0 +1,222 @@
+"""Images for training and evaluation: the embedded default, folders of images, and the standard benchmark sets.
+
+Every image is loaded once into a float32 tensor of shape (C, H, W) with values in [0, 1] (8-bit value / 255).
+
+Three kinds of dataset, all named by one string (``resolve_dataset``):
+
+* ``default`` (or ``default:train`` / ``default:val`` / ``default:test``) -- the **embedded default**: natural
+  photographs that ship inside the scikit-image wheel, so a fresh machine needs no download. The split is
+  fixed by file name (below); ``default`` alone means the split that fits the use (training reads ``train``,
+  validation ``val``, ``archsearch evaluate`` ``test``).
+* a **standard set** -- ``Train400``, ``BSD68``, ``Set12``, ``Set5``, ``Set14``, ``classic5``, ``LIVE1`` -- looked
+  up as ``<data root>/<name>/``. The data root comes from ``data_root=`` (the CLI's ``--data-root``, a study's
+  ``data_root`` field) or else the environment variable ``ARCHSEARCH_DATA_ROOT``; nothing is hard-coded.
+  ``archsearch data fetch NAME`` downloads a set into a data root and checks its sha256 sums.
+* any **folder** of PNG/JPG/BMP/TIFF images (a path; every image file directly inside it, sorted by name).
+
+Embedded default (scikit-image's bundled files; everything else it bundles is excluded):
+
+=================== ====== ========= ===== ===================================================================
+file                split  size      mode  why
+=================== ====== ========= ===== ===================================================================
+chelsea.png         train  300x451   RGB   photograph of a cat: fur texture, smooth background
+rocket.jpg          train  427x640   RGB   photograph (SpaceX launch): sky gradients, structures
+motorcycle_left.png train  500x741   RGB   photograph, many edges and fine detail (the right view of the
+                                           stereo pair is excluded: the same scene would leak across splits)
+brick.png           train  512x512   gray  photograph of a brick wall: regular texture
+grass.png           train  512x512   gray  photograph of grass: irregular fine texture
+gravel.png          train  512x512   gray  photograph of gravel: stochastic texture
+moon.png            train  512x512   gray  photograph of the lunar surface: low-contrast smooth regions
+coffee.png          val    400x600   RGB   photograph of a coffee cup: smooth shading, specular highlights
+camera.png          test   512x512   gray  the classic "cameraman" photograph
+astronaut.png       test   512x512   RGB   photograph (Eileen Collins): skin, fabric, a flag
+=================== ====== ========= ===== ===================================================================
+
+Excluded: synthetic images (checkerboard/chessboard, colorwheel/color, logo, phantom, text, page, the blurred
+``clock_motion``), binary images (horse, binary_blobs), microscopy and medical images (cell, ihc, retina,
+microaneurysms, skin, kidney, ...), the Hubble deep field (astronomical, mostly black), coins (mostly flat
+background) and anything that needs a download.
+
+Colour handling, by the task's ``color``: ``gray`` converts RGB with Pillow's ``L`` (ITU-R 601-2 luma, rounded
+to 8 bits), the grayscale denoising convention; ``y`` takes the Y of YCbCr with MATLAB's ``rgb2ycbcr``
+(16 + 65.481 R + 128.553 G + 24.966 B, rounded to 8 bits), the convention of SRCNN/VDSR/MemNet for
+single-channel super-resolution; ``rgb`` replicates a grayscale image to three channels.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .errors import ArchsearchError, did_you_mean
+
+#: The environment variable naming the folder that holds the standard sets (``<root>/Set12/`` ...).
+DATA_ROOT_ENV = "ARCHSEARCH_DATA_ROOT"
+
+#: The benchmark sets of the restoration literature, looked up under the data root.
+STANDARD_SETS = ("Train400", "BSD68", "Set12", "Set5", "Set14", "classic5", "LIVE1")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+EMBEDDED_SPLIT: dict[str, tuple[str, ...]] = {
+    "train": ("chelsea.png", "rocket.jpg", "motorcycle_left.png", "brick.png", "grass.png", "gravel.png",
+              "moon.png"),
+    "val": ("coffee.png",),
+    "test": ("camera.png", "astronaut.png"),
+}
+SPLITS = tuple(EMBEDDED_SPLIT)
+
+Color = Literal["gray", "y", "rgb"]
+COLORS = ("gray", "y", "rgb")
+
+
+class DataError(ArchsearchError, ValueError):
+    """A dataset that cannot be found or read (the message names the file, folder or setting)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Image:
+    """One image: ``pixels`` is float32 (C, H, W) in [0, 1]; ``name`` is the file stem (used in reports and to
+    seed the test noise of this image)."""
+
+    name: str
+    pixels: torch.Tensor
+    source: str = ""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.pixels.shape[-2]), int(self.pixels.shape[-1])
+
+
+# --------------------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------------------
+def rgb_to_y_uint8(rgb: np.ndarray) -> np.ndarray:
+    """MATLAB ``rgb2ycbcr`` Y of a uint8 (H, W, 3) image, as uint8 (ITU-R BT.601, studio range 16..235)."""
+    x = rgb.astype(np.float64) / 255.0
+    y = 16.0 + 65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]
+    return np.clip(np.round(y), 0, 255).astype(np.uint8)
+
+
+def load_image(path: str | Path, color: Color = "gray") -> Image:
+    """Read one image file into an :class:`Image`; unreadable or corrupt files raise :class:`DataError`."""
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    if color not in COLORS:
+        raise DataError(f"color must be one of {', '.join(COLORS)}, got {color!r}")
+    path = Path(path)
+    try:
+        with PILImage.open(path) as im:
+            im.load()  # decode now: a truncated file fails here, not later
+            if color == "gray":
+                arr = np.asarray(im.convert("L"))[None]
+            elif color == "y":
+                rgb = np.asarray(im.convert("RGB"))
+                is_gray = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+                arr = (rgb[..., 0] if is_gray else rgb_to_y_uint8(rgb))[None]  # a gray image is its own Y
+            else:
+                arr = np.asarray(im.convert("RGB")).transpose(2, 0, 1)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such image file") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"{path}: unreadable or corrupt image ({type(err).__name__}: {err})") from None
+    pixels = torch.from_numpy(np.array(arr)).to(torch.float32).div_(255.0)
+    return Image(name=path.stem, pixels=pixels, source=str(path))
+
+
+def list_image_files(folder: str | Path) -> list[Path]:
+    """The image files directly inside ``folder``, sorted by name; an empty folder raises :class:`DataError`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder of images")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"{folder}: empty dataset, no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return files
+
+
+# --------------------------------------------------------------------------------------------------------
+# naming datasets
+# --------------------------------------------------------------------------------------------------------
+def data_root(explicit: str | Path | None = None) -> Path | None:
+    """The data root: ``explicit`` if given, else ``$ARCHSEARCH_DATA_ROOT``, else ``None``."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get(DATA_ROOT_ENV)
+    return Path(env).expanduser() if env else None
+
+
+_data_root = data_root  # resolve_dataset's parameter of the same name shadows the function
+
+
+def _embedded_dir() -> Path:
+    from importlib.resources import files
+
+    return Path(str(files("skimage.data")))
+
+
+def embedded_files(split: str) -> list[Path]:
+    """The files of one split of the embedded default (see the module docstring)."""
+    if split not in EMBEDDED_SPLIT:
+        raise DataError(f"embedded split must be one of {', '.join(SPLITS)}, got {split!r}")
+    root = _embedded_dir()
+    out = [root / name for name in EMBEDDED_SPLIT[split]]
+    for p in out:
+        if not p.is_file():
+            raise DataError(f"{p}: embedded default image missing from the scikit-image install "
+                            "(reinstall scikit-image>=0.21)")
+    return out
+
+
+def is_embedded(name: str) -> bool:
+    return name in ("default", "embedded") or name.split(":", 1)[0] in ("default", "embedded")
+
+
+def resolve_dataset(name: str | Path, data_root: str | Path | None = None, *, split: str = "test") -> list[Path]:
+    """The image files of a dataset named by ``name`` (see the module docstring).
+
+    ``split`` picks the embedded split when ``name`` is plain ``default``; ``default:<split>`` overrides it.
+    ``data_root`` overrides ``$ARCHSEARCH_DATA_ROOT`` for the standard sets.
+    """
+    text = str(name)
+    if is_embedded(text):
+        _, _, explicit = text.partition(":")
+        return embedded_files(explicit or split)
+    if text in STANDARD_SETS:
+        root = _data_root(data_root)
+        if root is None:
+            raise DataError(f"dataset {text!r} is a standard set read from the data root, and no data root is set: "
+                            f"set the environment variable {DATA_ROOT_ENV} or pass --data-root (a study's "
+                            f"data_root field) to the folder that holds {text}/")
+        folder = root / text
+        if not folder.is_dir():
+            where = "--data-root/data_root" if data_root else DATA_ROOT_ENV
+            raise DataError(f"dataset {text!r}: no folder {folder} (data root {root} from {where}); point the data "
+                            f"root at the folder holding {text}/ or download it with "
+                            f"`archsearch data fetch {text} --url URL --dest {root}`")
+        return list_image_files(folder)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return list_image_files(path)
+    if path.is_file():
+        return [path]
+    allowed = ["default", "default:train", "default:val", "default:test", *STANDARD_SETS]
+    raise DataError(f"unknown dataset {text!r}{did_you_mean(text, allowed)}: expected one of {', '.join(allowed)} "
+                    "or a folder of PNG/JPG/BMP images")
+
+
+def load_dataset(name: str | Path, *, color: Color = "gray", data_root: str | Path | None = None,
+                 split: str = "test") -> list[Image]:
+    """Read every image of a dataset (:func:`resolve_dataset`) into memory."""
+    return [load_image(p, color) for p in resolve_dataset(name, data_root, split=split)]
+
+
+def embedded_split(split: str, color: Color = "gray") -> list[Image]:
+    """The images of one split of the embedded default (``train``, ``val`` or ``test``)."""
+    return [load_image(p, color) for p in embedded_files(split)]

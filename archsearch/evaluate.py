@@ -1,0 +1,198 @@
+"""Evaluate a restoration model on whole images: per-image and mean PSNR/SSIM under a named protocol.
+
+Protocols (``protocol=`` / ``--protocol``):
+
+* ``default`` -- the toolboxes' convention (KAIR, BasicSR): the restored image is clamped to [0, 1] and rounded
+  to 8 bits before scoring; SR crops a border of ``scale`` pixels and scores colour on Y. Test noise is
+  seeded **per image** from ``(seed, crc32(image name))`` with NumPy's PCG64, so every trial, every model and
+  every order of the images sees the same noisy inputs.
+* ``dncnn`` -- the DnCNN authors' ``main_test.py`` (denoising only): x in [0, 1] as float32,
+  ``np.random.seed(0)`` before each image, ``y = float32(x + np.random.normal(0, sigma / 255, x.shape))``
+  (float64 noise from the legacy Mersenne-Twister generator, no clipping), and PSNR/SSIM of the raw float
+  output (no clamping, no rounding). With the official DnCNN-S sigma=25 weights this gives Set12 30.456 dB and
+  BSD68 29.243 dB (published: 30.44 / 29.23).
+
+Inference runs on the full image (``model.eval()``, so batch norm uses its running statistics). Images larger
+than ``auto_tile_pixels``, or any image when ``tile`` is given, are processed in ``tile`` x ``tile`` cores each
+computed from a window enlarged by ``overlap`` pixels per side; the result equals full-image inference when
+the model's receptive-field radius is at most ``overlap`` (``tests/test_evaluate.py``).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import Image
+from .errors import ArchsearchError, did_you_mean
+from .metrics import psnr, ssim
+from .tasks import DenoiseTask, Task
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How test inputs are made and outputs scored. ``noise``: ``seeded`` (per image, PCG64) or ``dncnn``."""
+
+    name: str
+    clamp: bool = True
+    quantize: bool = True
+    noise: str = "seeded"
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "default": Protocol("default", clamp=True, quantize=True, noise="seeded"),
+    "dncnn": Protocol("dncnn", clamp=False, quantize=False, noise="dncnn"),
+}
+
+
+def get_protocol(name: str | Protocol) -> Protocol:
+    if isinstance(name, Protocol):
+        return name
+    if name not in PROTOCOLS:
+        raise ArchsearchError(f"unknown protocol {name!r}{did_you_mean(name, PROTOCOLS)}; allowed: "
+                              f"{', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]
+
+
+def select_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto``: CUDA when available, else CPU; ``cpu``/``cuda``/``cuda:N`` as given."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ArchsearchError(f"device {device!r} requested but CUDA is not available; use auto or cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ArchsearchError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+    return torch.device(device)
+
+
+def model_scale(model: nn.Module) -> int:
+    """The output/input scale of a built spec (``model.spec.scale``), 1 for other modules."""
+    spec = getattr(model, "spec", None)
+    return int(getattr(spec, "scale", 1)) if spec is not None else 1
+
+
+def check_fit(model: nn.Module, task: Task) -> None:
+    """Raise :class:`~archsearch.tasks.TaskError` when a built spec does not fit the task (channels, scale)."""
+    spec = getattr(model, "spec", None)
+    if spec is not None:
+        task.check_model(spec.in_channels, spec.out_channels, spec.scale, spec.global_residual)
+
+
+def make_test_input(task: Task, clean: torch.Tensor, name: str, *, protocol: str | Protocol = "default", seed: int = 0,
+               scale: int = 1) -> torch.Tensor:
+    """The degraded test input of one prepared clean image under a protocol (same for every caller)."""
+    proto = get_protocol(protocol)
+    if proto.noise == "dncnn":
+        if not isinstance(task, DenoiseTask):
+            raise ArchsearchError(f"the dncnn protocol is defined for the denoise task only, got {task.kind}")
+        # DnCNN main_test.py: np.random.seed(seed=0); y = x + np.random.normal(0, sigma/255.0, x.shape); float32
+        x = clean.numpy()
+        noise = np.random.RandomState(0).normal(0, task.sigma / 255.0, x.shape)  # == np.random.seed(0); normal
+        y = (x + noise).astype(np.float32)
+        return torch.from_numpy(y)
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    return task.degrade(clean, model_scale=scale, rng=rng)
+
+
+def infer(model: nn.Module, x: torch.Tensor, *, tile: int | None = None, overlap: int = 32, scale: int = 1
+          ) -> torch.Tensor:
+    """``model(x)`` for a (N, C, H, W) input, tiled when ``tile`` is set (see the module docstring)."""
+    h, w = x.shape[-2:]
+    if tile is None or (h <= tile and w <= tile):
+        return model(x)
+    if tile < 1 or overlap < 0:
+        raise ArchsearchError(f"tile must be >= 1 and overlap >= 0, got tile={tile}, overlap={overlap}")
+    out: torch.Tensor | None = None
+    s = scale
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            ya, xa = max(y0 - overlap, 0), max(x0 - overlap, 0)
+            yb, xb = min(y1 + overlap, h), min(x1 + overlap, w)
+            o = model(x[..., ya:yb, xa:xb])
+            if out is None:
+                out = o.new_zeros((x.shape[0], o.shape[1], h * s, w * s))
+            out[..., y0 * s:y1 * s, x0 * s:x1 * s] = o[..., (y0 - ya) * s:(y1 - ya) * s, (x0 - xa) * s:(x1 - xa) * s]
+    assert out is not None
+    return out
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    name: str
+    psnr: float
+    ssim: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Mean and per-image scores. ``psnr``/``ssim`` are means over the images (dB / unitless)."""
+
+    psnr: float
+    ssim: float
+    n_images: int
+    per_image: tuple[ImageScore, ...]
+    protocol: str
+    task: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.n_images / self.seconds if self.seconds > 0 else float("inf")
+
+    def to_dict(self, per_image: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"psnr": self.psnr, "ssim": self.ssim, "n_images": self.n_images,
+                               "protocol": self.protocol, "task": self.task, "seconds": round(self.seconds, 3)}
+        if per_image:
+            out["per_image"] = [{"name": s.name, "psnr": s.psnr, "ssim": s.ssim} for s in self.per_image]
+        return out
+
+
+def evaluate(model: nn.Module, task: Task, images: Sequence[Image], *, protocol: str | Protocol = "default",
+             seed: int = 0, tile: int | None = None, overlap: int = 32, auto_tile_pixels: int = 1 << 22,
+             device: str | torch.device | None = None, scale: int | None = None) -> EvalResult:
+    """Score ``model`` on ``images`` (clean originals) for ``task``; see the module docstring.
+
+    ``device`` defaults to the model's; ``scale`` (output/input) defaults to ``model.spec.scale``.
+    """
+    proto = get_protocol(protocol)
+    if not images:
+        raise ArchsearchError("evaluate: empty list of images")
+    if scale is None:
+        check_fit(model, task)
+        scale = model_scale(model)
+    param = next(model.parameters(), None)
+    dev = select_device(device) if device is not None else (param.device if param is not None else torch.device("cpu"))
+    was_training = model.training
+    model.eval()
+    scores = []
+    start = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            for image in images:
+                t0 = time.perf_counter()
+                target = task.prepare(image.pixels)
+                degraded = make_test_input(task, target, image.name, protocol=proto, seed=seed, scale=scale)
+                x = degraded[None].to(dev)
+                big = x.shape[-2] * x.shape[-1] > auto_tile_pixels
+                t = tile if tile is not None else (512 if big else None)
+                out = task.restore(infer(model, x, tile=t, overlap=overlap, scale=scale), x)[0].float().cpu()
+                kw = dict(clamp=proto.clamp, quantize=proto.quantize, y_channel=task.y_channel, border=task.border)
+                scores.append(ImageScore(image.name, psnr(out, target, **kw), ssim(out, target, **kw),
+                                         time.perf_counter() - t0))
+    finally:
+        model.train(was_training)
+    return EvalResult(
+        psnr=float(np.mean([s.psnr for s in scores])), ssim=float(np.mean([s.ssim for s in scores])),
+        n_images=len(scores), per_image=tuple(scores), protocol=proto.name, task=task.to_dict(),
+        seconds=time.perf_counter() - start)

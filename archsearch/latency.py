@@ -1,0 +1,175 @@
+"""Measured inference latency, in milliseconds per output megapixel (ms/MP).
+
+MACs are not time: a 9x9 depthwise conv costs 7x fewer MACs than a full 3x3 conv of the same width but about as
+much wall time on a CPU (see ``../shared/docs/papers.md``, "Reference numbers measured here"), and NSR's Fig. 5
+measures CPU time for the same reason. :func:`measure_latency` times one forward pass of a network on the current
+device; :func:`measure_study` does it for the finished trials of a study ledger and stores the result in each
+trial's user attributes (``latency_ms_per_mp``, ``latency_device``, ``latency_input``), so Pareto fronts can use
+time as well as MACs.
+
+Protocol: eval mode, ``torch.inference_mode``, batch 1, a random input of ``size`` (the *input* size; an SR
+network's output is ``scale`` times larger), ``warmup`` untimed passes (allocator, cuDNN autotuning, caches),
+then ``repeats`` timed passes, each bracketed by ``torch.cuda.synchronize`` on CUDA; the median is reported and
+divided by the number of output megapixels. Weights are freshly initialised: the architecture, not the trained
+values, sets the time (every seed of a design point shares one measurement).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from typing import Any
+
+from .errors import ArchsearchError
+
+LATENCY_KEYS = ("latency_ms_per_mp", "latency_device", "latency_input")
+
+
+def describe_device(device) -> str:
+    """A human-readable name of a torch device, e.g. ``cpu: Intel Xeon ... (2 threads)`` or ``cuda: NVIDIA H100``."""
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    name = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine()
+    return f"cpu: {name} ({torch.get_num_threads()} threads)"
+
+
+def measure_latency(spec_or_model, *, device: str = "auto", size: tuple[int, int] = (256, 256), warmup: int = 3,
+                    repeats: int = 10, in_channels: int | None = None) -> dict[str, Any]:
+    """Median inference time of one forward pass, per output megapixel.
+
+    ``spec_or_model`` is a :class:`~archsearch.spec.GraphSpec` (built with fresh weights) or an ``nn.Module``
+    (then ``in_channels`` is read from ``module.spec`` or must be given). Returns ``ms_per_mp`` (median ms per
+    output megapixel), ``median_ms``, ``min_ms``, ``times_ms`` (every timed pass), ``device`` (described),
+    ``input_size``, ``output_size``, ``warmup``, ``repeats``.
+    """
+    import torch
+
+    from .evaluate import select_device
+    from .spec import GraphSpec
+
+    if warmup < 0 or repeats < 1:
+        raise ArchsearchError(f"latency: `warmup >= 0` and `repeats >= 1` must hold, got {warmup=}, {repeats=}")
+    h, w = (int(v) for v in size)
+    if h < 1 or w < 1:
+        raise ArchsearchError(f"latency: size must be positive, got {h}x{w}")
+    if isinstance(spec_or_model, GraphSpec):
+        from .builder import build
+
+        model = build(spec_or_model)
+        in_channels = spec_or_model.in_channels
+    else:
+        model = spec_or_model
+        spec = getattr(model, "spec", None)
+        in_channels = in_channels or (spec.in_channels if spec is not None else None)
+        if in_channels is None:
+            raise ArchsearchError("latency: give in_channels for a module without a `spec`")
+    dev = select_device(device)
+    model = model.to(dev).eval()
+    x = torch.randn(1, in_channels, h, w, device=dev)
+    cuda = dev.type == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(dev)
+
+    times: list[float] = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            out = model(x)
+        sync()
+        for _ in range(repeats):
+            sync()
+            t0 = time.perf_counter()
+            out = model(x)
+            sync()
+            times.append((time.perf_counter() - t0) * 1000.0)
+    out_h, out_w = int(out.shape[-2]), int(out.shape[-1])
+    median = statistics.median(times)
+    return {"ms_per_mp": median / (out_h * out_w / 1e6), "median_ms": median, "min_ms": min(times),
+            "times_ms": times, "device": describe_device(dev), "input_size": [h, w], "output_size": [out_h, out_w],
+            "warmup": warmup, "repeats": repeats}
+
+
+def set_finished_trial_user_attrs(ostudy, trial, attrs: dict[str, Any]) -> None:
+    """Write user attributes onto a *finished* trial of an RDB-backed Optuna study.
+
+    Optuna 5 refuses ``storage.set_trial_user_attr`` on finished trials (``UpdateFinishedTrialError``), so the rows
+    go straight into Optuna's own ``trial_user_attributes`` table, JSON-encoded exactly as Optuna encodes them;
+    ``optuna trials`` and ``study.trials`` (after a reload) read them like any other attribute.
+    """
+    import sqlalchemy as sa
+
+    storage = ostudy._storage  # noqa: SLF001 - no public API writes attributes after a trial ended
+    rdb = getattr(storage, "_backend", storage)  # optuna wraps RDBStorage in a _CachedStorage
+    engine = getattr(rdb, "engine", None)
+    if engine is None:
+        raise ArchsearchError(f"latency: the ledger's storage ({type(rdb).__name__}) is not an SQL database; "
+                              "cannot store measurements on finished trials")
+    trial_id = trial._trial_id  # noqa: SLF001
+    with engine.begin() as conn:
+        for key, value in attrs.items():
+            conn.execute(sa.text("DELETE FROM trial_user_attributes WHERE trial_id = :t AND key = :k"),
+                         {"t": trial_id, "k": key})
+            conn.execute(sa.text("INSERT INTO trial_user_attributes (trial_id, key, value_json) "
+                                 "VALUES (:t, :k, :v)"), {"t": trial_id, "k": key, "v": json.dumps(value)})
+
+
+def measure_study(study, ostudy=None, *, numbers: list[int] | None = None, device: str = "auto",
+                  size: tuple[int, int] = (256, 256), warmup: int = 3, repeats: int = 10, force: bool = False,
+                  echo=print) -> dict[int, dict[str, Any]]:
+    """Measure the COMPLETE trials of a study (only ``numbers`` if given) and store the results in the ledger.
+
+    One measurement per architecture (``spec_hash``): the seeds of a design point share it. Trials that already
+    hold a measurement on the same device and input size are skipped unless ``force``. Returns
+    ``{trial number: attributes written}``.
+    """
+    from optuna.trial import TrialState
+
+    from .evaluate import select_device
+    from .spec import GraphSpec
+    from .study import ledger as L
+
+    ostudy = ostudy or L.open_study(study, create=False)
+    dev_name = describe_device(select_device(device))
+    input_label = f"{size[0]}x{size[1]}"
+    todo = [t for t in ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if numbers is None or t.number in numbers]
+    by_hash: dict[str, dict[str, Any]] = {}
+    for t in todo:  # reuse a measurement already in the ledger for this device and size
+        ua = t.user_attrs
+        if not force and ua.get("latency_device") == dev_name and ua.get("latency_input") == input_label:
+            by_hash.setdefault(str(ua.get("spec_hash")), {k: ua[k] for k in LATENCY_KEYS})
+    written: dict[int, dict[str, Any]] = {}
+    for t in todo:
+        ua = t.user_attrs
+        if not force and ua.get("latency_device") == dev_name and ua.get("latency_input") == input_label:
+            continue
+        key = str(ua.get("spec_hash"))
+        if key not in by_hash:
+            path = ua.get("spec_path")
+            try:
+                spec = GraphSpec.from_file(path)
+            except (ArchsearchError, OSError, TypeError) as err:
+                echo(f"trial {t.number}: no latency (cannot read spec {path!r}: {err})")
+                continue
+            res = measure_latency(spec, device=device, size=size, warmup=warmup, repeats=repeats)
+            by_hash[key] = {"latency_ms_per_mp": res["ms_per_mp"], "latency_device": res["device"],
+                            "latency_input": input_label}
+            echo(f"trial {t.number} ({ua.get('label') or ua.get('design')}): {res['ms_per_mp']:.2f} ms/MP "
+                 f"({res['device']}, {input_label})")
+        set_finished_trial_user_attrs(ostudy, t, by_hash[key])
+        written[t.number] = by_hash[key]
+    return written

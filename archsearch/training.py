@@ -1,0 +1,371 @@
+"""Train a restoration model on random patches: seeded, deterministic on CPU, with divergence detection.
+
+* **Patches**: random crops of ``patch_size`` (the target's size) with the 8 flips/rotations, drawn by a seeded
+  NumPy PCG64 generator. Training images are stacked by size once; a batch is one vectorised gather per size
+  (no per-sample Python work), built in the main process (no DataLoader workers: on 2 cores they would compete
+  with the training step). Static degradations (SR, JPEG) are applied once to whole images and the pairs are
+  cropped together; the noise of the denoising task is drawn per batch from a seeded ``torch.Generator``.
+* **Optimisation**: Adam (default betas, as in the xUnit and NSR papers), L1 or L2 loss, optional gradient-norm
+  clipping, learning-rate schedule ``step`` (x ``step_gamma`` at ``step_milestones`` fractions of the run; the
+  defaults 0.2 at 2/3 and 5/6 are NSR's "x0.2 at epochs 20 and 25 of 30"), ``cosine`` or ``constant``.
+* **Batch norm**: ``model.train()`` for the steps, ``model.eval()`` (running statistics) for validation.
+* **MemNet multi-supervision**: when a module exposes non-empty ``intermediate`` predictions during training
+  (``memnet_m6r6_ms``'s recon node), the loss is ``alpha * L(final) + (1 - alpha) * mean_m L(y_m)`` with
+  ``alpha = 1 / (M + 1)`` (Tai et al. ICCV 2017, Eq. 12).
+* **Determinism**: :func:`seed_everything` seeds Python, NumPy and torch; training runs under
+  ``torch.use_deterministic_algorithms(True)``; the same seed gives identical losses and metrics on CPU. Build the
+  model *after* ``seed_everything(seed)`` to get identical initial weights too.
+* **Divergence**: a non-finite loss, a non-finite gradient norm, a gradient norm above ``max_grad_norm`` or a
+  non-finite validation PSNR ends the run with ``status="diverged"`` and the reason; nothing is raised.
+* **Reporting**: validation PSNR (``default`` protocol, noise seeded by ``val_seed``) at every ``val_every``-th
+  step, at the ``report_steps`` and at the end is passed to ``report(step, psnr)``; a ``True`` return stops the
+  run (``status="stopped"``), an exception (e.g. Optuna's ``TrialPruned``) propagates. This is the pruning hook.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Image
+from .errors import ArchsearchError
+from .evaluate import check_fit, evaluate, model_scale, select_device
+from .tasks import Task
+
+SCHEDULES = ("step", "cosine", "constant")
+LOSSES = ("l1", "l2")
+
+
+class TrainError(ArchsearchError, ValueError):
+    """An invalid training setting or training data (empty set, images smaller than the patch, ...)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run (validated at construction)."""
+
+    steps: int = 1000
+    batch_size: int = 16
+    patch_size: int = 40  # DnCNN and the xUnit paper train on 40x40 patches
+    lr: float = 1e-3
+    schedule: str = "step"
+    step_milestones: tuple[float, ...] = (2 / 3, 5 / 6)
+    step_gamma: float = 0.2
+    loss: str = "l2"
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    max_grad_norm: float = 1e6  # a gradient norm above this counts as an explosion
+    augment: bool = True
+    seed: int = 0
+    val_every: int = 0  # 0: validate at the end (and at report_steps) only
+    report_steps: tuple[int, ...] = ()
+    val_seed: int = 0
+    val_crop: int | None = None  # centre-crop validation images to this size (faster intermediate reports)
+    device: str = "auto"
+    amp: bool = False  # bfloat16 autocast, CUDA only
+    channels_last: bool = False  # CUDA only
+    deterministic: bool = True
+    progress: bool | None = None  # None: a bar when stderr is a terminal
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "patch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise TrainError(f"{name} must be a positive integer, got {v!r}")
+        if not self.lr > 0:
+            raise TrainError(f"lr must be > 0, got {self.lr!r}")
+        if self.schedule not in SCHEDULES:
+            raise TrainError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.loss not in LOSSES:
+            raise TrainError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise TrainError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        if not self.max_grad_norm > 0:
+            raise TrainError(f"max_grad_norm must be > 0, got {self.max_grad_norm!r}")
+        if self.val_every < 0:
+            raise TrainError(f"val_every must be >= 0, got {self.val_every!r}")
+        if any(not 0 < m < 1 for m in self.step_milestones):
+            raise TrainError(f"step_milestones are fractions of the run in (0, 1), got {self.step_milestones!r}")
+        object.__setattr__(self, "step_milestones", tuple(self.step_milestones))
+        object.__setattr__(self, "report_steps", tuple(sorted(set(self.report_steps))))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["step_milestones"] = list(self.step_milestones)
+        d["report_steps"] = list(self.report_steps)
+        return d
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :func:`train`. ``status``: ``completed``, ``stopped`` (by the report callback) or
+    ``diverged`` (``reason`` says why). ``losses`` holds the training loss of every step run."""
+
+    status: str
+    reason: str
+    steps: int
+    losses: tuple[float, ...]
+    val_history: tuple[tuple[int, float], ...]
+    seconds: float
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == "diverged"
+
+    @property
+    def final_val_psnr(self) -> float | None:
+        return self.val_history[-1][1] if self.val_history else None
+
+    @property
+    def best_val_psnr(self) -> float | None:
+        finite = [p for _, p in self.val_history if math.isfinite(p)]
+        return max(finite) if finite else None
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.seconds if self.seconds > 0 else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason, "steps": self.steps,
+                "final_loss": self.losses[-1] if self.losses else None, "final_val_psnr": self.final_val_psnr,
+                "best_val_psnr": self.best_val_psnr, "val_history": [list(v) for v in self.val_history],
+                "seconds": round(self.seconds, 3), "steps_per_second": round(self.steps_per_second, 4)}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------------------------------------
+# patches
+# --------------------------------------------------------------------------------------------------------
+class PatchSampler:
+    """Random (input, target) patch batches from preloaded images (see the module docstring).
+
+    ``patch_size`` is the target's size; with a low-resolution-input SR model the input patch is
+    ``patch_size // scale`` (``patch_size`` must be a multiple of the scale).
+    """
+
+    def __init__(self, task: Task, images: Sequence[Image], patch_size: int, *, scale: int = 1,
+                 augment: bool = True, seed: int = 0):
+        if not images:
+            raise TrainError("empty training set: no images to draw patches from")
+        self.task = task
+        self.factor = f = task.input_factor(scale)
+        if patch_size % f:
+            raise TrainError(f"patch_size must be a multiple of the sr scale {f} for a low-resolution-input "
+                             f"model, got {patch_size}")
+        self.patch_size = patch_size
+        self.in_patch = patch_size // f
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        groups: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor | None]]] = {}
+        for image in images:
+            if image.pixels.shape[0] != task.channels:
+                raise TrainError(f"{image.source or image.name}: has {image.pixels.shape[0]} channel(s), the task "
+                                 f"{task.channels}")
+            target = task.prepare(image.pixels)
+            h, w = target.shape[-2:]
+            if h < patch_size or w < patch_size:
+                raise TrainError(f"{image.source or image.name}: image is {h}x{w}, smaller than the "
+                                 f"{patch_size}x{patch_size} training patch; lower patch_size or drop the image")
+            degraded = task.degrade(target, model_scale=scale) if task.static else None
+            groups.setdefault(tuple(target.shape), []).append((target, degraded))
+        # stored channels-last (n, H, W, C) so that one advanced-indexing gather yields whole patches
+        self.buckets = []
+        weights = []
+        for shape, items in groups.items():
+            tgt = torch.stack([t for t, _ in items]).permute(0, 2, 3, 1).contiguous()
+            deg = (torch.stack([d for _, d in items]).permute(0, 2, 3, 1).contiguous()
+                   if task.static else None)
+            self.buckets.append((tgt, deg))
+            h, w = shape[-2] // f, shape[-1] // f
+            weights.append(len(items) * (h - self.in_patch + 1) * (w - self.in_patch + 1))
+        self.weights = np.asarray(weights, dtype=np.float64) / np.sum(weights)  # patches uniform over positions
+
+    @staticmethod
+    def _gather(stack: torch.Tensor, n: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, p: int) -> torch.Tensor:
+        ar = torch.arange(p)
+        rows = (oy[:, None] + ar)[:, :, None]
+        cols = (ox[:, None] + ar)[:, None, :]
+        return stack[n[:, None, None], rows, cols]  # (B, p, p, C)
+
+    def _augment(self, x: torch.Tensor, k: np.ndarray) -> torch.Tensor:
+        out = x.clone()
+        for t in range(1, 8):
+            sel = torch.from_numpy(np.flatnonzero(k == t))
+            if len(sel):
+                y = x[sel]
+                if t >= 4:
+                    y = torch.flip(y, dims=(-1,))
+                out[sel] = torch.rot90(y, t % 4, dims=(-2, -1))
+        return out
+
+    def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input, target) float32 tensors of shape (B, C, h, w)."""
+        rng, f, p = self.rng, self.factor, self.in_patch
+        bucket_of = rng.choice(len(self.buckets), size=batch_size, p=self.weights)
+        k = rng.integers(0, 8, size=batch_size) if self.augment else np.zeros(batch_size, dtype=np.int64)
+        targets, inputs = [], []
+        order = []
+        for b, (tgt, deg) in enumerate(self.buckets):
+            idx = np.flatnonzero(bucket_of == b)
+            if not len(idx):
+                continue
+            order.append(idx)
+            n_img, h, w = tgt.shape[0], tgt.shape[1] // f, tgt.shape[2] // f
+            n = torch.from_numpy(rng.integers(0, n_img, size=len(idx)))
+            oy = torch.from_numpy(rng.integers(0, h - p + 1, size=len(idx)))
+            ox = torch.from_numpy(rng.integers(0, w - p + 1, size=len(idx)))
+            targets.append(self._gather(tgt, n, oy * f, ox * f, p * f))
+            if deg is not None:
+                inputs.append(self._gather(deg, n, oy, ox, p))
+        perm = np.argsort(np.concatenate(order), kind="stable")
+        target = torch.cat(targets)[torch.from_numpy(perm)].permute(0, 3, 1, 2)
+        if self.augment:
+            target = self._augment(target, k)
+        target = target.contiguous()
+        if self.task.static:
+            inp = torch.cat(inputs)[torch.from_numpy(perm)].permute(0, 3, 1, 2)
+            inp = (self._augment(inp, k) if self.augment else inp).contiguous()
+        else:
+            inp = self.task.degrade_batch(target, self.generator)
+        return inp, target
+
+
+# --------------------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------------------
+def _lr_lambda(config: TrainConfig) -> Callable[[int], float]:
+    steps = config.steps
+    if config.schedule == "cosine":
+        return lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / steps))
+    if config.schedule == "step":
+        marks = [m * steps for m in config.step_milestones]
+        return lambda s: config.step_gamma ** sum(s >= m for m in marks)
+    return lambda s: 1.0
+
+
+def _centre_crop(images: Sequence[Image], size: int | None) -> list[Image]:
+    if size is None:
+        return list(images)
+    out = []
+    for im in images:
+        h, w = im.size
+        top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)
+        out.append(Image(im.name, im.pixels[:, top:top + size, left:left + size], im.source))
+    return out
+
+
+def _intermediates(model: nn.Module) -> list[torch.Tensor]:
+    preds: list[torch.Tensor] = []
+    for m in model.modules():
+        inter = getattr(m, "intermediate", None)
+        if isinstance(inter, list) and inter:
+            preds.extend(inter)
+            m.intermediate = []  # free them with the graph
+    return preds
+
+
+def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_images: Sequence[Image] = (),
+          config: TrainConfig | None = None, report: Callable[[int, float], bool | None] | None = None
+          ) -> TrainResult:
+    """Train ``model`` in place for ``config.steps`` steps (it is left on ``config.device`` in eval mode); see the
+    module docstring. Never raises for a diverging run: the result says ``diverged`` and why."""
+    config = config or TrainConfig()
+    check_fit(model, task)
+    scale = model_scale(model)
+    device = select_device(config.device)
+    seed_everything(config.seed)
+    sampler = PatchSampler(task, train_images, config.patch_size, scale=scale, augment=config.augment,
+                           seed=config.seed)
+    val_images = _centre_crop(val_images, config.val_crop)
+    cuda = device.type == "cuda"
+    memory_format = torch.channels_last if (config.channels_last and cuda) else torch.contiguous_format
+    model.to(device=device, memory_format=memory_format)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config))
+    loss_fn = F.l1_loss if config.loss == "l1" else F.mse_loss
+    report_at = set(config.report_steps)
+
+    previous_det = torch.are_deterministic_algorithms_enabled()
+    if config.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    show = sys.stderr.isatty() if config.progress is None else config.progress
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=config.steps, disable=not show, file=sys.stderr, desc=f"train {task.kind}", unit="step",
+               dynamic_ncols=True)
+    losses: list[float] = []
+    history: list[tuple[int, float]] = []
+    status, reason = "completed", ""
+    start = time.perf_counter()
+    try:
+        model.train()
+        for step in range(1, config.steps + 1):
+            inp, target = sampler.batch(config.batch_size)
+            inp = inp.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            target = target.to(device, non_blocking=True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and cuda):
+                out = task.restore(model(inp), inp)
+                loss = loss_fn(out.float(), target)
+                inter = _intermediates(model)
+                if inter:
+                    alpha = 1.0 / (len(inter) + 1)
+                    extra = sum(loss_fn(task.restore(y, inp).float(), target) for y in inter) / len(inter)
+                    loss = alpha * loss + (1 - alpha) * extra
+            value = float(loss.detach())
+            losses.append(value)
+            if not math.isfinite(value):
+                status, reason = "diverged", f"non-finite loss ({value}) at step {step}"
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grads = [p.grad for p in params if p.grad is not None]
+            if config.grad_clip is not None:
+                norm = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip))
+            else:
+                norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+            if not math.isfinite(norm) or norm > config.max_grad_norm:
+                status, reason = "diverged", (f"exploding gradients: norm {norm:.4g} at step {step} "
+                                              f"(max_grad_norm {config.max_grad_norm:.4g})")
+                break
+            opt.step()
+            sched.step()
+            if show and (step % 10 == 0 or step == config.steps):
+                bar.set_postfix(loss=f"{value:.3g}", lr=f"{sched.get_last_lr()[0]:.2g}", refresh=False)
+            bar.update(1)
+            due = step == config.steps or step in report_at or (config.val_every and step % config.val_every == 0)
+            if val_images and due:
+                val = evaluate(model, task, val_images, seed=config.val_seed, scale=scale).psnr
+                model.train()
+                history.append((step, val))
+                if not math.isfinite(val):
+                    status, reason = "diverged", f"non-finite validation PSNR ({val}) at step {step}"
+                    break
+                if report is not None and report(step, val):
+                    status, reason = "stopped", f"stopped by the report callback at step {step}"
+                    break
+    finally:
+        bar.close()
+        torch.use_deterministic_algorithms(previous_det)
+        model.eval()
+    steps_done = len(losses) if status != "diverged" else len(losses) - 1
+    return TrainResult(status=status, reason=reason, steps=steps_done, losses=tuple(losses),
+                       val_history=tuple(history), seconds=time.perf_counter() - start, config=config.to_dict())

@@ -1,0 +1,197 @@
+"""Export: standalone torch-only files equal the framework's models; TorchScript and ONNX run with the same
+outputs; trials are exported from a study's ledger with clear errors for what cannot be exported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import archsearch as A
+from archsearch.cli import main
+from archsearch.export import export_model
+
+ZOO = A.zoo_names()
+
+
+def _model_with_stats(spec, seed: int = 0):
+    """A built model whose BatchNorm running statistics are not the identity (so eval mode is really tested)."""
+    torch.manual_seed(seed)
+    m = A.build(spec).eval()
+    g = torch.Generator().manual_seed(seed)
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.copy_(torch.rand(mod.num_features, generator=g) * 0.2 - 0.1)
+            mod.running_var.copy_(torch.rand(mod.num_features, generator=g) + 0.5)
+    return m
+
+
+@pytest.fixture(scope="module")
+def exported_zoo(tmp_path_factory):
+    """Every zoo model exported (py + weights), with a test input and the framework's output saved beside it."""
+    root = tmp_path_factory.mktemp("zoo_export")
+    cases = {}
+    for name in ZOO:
+        spec = A.zoo_spec(name)
+        model = _model_with_stats(spec)
+        paths = export_model(spec, root, state_dict=model.state_dict(), formats=("py",))
+        x = torch.rand(2, spec.in_channels, 18, 22, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            y = model(x)
+        save_file({"x": x, "y": y.contiguous()}, str(root / f"{name}.io.safetensors"))
+        cases[name] = (spec, model, paths, x, y)
+    return root, cases
+
+
+def test_every_zoo_export_matches_in_a_process_without_archsearch(exported_zoo):
+    root, cases = exported_zoo
+    script = textwrap.dedent(f"""
+        import importlib.util, json, sys
+        sys.modules["archsearch"] = None  # any import of archsearch now fails
+        try:
+            import archsearch  # noqa: F401
+            raise SystemExit("archsearch was importable")
+        except ImportError:
+            pass
+        import torch
+        from safetensors.torch import load_file
+        out = {{}}
+        for name in {list(cases)!r}:
+            spec = importlib.util.spec_from_file_location(name, r"{root}/" + name + ".py")
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            net = mod.Net.from_safetensors(r"{root}/" + name + ".safetensors").eval()
+            io = load_file(r"{root}/" + name + ".io.safetensors")
+            with torch.no_grad():
+                out[name] = (net(io["x"]) - io["y"]).abs().max().item()
+            banned = [m for m in sys.modules if m.startswith("archsearch") and sys.modules[m] is not None]
+            assert not banned, banned
+        print(json.dumps(out))
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=root)
+    assert res.returncode == 0, res.stderr[-3000:]
+    diffs = json.loads(res.stdout.strip().splitlines()[-1])
+    assert set(diffs) == set(ZOO)
+    assert max(diffs.values()) <= 1e-5, diffs
+
+
+def test_generated_file_imports_torch_only_and_holds_only_needed_code(exported_zoo):
+    root, _ = exported_zoo
+    src = (root / "dncnn_s.py").read_text()
+    imports = [line for line in src.splitlines() if line.startswith(("import ", "from "))]
+    assert all("archsearch" not in line for line in imports)
+    assert {line.split()[1] for line in imports} <= {"__future__", "math", "types", "torch", "torch.nn.functional"}
+    assert "XUnitModule" not in src and "NSRResBlockModule" not in src  # no code for blocks it does not use
+    assert "XUnitModule" in (root / "xdncnn.py").read_text()
+    info = json.loads((root / "xdncnn.json").read_text())
+    assert info["params"] == 303_680 and info["spec_hash"] == A.zoo_spec("xdncnn").hash
+    assert A.GraphSpec.from_file(root / "xdncnn.yaml") == A.zoo_spec("xdncnn")
+
+
+# ONNX and TorchScript on one model of every block family (the MemNet ones are large graphs: one suffices).
+FORMAT_CASES = ["dncnn_s", "xdncnn", "srcnn", "xsrcnn_c", "memnet_m6r6_ms", "nsr_dn_baseline",
+                "nsr_dn_sparse_minus", "wdsr_nsr_x2"]
+
+
+@pytest.mark.parametrize("name", FORMAT_CASES)
+def test_torchscript_and_onnxruntime_match(tmp_path, name):
+    ort = pytest.importorskip("onnxruntime")
+    spec = A.zoo_spec(name)
+    model = _model_with_stats(spec)
+    paths = export_model(spec, tmp_path, state_dict=model.state_dict(), formats=("py", "torchscript", "onnx"),
+                         example_size=(16, 16))
+    x = torch.rand(1, spec.in_channels, 20, 26)  # another size than traced: height and width are dynamic
+    with torch.no_grad():
+        ref = model(x)
+        ts = torch.jit.load(str(paths["torchscript"]))(torch.rand(1, spec.in_channels, 16, 16))
+        ts_ref = model(torch.rand(1, spec.in_channels, 16, 16))
+    assert ts.shape == ts_ref.shape
+    with torch.no_grad():
+        x16 = torch.rand(1, spec.in_channels, 16, 16, generator=torch.Generator().manual_seed(3))
+        assert (torch.jit.load(str(paths["torchscript"]))(x16) - model(x16)).abs().max() <= 1e-5
+    sess = ort.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"input": x.numpy()})[0]
+    assert out.shape == tuple(ref.shape)
+    assert np.abs(out - ref.numpy()).max() <= 1e-5
+
+
+def test_zoo_export_cli_with_official_dncnn_weights(tmp_path, capsys):
+    weights = Path(__file__).resolve().parents[2] / "shared" / "pretrained" / "dncnn_s_sigma25.pt"
+    if not weights.exists():
+        pytest.skip(f"official DnCNN weights not found at {weights}")
+    assert main(["export", "--zoo", "dncnn_s", "--weights", str(weights), "--out", str(tmp_path)]) == 0
+    from archsearch.export import load_standalone
+
+    net = load_standalone(tmp_path / "dncnn_s.py").Net.from_safetensors(str(tmp_path / "dncnn_s.safetensors"))
+    ref = A.build(A.zoo_spec("dncnn_s")).eval()
+    from archsearch.zoo import load_official_dncnn
+
+    load_official_dncnn(ref, str(weights))
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        assert (net.eval()(x) - ref(x)).abs().max() == 0
+
+
+def test_export_errors(capsys):
+    assert main(["export", "--zoo", "dncnn"]) == 2
+    assert "available: dncnn_s" in capsys.readouterr().err
+    assert main(["export", "--zoo", "srcnn", "--format", "pt"]) == 2
+    assert "allowed: py, torchscript, onnx" in capsys.readouterr().err
+
+
+def test_export_trials_from_a_study(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    import archsearch.study.runner as runner
+    from archsearch.study.runner import run_study
+    from archsearch.study.schema import load_study
+
+    root = Path(__file__).resolve().parents[1]
+    body = {"name": "exp", "search_space": str(root / "search_spaces" / "xunit_fig4.yaml"),
+            "task": {"name": "denoise", "sigma": 25}, "budget": {"metric": "params", "value": 3000, "tolerance": 0.1},
+            "sweep": {"over": "xunit_kernel_size", "values": [1, 5]}, "seeds": [0],
+            "training": {"steps": 3, "batch_size": 4, "patch_size": 24, "val_every": 3},
+            "output_dir": str(tmp_path / "out")}
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(body))
+    real = runner.execute
+
+    def flaky(study, design, args, seed, **kw):  # one trial fails, so exporting it must be refused
+        if args.get("xunit_kernel_size") == 5:
+            raise RuntimeError("boom")
+        return real(study, design, args, seed, **kw)
+
+    monkeypatch.setattr(runner, "execute", flaky)
+    study = load_study(path)
+    run_study(study, progress=False, echo=lambda *_: None)
+    trials = {t.user_attrs["point"].split("|")[1]: t for t in
+              __import__("archsearch.study.ledger", fromlist=["x"]).open_study(study, create=False).get_trials()}
+    failed = trials["xunit_kernel_size=5"]
+    capsys.readouterr()
+    assert main(["export", str(path), "--trial", str(failed.number)]) == 2
+    assert "is FAIL" in capsys.readouterr().err
+    assert main(["export", str(path), "--trial", "99"]) == 2
+    assert "has no trial 99; trials: 0, 1, 2" in capsys.readouterr().err
+    assert main(["export", str(path), "--trial", "best", "--out", str(tmp_path / "best")]) == 0
+    best = max((t for t in trials.values() if t.state.name == "COMPLETE"), key=lambda t: t.user_attrs["psnr"])
+    py = tmp_path / "best" / f"exp_trial{best.number}.py"
+    assert py.exists()
+    from archsearch.export import load_standalone
+
+    net = load_standalone(py).Net.from_safetensors(str(py.with_suffix(".safetensors"))).eval()
+    model = A.build(A.GraphSpec.from_file(best.user_attrs["spec_path"])).eval()
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(best.user_attrs["checkpoint"]))
+    x = torch.rand(1, 1, 20, 20)
+    with torch.no_grad():
+        assert (net(x) - model(x)).abs().max() <= 1e-6
+    assert main(["export", str(path), "--trial", "pareto", "--out", str(tmp_path / "pareto")]) == 0
+    assert len(list((tmp_path / "pareto").glob("*.py"))) >= 1

@@ -1,0 +1,302 @@
+"""Reports: synthetic Optuna ledgers (no training) -> frames, Pareto fronts, NSR/MemNet tables, importances,
+the HTML page with its PNG copies, exports and the CLI."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from archsearch.cli import main
+from archsearch.report import (
+    TITLES,
+    design_points,
+    ledger_frame,
+    memnet_grid,
+    nsr_table,
+    param_importances,
+    pareto_mask,
+    to_png,
+    write_report,
+    write_table,
+)
+from archsearch.study import ledger as L
+from archsearch.study.schema import load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = ROOT / "search_spaces" / "xunit_fig4.yaml"
+DESIGNS = ["convnet", "memnet", "nsr_resnet", "resnet", "xnet"]
+FIDELITY = "CPU-scale proxy: synthetic ledger for the report tests"
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def write_study_file(tmp_path: Path, name: str = "synthetic", search: bool = False) -> Path:
+    body = {
+        "name": name,
+        "description": "synthetic ledger",
+        "fidelity": FIDELITY,
+        "search_space": str(SPACE),
+        "task": {"name": "denoise", "sigma": 25},
+        "data": {"train": "default", "val": "default", "test": "default"},
+        "budget": {"metric": "params", "value": 3000, "tolerance": 0.1},
+        "seeds": [0, 1],
+        "training": {"steps": 4, "batch_size": 4, "patch_size": 24, "val_every": 2},
+        "output_dir": str(tmp_path / "out"),
+    }
+    if search:
+        body["search"] = {"sampler": "tpe", "n_trials": 6}
+    else:
+        body["sweep"] = {"over": "xunit_kernel_size", "values": [1, 5, 9]}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def new_ledger(study, directions=("maximize",)):
+    ostudy = optuna.create_study(study_name=study.name, storage=L.storage_for(study), directions=list(directions))
+    ostudy.set_user_attr("fidelity", study.config.fidelity)
+    return ostudy
+
+
+def add(ostudy, *, design, psnr=None, seed=0, n_params=3000, macs=2900.0, pct=0.0, arguments=None, label="",
+        state=TrialState.COMPLETE, reason=None, params=None, values=None, **extra):
+    ua = {"design": design, "seed": seed, "n_params": n_params, "macs_per_pixel": macs, "activation_param_pct": pct,
+          "arguments": arguments or {}, "spec_hash": f"{design}{sorted((arguments or {}).items())}",
+          **({"label": label or design} if label is not None else {}), **extra}
+    if psnr is not None:
+        ua["psnr"] = psnr
+        ua["ssim"] = 0.5
+    if reason:
+        ua["fail_reason"] = reason
+    params = params if params is not None else {"design": design, "seed": seed}
+    dists = {k: (CategoricalDistribution(DESIGNS) if isinstance(v, str) else IntDistribution(0, 100))
+             for k, v in params.items()}
+    if state == TrialState.COMPLETE and values is None:
+        values = [psnr]
+    ostudy.add_trial(create_trial(state=state, values=values if state == TrialState.COMPLETE else None,
+                                  params=params, distributions=dists, user_attrs=ua,
+                                  intermediate_values={1: (psnr or 20.0) - 1}))
+
+
+@pytest.fixture
+def sweep_ledger(tmp_path):
+    """An xUnit Fig. 4 sweep: ConvNet + xNet r = 1, 5, 9, two seeds each, a failure, a pruned and a running
+    trial, an infeasible grid point."""
+    study = load_study(write_study_file(tmp_path))
+    ostudy = new_ledger(study)
+    ostudy.set_user_attr("infeasible", [{"design": "xnet", "sweep_value": 13, "label": "xnet xunit_kernel_size=13",
+                                         "reason": "no width puts it within 10% of 3,000 params"}])
+    for seed in (0, 1):
+        add(ostudy, design="convnet", psnr=27.0 + 0.1 * seed, seed=seed, n_params=2950, macs=2900, pct=0.0)
+        for r, base, pct, n in ((1, 27.4, 6.0, 3000), (5, 27.9, 30.4, 2860), (9, 28.1, 52.0, 2990)):
+            add(ostudy, design="xnet", psnr=base + 0.2 * seed, seed=seed, n_params=n, macs=2000 + 10 * r, pct=pct,
+                arguments={"xunit_kernel_size": r, "width": 8}, label=f"xnet xunit_kernel_size={r}",
+                sweep_value=r)
+    add(ostudy, design="xnet", state=TrialState.FAIL, reason="diverged: loss is nan at step 3",
+        label="xnet xunit_kernel_size=9", seed=2)
+    add(ostudy, design="xnet", state=TrialState.PRUNED, reason="pruned at step 2 (validation PSNR 12.000 dB)",
+        label="xnet xunit_kernel_size=5", seed=3)
+    add(ostudy, design="convnet", state=TrialState.RUNNING, label="convnet", seed=4)
+    return study, ostudy
+
+
+def test_ledger_frame_and_design_points(sweep_ledger):
+    study, ostudy = sweep_ledger
+    df = ledger_frame(study, ostudy)
+    assert sorted(df["state"].value_counts().items()) == [("COMPLETE", 8), ("FAIL", 1), ("INFEASIBLE", 1),
+                                                          ("PRUNED", 1), ("RUNNING", 1)]
+    points = design_points(df)
+    assert len(points) == 4 and set(points["n_seeds"]) == {2}
+    r9 = points[points["label"] == "xnet xunit_kernel_size=9"].iloc[0]
+    assert r9["psnr_mean"] == pytest.approx(28.2)
+    assert r9["psnr_std"] == pytest.approx(math.sqrt(0.02))
+    assert r9["short"] == "r=9"
+
+
+def test_pareto_mask_exact_on_hand_made_example():
+    #            A     B     C     D     E (dup of D)  F (NaN)  G
+    cost = [1.0, 2.0, 2.0, 3.0, 3.0, float("nan"), 5.0]
+    quality = [20.0, 21.0, 20.5, 22.0, 22.0, 30.0, 21.5]
+    # A: cheapest. B beats C (same cost, higher quality). D and E tie: both kept. G dominated by D.
+    assert pareto_mask(cost, quality) == [True, True, False, True, True, False, False]
+    assert pareto_mask([], []) == []
+
+
+def test_report_html_and_pngs(sweep_ledger, tmp_path):
+    study, ostudy = sweep_ledger
+    report = write_report(study, ostudy)
+    page = report.html.read_text()
+    assert report.html == Path(study.output_dir) / "report.html"
+    for key in ("activation", "params", "macs", "pareto_params", "pareto_macs"):
+        assert TITLES[key] in page, key
+    assert TITLES["pareto_latency"] not in page.split("Not shown")[0]  # no latency measured: listed as not shown
+    assert "archsearch latency" in page
+    assert page.count("* plotly.js v") == 1 and "<script src=" not in page  # plotly.js embedded once: offline
+    assert FIDELITY in page and "train default" in page and "4 steps" in page and "0, 1" in page
+    assert "diverged: loss is nan at step 3" in page and "pruned at step 2" in page
+    assert "no width puts it within 10%" in page and "RUNNING" in page
+    assert "Parameter importances" not in page.split("Not shown")[0]
+    assert "parameter importances: not a search" in page
+    assert len(report.pngs) == len(report.figures) == 5
+    for png in report.pngs:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 15_000, png
+
+
+def test_empty_study_says_so(tmp_path, capsys):
+    path = write_study_file(tmp_path)
+    study = load_study(path)
+    ostudy = new_ledger(study)
+    add(ostudy, design="convnet", state=TrialState.RUNNING, label="convnet")
+    assert main(["report", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "no complete trials yet" in captured.err
+    page = (Path(study.output_dir) / "report.html").read_text()
+    assert "No complete trials yet" in page and "<div id=" not in page  # no empty axes
+    assert not (Path(study.output_dir) / "report_png").exists()
+    del ostudy
+
+
+def _grid_ledger(tmp_path, rows):
+    study = load_study(write_study_file(tmp_path))
+    ostudy = new_ledger(study)
+    for design, args, psnr, seed in rows:
+        add(ostudy, design=design, psnr=psnr, seed=seed, arguments=args,
+            label=design + "".join(f" {k}={v}" for k, v in args.items()))
+    return study, ostudy
+
+
+def test_nsr_table_pivot(tmp_path):
+    rows = []
+    for nb, base in ((2, 33.9), (4, 34.3)):
+        rows += [("resnet", {"n_blocks": nb, "channels": 8}, base, s) for s in (0, 1)]  # dense baseline: N/A
+        for k, delta in ((2, 0.01), (4, -0.1)):
+            rows += [("nsr_resnet", {"n_blocks": nb, "sparsity_groups": k}, base + delta + 0.02 * s, s)
+                     for s in (0, 1)]
+    study, ostudy = _grid_ledger(tmp_path, rows)
+    table = nsr_table(ledger_frame(study, ostudy))
+    assert list(table.index) == ["N/A", "2", "4"] and list(table.columns) == [2, 4]
+    assert table.loc["N/A", 2] == pytest.approx(33.9)
+    assert table.loc["2", 4] == pytest.approx(34.3 + 0.01 + 0.01)
+    assert table.loc["4", 2] == pytest.approx(33.9 - 0.1 + 0.01)
+    assert memnet_grid(ledger_frame(study, ostudy)) is None
+    report = write_report(study, ostudy, png=False)
+    assert TITLES["nsr"] in report.html.read_text()
+    fig = next(f for f in report.figures if f.key == "nsr_table")
+    assert fig.y_labels == ["N/A", "2", "4"] and fig.x_labels == ["2", "4"]
+    assert to_png(fig, tmp_path / "nsr.png").stat().st_size > 10_000
+
+
+def test_memnet_grid_pivot(tmp_path):
+    rows = [("memnet", {"n_blocks": m, "recursions": r, "channels": 8}, 30 + m / 10 + r / 100 + 0.01 * s, s)
+            for m, r in ((4, 6), (6, 6), (6, 8)) for s in (0, 1)]
+    study, ostudy = _grid_ledger(tmp_path, rows)
+    df = ledger_frame(study, ostudy)
+    grid = memnet_grid(df)
+    assert list(grid.index) == [4, 6] and list(grid.columns) == [6, 8]
+    assert grid.loc[6, 8] == pytest.approx(30.6 + 0.08 + 0.005)
+    assert math.isnan(grid.loc[4, 8])
+    assert nsr_table(df) is None
+    report = write_report(study, ostudy, png=False)
+    assert TITLES["memnet"] in report.html.read_text() and report.pngs == []
+
+
+def test_importances_on_a_search_ledger(tmp_path):
+    study = load_study(write_study_file(tmp_path, "search", search=True))
+    ostudy = new_ledger(study)
+    for i, r in enumerate((1, 3, 5, 7, 9, 1, 5, 9)):
+        add(ostudy, design="xnet", psnr=27 + r / 10 + (i % 2) * 0.01, params={"xunit_kernel_size": r},
+            arguments={"xunit_kernel_size": r}, label=None, n_params=3000 - 10 * i)
+    add(ostudy, design="xnet", state=TrialState.FAIL, reason="error: boom", params={"xunit_kernel_size": 3})
+    imp, why = param_importances(study, ostudy)
+    assert why == "" and set(imp) == {"xunit_kernel_size"} and imp["xunit_kernel_size"] == pytest.approx(1.0)
+    report = write_report(study, ostudy, png=False)
+    page = report.html.read_text()
+    assert TITLES["importances"] in page
+    fig = next(f for f in report.figures if f.key == "param_importances")
+    assert to_png(fig, tmp_path / "imp.png").stat().st_size > 10_000
+    # labels of search trials come from their params
+    assert "xnet xunit_kernel_size=9" in set(report.frame["label"])
+
+
+def test_csv_round_trip_and_parquet(sweep_ledger, tmp_path):
+    study, ostudy = sweep_ledger
+    df = ledger_frame(study, ostudy)
+    path = write_table(df, tmp_path / "trials.csv")
+    back = pd.read_csv(path)
+    assert len(back) == len(df) and list(back.columns) == list(df.columns)
+    done = back[back["state"] == "COMPLETE"].sort_values("number")
+    ref = df[df["state"] == "COMPLETE"].sort_values("number")
+    assert done["psnr"].tolist() == pytest.approx(ref["psnr"].tolist())
+    assert done["label"].tolist() == ref["label"].tolist()
+    pytest.importorskip("pyarrow")
+    pq = pd.read_parquet(write_table(df, tmp_path / "trials.parquet"))
+    assert len(pq) == len(df)
+
+
+def test_report_cli_writes_exports_and_out_dir(sweep_ledger, tmp_path, capsys):
+    study, _ = sweep_ledger
+    out = tmp_path / "elsewhere"
+    assert main(["report", str(study.path), "--out", str(out), "--csv", str(tmp_path / "t.csv"), "--no-png"]) == 0
+    assert (out / "report.html").exists() and (tmp_path / "t.csv").exists()
+    assert not (out / "report_png").exists()
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_unknown_study_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "nope.yaml" in err
+
+
+def test_study_without_ledger_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["report", str(write_study_file(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no ledger" in err
+
+
+def test_parquet_without_pyarrow_says_how_to_install(sweep_ledger, tmp_path, monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pyarrow(name, *args, **kwargs):
+        if name == "pyarrow" or name.startswith("pyarrow."):
+            raise ImportError("no pyarrow")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
+    study, _ = sweep_ledger
+    assert main(["report", str(study.path), "--parquet", str(tmp_path / "t.parquet"), "--no-png"]) == 2
+    assert "pip install pyarrow" in capsys.readouterr().err
+
+
+def test_analysis_scripts_use_the_report_functions(sweep_ledger, tmp_path, capsys):
+    import importlib
+    import sys
+
+    study, _ = sweep_ledger
+    sys.path.insert(0, str(ROOT / "analysis"))
+    try:
+        fig4 = importlib.import_module("fig4_activation_share")
+        pareto = importlib.import_module("pareto")
+        tables = importlib.import_module("nsr_tables")
+        out = tmp_path / "analysis"
+        assert fig4.main([str(study.path), "--out", str(out)]) == 0
+        assert pareto.main([str(study.path), "--out", str(out), "--x", "params"]) == 0
+        assert tables.main([str(study.path), "--out", str(out)]) == 0  # a sweep over r: no table, says so
+        with pytest.raises(SystemExit) as info:
+            pareto.main([str(tmp_path / "missing.yaml")])
+        assert info.value.code == 2
+    finally:
+        sys.path.remove(str(ROOT / "analysis"))
+    assert (out / "fig4_activation_share.png").stat().st_size > 10_000
+    assert (out / "pareto_params.html").exists()
+    captured = capsys.readouterr()
+    assert "non-dominated by params" in captured.out and "nothing to draw" in captured.err

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from restore_data import requires_shared, shared_root
+
+from archsearch import build, get_family
+from archsearch.data import Image, embedded_split
+from archsearch.metrics import psnr
+from archsearch.tasks import DenoiseTask, JPEGTask, SRTask, bicubic_resize
+from archsearch.training import PatchSampler, TrainConfig, TrainError, _lr_lambda, seed_everything, train
+
+
+def _crop(images, size=96):
+    return [Image(im.name, im.pixels[:, :size, :size]) for im in images]
+
+
+TRAIN = _crop(embedded_split("train"))
+VAL = _crop(embedded_split("val"), 48)
+TINY = TrainConfig(steps=20, batch_size=4, patch_size=24, val_every=10)
+
+
+def _tiny(seed=0, **kw):
+    seed_everything(seed)
+    return build(get_family("convnet")(depth=3, width=8, **kw))  # with batch norm
+
+
+def test_same_seed_same_losses_and_metrics():
+    a = train(_tiny(), DenoiseTask(sigma=25), TRAIN, VAL, TINY)
+    b = train(_tiny(), DenoiseTask(sigma=25), TRAIN, VAL, TINY)
+    assert a.status == "completed" and a.steps == 20 and len(a.val_history) == 2
+    assert a.losses == b.losses and a.val_history == b.val_history
+    c = train(_tiny(1), DenoiseTask(sigma=25), TRAIN, VAL, TrainConfig(**{**TINY.to_dict(), "seed": 1}))
+    assert c.losses != a.losses
+
+
+def test_nan_loss_is_caught_as_divergence():
+    poisoned = [Image("nan", torch.full((1, 32, 32), float("nan")))]
+    r = train(_tiny(), DenoiseTask(sigma=25), poisoned, (), TINY)
+    assert r.diverged and "non-finite loss" in r.reason and r.steps == 0
+
+
+def test_exploding_gradients_are_caught_as_divergence():
+    r = train(_tiny(), DenoiseTask(sigma=25), TRAIN, (), TrainConfig(steps=5, batch_size=2, patch_size=16,
+                                                                     max_grad_norm=1e-9))
+    assert r.diverged and "exploding gradients" in r.reason and "step 1" in r.reason
+    # a real blow-up (absurd learning rate): a reason, never an exception
+    huge = train(_tiny(), DenoiseTask(sigma=25), TRAIN, VAL, TrainConfig(steps=30, batch_size=4, patch_size=16,
+                                                                         lr=1e8, val_every=5))
+    assert huge.diverged and huge.steps < 30 and ("gradients" in huge.reason or "non-finite" in huge.reason)
+
+
+def test_report_hook_can_stop_and_can_raise():
+    seen = []
+    r = train(_tiny(), DenoiseTask(sigma=25), TRAIN, VAL, TINY, report=lambda s, p: seen.append((s, p)) or True)
+    assert r.status == "stopped" and r.steps == 10 and seen == list(r.val_history)
+
+    class Pruned(Exception):
+        pass
+
+    def prune(step, value):
+        raise Pruned(step)
+
+    with pytest.raises(Pruned):
+        train(_tiny(), DenoiseTask(sigma=25), TRAIN, VAL, TINY, report=prune)
+    assert not torch.are_deterministic_algorithms_enabled()  # global state restored
+
+
+def test_batch_norm_is_in_eval_mode_for_validation():
+    model = _tiny()
+    r = train(model, DenoiseTask(sigma=25), TRAIN, VAL, TrainConfig(steps=3, batch_size=4, patch_size=16))
+    from archsearch.evaluate import evaluate
+
+    assert not model.training
+    assert evaluate(model, DenoiseTask(sigma=25), VAL).psnr == r.final_val_psnr
+
+
+def test_patch_pairs_are_aligned():
+    jpeg = PatchSampler(JPEGTask(quality=30), TRAIN, 24, seed=0)
+    inp, tgt = jpeg.batch(8)
+    assert inp.shape == tgt.shape == (8, 1, 24, 24)
+    assert psnr(inp, tgt) > 22  # misaligned textured crops would be far below
+    sr = PatchSampler(SRTask(scale=2), _crop(embedded_split("train", "y")), 24, scale=2, augment=False, seed=0)
+    lr, hr = sr.batch(8)
+    assert lr.shape == (8, 1, 12, 12) and hr.shape == (8, 1, 24, 24)
+    assert psnr(lr[..., 2:-2, 2:-2], bicubic_resize(hr, (12, 12))[..., 2:-2, 2:-2]) > 30
+    a, b = PatchSampler(DenoiseTask(), TRAIN, 16, seed=5), PatchSampler(DenoiseTask(), TRAIN, 16, seed=5)
+    assert all(torch.equal(x, y) for x, y in zip(a.batch(4), b.batch(4)))
+
+
+def test_training_data_errors():
+    with pytest.raises(TrainError, match="empty training set"):
+        PatchSampler(DenoiseTask(), [], 16)
+    with pytest.raises(TrainError, match="small.png: image is 8x8, smaller than the 16x16"):
+        PatchSampler(DenoiseTask(), [Image("small", torch.zeros(1, 8, 8), "small.png")], 16)
+    with pytest.raises(TrainError, match="multiple of the sr scale 3"):
+        PatchSampler(SRTask(scale=3), TRAIN, 16, scale=3)
+    with pytest.raises(TrainError, match="schedule must be one of step, cosine, constant"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(TrainError, match="loss must be one of l1, l2"):
+        TrainConfig(loss="huber")
+
+
+def test_schedules():
+    step = _lr_lambda(TrainConfig(steps=30, schedule="step"))
+    assert [step(s) for s in (0, 19, 20, 25)] == pytest.approx([1, 1, 0.2, 0.04])
+    cos = _lr_lambda(TrainConfig(steps=10, schedule="cosine"))
+    assert cos(0) == 1 and cos(5) == pytest.approx(0.5) and cos(10) == pytest.approx(0)
+
+
+@pytest.mark.parametrize("task, spec", [
+    (SRTask(scale=2), get_family("srcnn")(n1=8, n2=4, f1=5, f2=1, f3=3)),
+    (SRTask(scale=2, channels=3), get_family("nsr_resnet")(n_blocks=1, channels=4, expansion=1, sparsity_groups=2,
+                                                           upscale=2, in_channels=3, out_channels=3)),
+    (JPEGTask(quality=10), get_family("convnet")(depth=2, width=4)),
+    (DenoiseTask(sigma=25, residual_learning=True), get_family("convnet")(depth=2, width=4, global_residual="none")),
+    (DenoiseTask(sigma=50), get_family("memnet")(n_blocks=2, recursions=1, channels=4, multi_supervised=True)),
+])
+def test_every_task_trains_on_the_embedded_default(task, spec):
+    seed_everything(0)
+    model = build(spec)
+    train_images = _crop(embedded_split("train", task.color))
+    val = _crop(embedded_split("val", task.color), 48)
+    r = train(model, task, train_images, val, TrainConfig(steps=3, batch_size=2, patch_size=16, loss="l1",
+                                                          schedule="cosine", grad_clip=1.0))
+    assert r.status == "completed" and all(math.isfinite(v) for v in r.losses) and r.final_val_psnr > 0
+
+
+@requires_shared
+@pytest.mark.parametrize("task, spec, train_set, test_set", [
+    (DenoiseTask(sigma=25), get_family("convnet")(depth=2, width=4), "Train400", "Set12"),
+    (SRTask(scale=3), get_family("srcnn")(n1=4, n2=4, f1=3, f2=1, f3=3), "Train400", "Set5"),
+    (SRTask(scale=2, channels=3), get_family("nsr_resnet")(n_blocks=1, channels=4, expansion=1, sparsity_groups=2,
+                                                           upscale=2, in_channels=3, out_channels=3), "Set14", "Set5"),
+    (JPEGTask(quality=10), get_family("convnet")(depth=2, width=4), "Train400", "classic5"),
+    (JPEGTask(quality=20, channels=3), get_family("convnet")(depth=2, width=4, in_channels=3, out_channels=3),
+     "Set14", "LIVE1"),
+])
+def test_every_task_trains_and_evaluates_on_the_shared_sets(task, spec, train_set, test_set):
+    from archsearch.data import load_dataset
+    from archsearch.evaluate import evaluate
+
+    root = shared_root()
+    seed_everything(0)
+    model = build(spec)
+    r = train(model, task, load_dataset(train_set, color=task.color, data_root=root), (),
+              TrainConfig(steps=2, batch_size=2, patch_size=24))
+    assert r.status == "completed"
+    result = evaluate(model, task, load_dataset(test_set, color=task.color, data_root=root)[:5])  # 5 keep it fast
+    assert result.n_images == 5
+    assert math.isfinite(result.psnr) and 0 < result.ssim <= 1
