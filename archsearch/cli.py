@@ -20,27 +20,69 @@ def _parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _resolve(target: str):
-    """A spec from a zoo name or a spec file."""
+def _resolve(target: str, budget=None) -> list:
+    """Specs from a zoo name, a spec file, or a search-space file (one spec per design and searched choice;
+    with ``budget`` the design's free knob is solved for it)."""
+    from .schema import load_yaml
     from .spec import GraphSpec
     from .zoo import zoo_names, zoo_spec
 
     if target in zoo_names():
-        return zoo_spec(target)
+        return [zoo_spec(target)]
     path = Path(target)
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
         if not path.exists():
             raise ArchsearchError(f"{target}: no such file")
-        return GraphSpec.from_file(path)
-    return zoo_spec(target)  # raises: unknown zoo model, with the list and a did-you-mean
+        if path.suffix != ".json":
+            try:
+                data = load_yaml(path.read_text())
+            except Exception:  # GraphSpec.from_file reports malformed files with the file name
+                data = None
+            if isinstance(data, dict) and "designs" in data:
+                return _space_specs(path, budget)
+        return [GraphSpec.from_file(path)]
+    return [zoo_spec(target)]  # raises: unknown zoo model, with the list and a did-you-mean
 
 
-def _row(spec, size):
+def _space_specs(path: Path, budget) -> list:
+    from .families import get_family
+    from .solver import solve
+
+    out = []
+    for design in _load_space(path).designs:
+        first = next(iter(design.search.items()), None)
+        choices = [{}] if first is None or first[1].choices is None else [{first[0]: c} for c in first[1].choices]
+        for extra in choices:
+            args = {**design.fixed, **extra}
+            if budget is not None and design.free_knob:
+                spec = solve(design.family, design.free_knob, budget, args).spec
+            else:
+                spec = get_family(design.family)(**args)
+            label = design.name + "".join(f" {k}={v}" for k, v in extra.items())
+            out.append(GraphSpecLabel(label, spec))
+    return out
+
+
+def _load_space(path: Path):
+    from .study.schema import load_search_space
+
+    return load_search_space(path)
+
+
+class GraphSpecLabel:
+    """A spec shown under another name (a search-space design and choice)."""
+
+    def __init__(self, label: str, spec):
+        self.label, self.spec = label, spec
+
+
+def _row(item, size):
     from .counting import count, macs
 
+    spec = item.spec if isinstance(item, GraphSpecLabel) else item
     c = count(spec)
     row = {
-        "name": spec.name,
+        "name": item.label if isinstance(item, GraphSpecLabel) else spec.name,
         "hash": spec.hash,
         "params": c.params,
         "macs_per_pixel": c.macs_per_pixel,
@@ -73,17 +115,22 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return 0
     if not args.targets:
         raise ArchsearchError("inspect: name a zoo model or a spec file (or use --list to see the zoo)")
-    rows = [_row(_resolve(t), args.input_size) for t in args.targets]
+    budget = None
+    if args.budget is not None:
+        from .solver import Budget
+
+        budget = Budget(args.budget_metric, args.budget)
+    rows = [_row(item, args.input_size) for t in args.targets for item in _resolve(t, budget)]
     if args.format == "json":
         for row in rows:
             print(json.dumps(row))
         return 0
-    head = f"{'name':<22} {'params':>11} {'MACs/pixel':>13} {'act %':>7}" + "".join(f" {r:>13}" for r in ROLES)
+    head = f"{'name':<28} {'params':>11} {'MACs/pixel':>13} {'act %':>7}" + "".join(f" {r:>13}" for r in ROLES)
     if args.input_size:
         head += f" {'MACs @ ' + 'x'.join(map(str, args.input_size)):>18}"
     print(head)
     for row in rows:
-        line = (f"{row['name']:<22} {row['params']:>11,} {row['macs_per_pixel']:>13,.1f} "
+        line = (f"{row['name']:<28} {row['params']:>11,} {row['macs_per_pixel']:>13,.1f} "
                 f"{row['activation_param_pct']:>7.2f}" + "".join(f" {row['params_by_role'][r]:>13,}" for r in ROLES))
         if args.input_size:
             line += f" {row['macs']:>18,}"
@@ -99,8 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("inspect", help="parameters, MACs/pixel, activation-parameter %% and roles of models",
-                       description="Count a zoo model or a spec file (YAML/JSON) without building it.")
-    p.add_argument("targets", nargs="*", help="zoo names (see --list) or spec files")
+                       description="Count zoo models, spec files (YAML/JSON) or the designs of a search-space file "
+                                   "without building them.")
+    p.add_argument("targets", nargs="*", help="zoo names (see --list), spec files or search-space files")
+    p.add_argument("--budget", type=float, help="search-space files: solve each design's free knob for this budget")
+    p.add_argument("--budget-metric", choices=("params", "macs"), default="params")
     p.add_argument("--list", action="store_true", help="list the reference zoo")
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="table (default) or one JSON object per model")

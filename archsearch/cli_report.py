@@ -45,8 +45,8 @@ def _measure(study, ostudy, args: argparse.Namespace) -> int:
 def cmd_latency(args: argparse.Namespace) -> int:
     study, ostudy = _load(args)
     n = _measure(study, ostudy, args)
-    print(f"stored latency for {n} trial(s) in {study.storage_url} (user attributes latency_ms_per_mp, "
-          "latency_device, latency_input)")
+    print(f"stored latency for {n} architecture(s) in {study.storage_url} (study user attributes "
+          "latency:<spec hash>)")
     return 0
 
 
@@ -57,7 +57,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     study, ostudy = _load(args)
     if args.latency:
         n = _measure(study, ostudy, args)
-        print(f"stored latency for {n} trial(s)")
+        print(f"stored latency for {n} architecture(s)")
         ostudy = L.open_study(study, create=False)  # a fresh view: the measurements bypassed Optuna's cache
     for path in (args.csv, args.parquet):
         if path:

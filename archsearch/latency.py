@@ -3,9 +3,10 @@
 MACs are not time: a 9x9 depthwise conv costs 7x fewer MACs than a full 3x3 conv of the same width but about as
 much wall time on a CPU (see ``../shared/docs/papers.md``, "Reference numbers measured here"), and NSR's Fig. 5
 measures CPU time for the same reason. :func:`measure_latency` times one forward pass of a network on the current
-device; :func:`measure_study` does it for the finished trials of a study ledger and stores the result in each
-trial's user attributes (``latency_ms_per_mp``, ``latency_device``, ``latency_input``), so Pareto fronts can use
-time as well as MACs.
+device; :func:`measure_study` does it for the finished trials of a study ledger and stores one measurement per
+architecture in the ledger -- a study user attribute ``latency:<spec hash>`` holding ``latency_ms_per_mp``,
+``latency_device`` and ``latency_input`` (Optuna refuses new attributes on finished trials; study attributes are
+its public place for them) -- so Pareto fronts can use time as well as MACs. :func:`stored_latency` reads them.
 
 Protocol: eval mode, ``torch.inference_mode``, batch 1, a random input of ``size`` (the *input* size; an SR
 network's output is ``scale`` times larger), ``warmup`` untimed passes (allocator, cuDNN autotuning, caches),
@@ -16,7 +17,6 @@ values, sets the time (every seed of a design point shares one measurement).
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import time
@@ -103,28 +103,12 @@ def measure_latency(spec_or_model, *, device: str = "auto", size: tuple[int, int
             "warmup": warmup, "repeats": repeats}
 
 
-def set_finished_trial_user_attrs(ostudy, trial, attrs: dict[str, Any]) -> None:
-    """Write user attributes onto a *finished* trial of an RDB-backed Optuna study.
+LATENCY_PREFIX = "latency:"
 
-    Optuna 5 refuses ``storage.set_trial_user_attr`` on finished trials (``UpdateFinishedTrialError``), so the rows
-    go straight into Optuna's own ``trial_user_attributes`` table, JSON-encoded exactly as Optuna encodes them;
-    ``optuna trials`` and ``study.trials`` (after a reload) read them like any other attribute.
-    """
-    import sqlalchemy as sa
 
-    storage = ostudy._storage  # noqa: SLF001 - no public API writes attributes after a trial ended
-    rdb = getattr(storage, "_backend", storage)  # optuna wraps RDBStorage in a _CachedStorage
-    engine = getattr(rdb, "engine", None)
-    if engine is None:
-        raise ArchsearchError(f"latency: the ledger's storage ({type(rdb).__name__}) is not an SQL database; "
-                              "cannot store measurements on finished trials")
-    trial_id = trial._trial_id  # noqa: SLF001
-    with engine.begin() as conn:
-        for key, value in attrs.items():
-            conn.execute(sa.text("DELETE FROM trial_user_attributes WHERE trial_id = :t AND key = :k"),
-                         {"t": trial_id, "k": key})
-            conn.execute(sa.text("INSERT INTO trial_user_attributes (trial_id, key, value_json) "
-                                 "VALUES (:t, :k, :v)"), {"t": trial_id, "k": key, "v": json.dumps(value)})
+def stored_latency(ostudy) -> dict[str, dict[str, Any]]:
+    """``{spec hash: {latency_ms_per_mp, latency_device, latency_input}}`` as stored in the ledger."""
+    return {k[len(LATENCY_PREFIX):]: v for k, v in ostudy.user_attrs.items() if k.startswith(LATENCY_PREFIX)}
 
 
 def measure_study(study, ostudy=None, *, numbers: list[int] | None = None, device: str = "auto",
@@ -134,7 +118,7 @@ def measure_study(study, ostudy=None, *, numbers: list[int] | None = None, devic
 
     One measurement per architecture (``spec_hash``): the seeds of a design point share it. Trials that already
     hold a measurement on the same device and input size are skipped unless ``force``. Returns
-    ``{trial number: attributes written}``.
+    ``{trial number: measurement}`` for the architectures measured in this call (one trial per architecture).
     """
     from optuna.trial import TrialState
 
@@ -147,29 +131,29 @@ def measure_study(study, ostudy=None, *, numbers: list[int] | None = None, devic
     input_label = f"{size[0]}x{size[1]}"
     todo = [t for t in ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if numbers is None or t.number in numbers]
-    by_hash: dict[str, dict[str, Any]] = {}
-    for t in todo:  # reuse a measurement already in the ledger for this device and size
-        ua = t.user_attrs
-        if not force and ua.get("latency_device") == dev_name and ua.get("latency_input") == input_label:
-            by_hash.setdefault(str(ua.get("spec_hash")), {k: ua[k] for k in LATENCY_KEYS})
+    stored = stored_latency(ostudy)
     written: dict[int, dict[str, Any]] = {}
+    measured_now: set[str] = set()
     for t in todo:
         ua = t.user_attrs
-        if not force and ua.get("latency_device") == dev_name and ua.get("latency_input") == input_label:
-            continue
         key = str(ua.get("spec_hash"))
-        if key not in by_hash:
-            path = ua.get("spec_path")
-            try:
-                spec = GraphSpec.from_file(path)
-            except (ArchsearchError, OSError, TypeError) as err:
-                echo(f"trial {t.number}: no latency (cannot read spec {path!r}: {err})")
-                continue
-            res = measure_latency(spec, device=device, size=size, warmup=warmup, repeats=repeats)
-            by_hash[key] = {"latency_ms_per_mp": res["ms_per_mp"], "latency_device": res["device"],
-                            "latency_input": input_label}
-            echo(f"trial {t.number} ({ua.get('label') or ua.get('design')}): {res['ms_per_mp']:.2f} ms/MP "
-                 f"({res['device']}, {input_label})")
-        set_finished_trial_user_attrs(ostudy, t, by_hash[key])
-        written[t.number] = by_hash[key]
+        have = stored.get(key)
+        if key in measured_now or (not force and have and have.get("latency_device") == dev_name
+                                   and have.get("latency_input") == input_label):
+            continue
+        measured_now.add(key)
+        path = ua.get("spec_path")
+        try:
+            spec = GraphSpec.from_file(path)
+        except (ArchsearchError, OSError, TypeError) as err:
+            echo(f"trial {t.number}: no latency (cannot read spec {path!r}: {err})")
+            continue
+        res = measure_latency(spec, device=device, size=size, warmup=warmup, repeats=repeats)
+        stored[key] = {"latency_ms_per_mp": res["ms_per_mp"], "latency_device": res["device"],
+                       "latency_input": input_label}
+        ostudy.set_user_attr(LATENCY_PREFIX + key, stored[key])
+        echo(f"trial {t.number} ({ua.get('label') or ua.get('design')}): {res['ms_per_mp']:.2f} ms/MP "
+             f"({res['device']}, {input_label})")
+        written[t.number] = stored[key]
     return written
+

@@ -24,6 +24,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,12 +93,16 @@ def ledger_frame(study, ostudy=None):
 
     ostudy = ostudy or L.open_study(study, create=False)
     df = results_frame(study, ostudy)
+    from .latency import stored_latency
+
+    latency = stored_latency(ostudy)
     extra = {}
     for t in ostudy.get_trials(deepcopy=False):
         ua = t.user_attrs
+        lat = latency.get(str(ua.get("spec_hash")), {})
         extra[t.number] = {"arguments": ua.get("arguments") or {}, "params": dict(t.params), "host": ua.get("host"),
-                           "latency_ms_per_mp": ua.get("latency_ms_per_mp"),
-                           "latency_device": ua.get("latency_device"), "latency_input": ua.get("latency_input")}
+                           "latency_ms_per_mp": lat.get("latency_ms_per_mp"),
+                           "latency_device": lat.get("latency_device"), "latency_input": lat.get("latency_input")}
     for col in ("arguments", "params", "host", "latency_ms_per_mp", "latency_device", "latency_input"):
         df[col] = [extra.get(n, {}).get(col) if n is not None and not _isnan(n) else None for n in df["number"]]
     df["latency_ms_per_mp"] = df["latency_ms_per_mp"].astype(float)
@@ -582,9 +587,10 @@ def to_png(fig: FigureData, path: str | Path, dpi: int = 130) -> Path:
     ax.set_xlabel(fig.xlabel, fontsize=9)
     ax.set_ylabel(fig.ylabel, fontsize=9)
     ax.set_title(fig.title, fontsize=10)
-    if fig.note:
-        mfig.text(0.01, 0.01, fig.note, fontsize=6.5, color="0.35")
-    mfig.tight_layout(rect=(0, 0.04 if fig.note else 0, 1, 1))
+    note = "\n".join(textwrap.wrap(fig.note, 125)) if fig.note else ""  # never cut at the figure's edge
+    if note:
+        mfig.text(0.01, 0.01, note, fontsize=6.5, color="0.35")
+    mfig.tight_layout(rect=(0, 0.025 + 0.02 * note.count("\n") + 0.015 if note else 0, 1, 1))
     if fig.kind == "lines":
         _annotate(ax, fig, mfig)  # after the layout: placement is in final display coordinates
     mfig.savefig(path)

@@ -9,8 +9,8 @@ from test_report import add, new_ledger, write_study_file
 
 from archsearch import ArchsearchError, get_family
 from archsearch.cli import main
-from archsearch.latency import measure_latency
-from archsearch.report import TITLES
+from archsearch.latency import measure_latency, stored_latency
+from archsearch.report import TITLES, ledger_frame
 from archsearch.study.schema import load_study
 
 FAST = {"size": (32, 32), "warmup": 1, "repeats": 3}
@@ -55,24 +55,28 @@ def test_latency_is_stored_on_finished_trials(tmp_path, capsys):
             arguments={"xunit_kernel_size": 3}, label="xnet xunit_kernel_size=3")  # dominated by convnet
     args = ["--latency-size", "32x32", "--warmup", "1", "--repeats", "2", "--device", "cpu"]
 
+    def reload():
+        o = optuna.load_study(study_name=study.name, storage=study.storage_url)
+        return o, stored_latency(o)
+
+    hashes = {t.user_attrs["design"]: t.user_attrs["spec_hash"] for t in reload()[0].trials}
     assert main(["latency", str(path), "--pareto-only", *args]) == 0
-    trials = optuna.load_study(study_name=study.name, storage=study.storage_url).trials
-    measured = {t.number for t in trials if "latency_ms_per_mp" in t.user_attrs}
-    assert measured == {t.number for t in trials if t.user_attrs["design"] == "convnet"}
+    _, lat = reload()
+    assert set(lat) == {hashes["convnet"]}  # only the Pareto candidate
 
     assert main(["latency", str(path), *args]) == 0
-    trials = optuna.load_study(study_name=study.name, storage=study.storage_url).trials
-    for t in trials:
-        assert t.state.name == "COMPLETE" and t.user_attrs["latency_ms_per_mp"] > 0
-        assert t.user_attrs["latency_device"].startswith("cpu: ") and t.user_attrs["latency_input"] == "32x32"
-        assert t.user_attrs["psnr"] in (26.0, 27.0)  # the other attributes are untouched
-    by_design = {}
-    for t in trials:  # one measurement per architecture, shared by its seeds
-        by_design.setdefault(t.user_attrs["design"], set()).add(t.user_attrs["latency_ms_per_mp"])
-    assert all(len(v) == 1 for v in by_design.values())
+    o, lat = reload()
+    assert set(lat) == set(hashes.values())  # one measurement per architecture, shared by its seeds
+    for m in lat.values():
+        assert m["latency_ms_per_mp"] > 0
+        assert m["latency_device"].startswith("cpu: ") and m["latency_input"] == "32x32"
+    for t in o.trials:
+        assert t.state.name == "COMPLETE" and t.user_attrs["psnr"] in (26.0, 27.0)  # trials untouched
+    df = ledger_frame(study)
+    assert (df["latency_ms_per_mp"] > 0).all()  # every trial reads its architecture's measurement
     capsys.readouterr()
     assert main(["latency", str(path), *args]) == 0  # already measured: nothing to do
-    assert "stored latency for 0 trial(s)" in capsys.readouterr().out
+    assert "stored latency for 0 architecture(s)" in capsys.readouterr().out
 
     assert main(["report", str(path), "--no-png"]) == 0
     page = (tmp_path / "out" / "report.html").read_text()

@@ -263,13 +263,21 @@ def test_kill_mid_trial_then_resume(tmp_path):
     assert interrupted[0].user_attrs["point"] in {t.user_attrs["point"] for t in complete}
 
 
-def test_two_local_workers_share_the_ledger(tmp_path):
-    study = load_study(write_study(tmp_path, seeds=[0, 1]))
-    summary = run_study(study, workers=2, progress=False, echo=lambda *_: None)
+def test_two_local_workers_share_the_ledger(tmp_path, capsys):
+    from dataclasses import replace
+
+    path = write_study(tmp_path, seeds=[0, 1])
+    elsewhere = tmp_path / "elsewhere"  # --output-dir must reach the worker processes too
+    assert main(["run", str(path), "--workers", "2", "--output-dir", str(elsewhere)]) == 0
+    assert "6 complete" in capsys.readouterr().out
+    study = replace(load_study(path), output_dir=elsewhere,
+                    storage_url=f"sqlite:///{(elsewhere / 'ledger.db').resolve()}")
     trials = _trials(study)
-    assert summary.complete == 6 and len(trials) == 6
+    assert len(trials) == 6 and {t.state.name for t in trials} == {"COMPLETE"}
     assert len({t.user_attrs["point"] for t in trials}) == 6
     assert len({t.user_attrs["pid"] for t in trials}) == 2
+    assert all(Path(t.user_attrs["checkpoint"]).is_relative_to(elsewhere) for t in trials)
+    assert not (tmp_path / "out").exists()
 
 
 def test_tpe_search_with_pruner_and_nsga2(tmp_path):
@@ -329,3 +337,16 @@ def test_ray_executor_real_local_runtime_two_concurrent_trials(tmp_path):
         assert "spec_hash" in t.user_attrs and "n_params" in t.user_attrs
         if t.state.name == "COMPLETE":
             assert t.value == pytest.approx(t.user_attrs["psnr"])
+
+
+def test_inspect_a_search_space_on_a_budget(capsys):
+    import json
+
+    assert main(["inspect", str(SPACE), "--budget", "99136", "--format", "json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["name"] for r in rows] == ["convnet"] + [f"xnet xunit_kernel_size={r}" for r in (1, 3, 5, 7, 9, 11)]
+    assert all(abs(r["params"] - 99136) / 99136 < 0.02 for r in rows)
+    shares = [r["activation_param_pct"] for r in rows]
+    assert shares[0] == 0 and shares == sorted(shares)  # larger xUnit kernels: more parameters in activations
+    assert main(["inspect", str(SPACE), "--budget", "10"]) == 2
+    assert "smallest achievable" in capsys.readouterr().err

@@ -24,6 +24,7 @@ import multiprocessing as mp
 import os
 import shutil
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,11 +258,14 @@ def _search_worker(study: Study, *, progress: bool = False, on_done=None) -> Non
             on_done()
 
 
-def _worker_entry(path: str, profile: str, kind: str, threads: int) -> None:
+def _worker_entry(path: str, profile: str, output_dir: str, storage_url: str, kind: str, threads: int) -> None:
+    from dataclasses import replace
+
     import torch
 
     torch.set_num_threads(threads)
-    study = load_study(path, profile)
+    # the parent's output folder and ledger, which may override the study file's (--output-dir)
+    study = replace(load_study(path, profile), output_dir=Path(output_dir), storage_url=storage_url)
     (_sweep_worker if kind == "sweep" else _search_worker)(study)
 
 
@@ -381,8 +385,8 @@ def _bar(total: int, initial: int, enabled: bool):
 def _run_processes(study: Study, mode: str, n_workers: int, total: int, finished: int, progress: bool) -> None:
     ctx = mp.get_context("spawn")  # fork after torch/sqlite initialisation is unsafe
     threads = max(1, (os.cpu_count() or 1) // n_workers)
-    procs = [ctx.Process(target=_worker_entry, args=(str(study.path), study.profile, mode, threads), daemon=False)
-             for _ in range(n_workers)]
+    args = (str(study.path), study.profile, str(study.output_dir), study.storage_url, mode, threads)
+    procs = [ctx.Process(target=_worker_entry, args=args, daemon=False) for _ in range(n_workers)]
     for p in procs:
         p.start()
     bar = _bar(total, finished, progress)
@@ -479,11 +483,12 @@ def plot_summary(study: Study, summary, out: Path) -> Path:
     budget = study.config.budget
     title = study.name + (f" — budget {budget.value:,.0f} {budget.metric}" if budget else "")
     ax.set_title(title, fontsize=10)
-    if study.config.fidelity:
-        fig.text(0.01, 0.01, study.config.fidelity, fontsize=6, color="0.35")
+    note = "\n".join(textwrap.wrap(study.config.fidelity, 130))
+    if note:
+        fig.text(0.01, 0.01, note, fontsize=6, color="0.35")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.tight_layout(rect=(0, 0.03 + 0.02 * note.count("\n"), 1, 1))
     path = out / name
     fig.savefig(path)
     plt.close(fig)
