@@ -95,12 +95,7 @@ def test_generated_file_imports_torch_only_and_holds_only_needed_code(exported_z
     assert A.GraphSpec.from_file(root / "xdncnn.yaml") == A.zoo_spec("xdncnn")
 
 
-# ONNX and TorchScript on one model of every block family (the MemNet ones are large graphs: one suffices).
-FORMAT_CASES = ["dncnn_s", "xdncnn", "srcnn", "xsrcnn_c", "memnet_m6r6_ms", "nsr_dn_baseline",
-                "nsr_dn_sparse_minus", "wdsr_nsr_x2"]
-
-
-@pytest.mark.parametrize("name", FORMAT_CASES)
+@pytest.mark.parametrize("name", ZOO)
 def test_torchscript_and_onnxruntime_match(tmp_path, name):
     ort = pytest.importorskip("onnxruntime")
     spec = A.zoo_spec(name)
