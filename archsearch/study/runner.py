@@ -24,7 +24,6 @@ import multiprocessing as mp
 import os
 import shutil
 import sys
-import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -448,48 +447,18 @@ def summary_frame(df):
 
 
 def write_outputs(study: Study, ostudy=None) -> dict[str, Path]:
+    """``results.csv``, ``summary.csv`` and the study's main curve as a PNG -- drawn by the report's figure
+    functions (:mod:`archsearch.report`), so the plain plot and the report show the same thing."""
+    from ..report import design_points, fig_activation_share, fig_vs_size, ledger_frame, to_png
+
     out = Path(study.output_dir)
-    df = results_frame(study, ostudy)
+    df = ledger_frame(study, ostudy)
     paths = {"results": out / "results.csv", "summary": out / "summary.csv"}
-    df.to_csv(paths["results"], index=False)
-    summary = summary_frame(df)
-    summary.to_csv(paths["summary"], index=False)
-    if not summary.empty:
-        paths["plot"] = plot_summary(study, summary, out)
+    df[RESULT_COLUMNS].to_csv(paths["results"], index=False)
+    summary_frame(df).to_csv(paths["summary"], index=False)
+    points = design_points(df)
+    fig = fig_activation_share(points, study.config.fidelity) if study.config.sweep is not None else None
+    fig = fig or fig_vs_size(points, "n_params", study.config.fidelity)
+    if fig is not None:
+        paths["plot"] = to_png(fig, out / f"{fig.key}.png")
     return paths
-
-
-def plot_summary(study: Study, summary, out: Path) -> Path:
-    """PSNR (mean +- std over seeds) vs activation-parameter % for sweeps, vs parameters for searches."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sweep = study.config.sweep is not None
-    xcol, xlabel, name = (("activation_param_pct", "parameters in activations [%]", "psnr_vs_activation.png")
-                          if sweep else ("n_params", "parameters", "psnr_vs_params.png"))
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for design, part in summary.groupby("design"):
-        part = part.sort_values(xcol)
-        ax.errorbar(part[xcol], part["psnr_mean"], yerr=part["psnr_std"].fillna(0), marker="o", capsize=3,
-                    label=str(design), linestyle="-" if len(part) > 1 else "none")
-        for _, row in part.iterrows():
-            short = str(row["label"]).replace(str(design), "").replace("xunit_kernel_size=", "r=").strip()
-            ax.annotate(short or str(design),
-                        (row[xcol], row["psnr_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("PSNR [dB] (mean ± std over seeds)")
-    budget = study.config.budget
-    title = study.name + (f" — budget {budget.value:,.0f} {budget.metric}" if budget else "")
-    ax.set_title(title, fontsize=10)
-    note = "\n".join(textwrap.wrap(study.config.fidelity, 130))
-    if note:
-        fig.text(0.01, 0.01, note, fontsize=6, color="0.35")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout(rect=(0, 0.03 + 0.02 * note.count("\n"), 1, 1))
-    path = out / name
-    fig.savefig(path)
-    plt.close(fig)
-    return path
