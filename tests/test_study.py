@@ -99,6 +99,15 @@ def test_budget_out_of_reach_is_an_error_and_nothing_is_written(tmp_path, capsys
     assert not (tmp_path / "out" / "ledger.db").exists()
 
 
+def test_search_budget_out_of_reach_is_an_error(tmp_path, capsys):
+    path = write_study(tmp_path, sweep=None, search={"sampler": "tpe", "n_trials": 2},
+                       budget={"metric": "params", "value": 10, "tolerance": 0.05})
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "no design of the search space can meet it" in err and "smallest achievable" in err
+    assert not (tmp_path / "out" / "ledger.db").exists()
+
+
 def test_missing_data_root_is_an_error_before_the_ledger(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("ARCHSEARCH_DATA_ROOT", raising=False)
     path = write_study(tmp_path, data={"train": "Train400", "val": "Set12", "test": "BSD68"})

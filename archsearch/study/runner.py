@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArchsearchError
+from ..errors import ArchsearchError, BudgetError, SpecError
 from . import ledger as L
 from .schema import Study, load_study
 from .trial import (
@@ -308,6 +308,19 @@ def prepare(study: Study, *, fresh: bool = False) -> tuple[Any, int, list[dict[s
                 ostudy.enqueue_trial(p.params, user_attrs={"point": p.key, "point_params": p.params,
                                                            "label": p.label, "sweep_value": p.sweep_value})
         return ostudy, len(points), infeasible
+    if study.config.budget is not None:  # a budget no design can meet is bad input, not N failed trials
+        from .trial import solve_design
+
+        reasons = []
+        for design in study.space.designs:
+            try:
+                solve_design(study, design, {})
+                break
+            except (BudgetError, SpecError) as err:
+                reasons.append(f"{design.name}: {err}")
+        else:
+            raise ArchsearchError(f"{study.path}: budget: no design of the search space can meet it: "
+                                  + "; ".join(reasons))
     ostudy = L.open_study(study, create=True, sampler=_sampler(study), pruner=_pruner(study))
     for t in L.recover_stale(ostudy):
         ostudy.enqueue_trial(t.params)  # a search trial's configuration is its params
