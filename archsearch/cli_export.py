@@ -42,14 +42,10 @@ def select_trials(study, which: str):
     if which == "pareto":
         if not complete:
             raise ArchsearchError(f"study {study.name!r} has no complete trial to export yet")
-        front = []
-        for t in complete:
-            p, n = t.user_attrs["psnr"], t.user_attrs["n_params"]
-            dominated = any(o.user_attrs["psnr"] >= p and o.user_attrs["n_params"] <= n and
-                            (o.user_attrs["psnr"] > p or o.user_attrs["n_params"] < n) for o in complete)
-            if not dominated:
-                front.append(t)
-        return sorted(front, key=lambda t: t.user_attrs["n_params"])
+        from .report import pareto_mask
+
+        mask = pareto_mask([t.user_attrs["n_params"] for t in complete], [t.user_attrs["psnr"] for t in complete])
+        return sorted((t for t, keep in zip(complete, mask) if keep), key=lambda t: t.user_attrs["n_params"])
     try:
         number = int(which)
     except ValueError:

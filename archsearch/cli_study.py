@@ -10,14 +10,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .study.runner import run_study
     from .study.schema import load_study
 
-    study = load_study(args.study, args.profile)
-    if args.output_dir:
-        from dataclasses import replace
-        from pathlib import Path
-
-        out = Path(args.output_dir)
-        url = study.storage_url if study.config.storage else f"sqlite:///{(out / 'ledger.db').resolve()}"
-        study = replace(study, output_dir=out, storage_url=url)
+    study = load_study(args.study, args.profile, args.output_dir)
     summary = run_study(study, executor=args.executor, workers=args.workers, fresh=args.fresh)
     print(f"done in {summary.wall_time_s:.0f} s: {summary.complete} complete, {summary.failed} failed, "
           f"{summary.pruned} pruned, {summary.infeasible} grid points off the budget")
@@ -41,14 +34,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .study.runner import results_frame
     from .study.schema import load_study
 
-    study = load_study(args.study, args.profile)
-    if args.output_dir:
-        from dataclasses import replace
-        from pathlib import Path
-
-        out = Path(args.output_dir)
-        study = replace(study, output_dir=out, storage_url=study.storage_url if study.config.storage
-                        else f"sqlite:///{(out / 'ledger.db').resolve()}")
+    study = load_study(args.study, args.profile, args.output_dir)
     df = results_frame(study)
     if args.format == "csv":
         df.to_csv(sys.stdout, index=False)

@@ -70,16 +70,10 @@ def open_ledger(study_file: str | Path, profile: str | None = None, output_dir: 
     ``output_dir`` overrides the study's output folder (and its default SQLite ledger there), as for
     ``archsearch run --output-dir``. Raises :class:`ArchsearchError` for an unknown study file or a missing ledger.
     """
-    from dataclasses import replace
-
     from .study import ledger as L
     from .study.schema import load_study
 
-    study = load_study(study_file, profile)
-    if output_dir:
-        out = Path(output_dir)
-        url = study.storage_url if study.config.storage else f"sqlite:///{(out / 'ledger.db').resolve()}"
-        study = replace(study, output_dir=out, storage_url=url)
+    study = load_study(study_file, profile, output_dir or None)
     return study, L.open_study(study, create=False)
 
 

@@ -13,8 +13,6 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import replace
-from pathlib import Path
 
 import torch
 
@@ -31,9 +29,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    study = load_study(args.study, args.profile)
-    out = Path(args.output_dir)
-    study = replace(study, output_dir=out, storage_url=f"sqlite:///{(out / 'ledger.db').resolve()}")
+    study = load_study(args.study, args.profile, args.output_dir)
     t0 = time.perf_counter()
     summary = run_study(study, fresh=True, workers=args.workers, progress=sys.stderr.isatty())
     wall = time.perf_counter() - t0

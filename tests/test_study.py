@@ -273,14 +273,11 @@ def test_kill_mid_trial_then_resume(tmp_path):
 
 
 def test_two_local_workers_share_the_ledger(tmp_path, capsys):
-    from dataclasses import replace
-
     path = write_study(tmp_path, seeds=[0, 1])
     elsewhere = tmp_path / "elsewhere"  # --output-dir must reach the worker processes too
     assert main(["run", str(path), "--workers", "2", "--output-dir", str(elsewhere)]) == 0
     assert "6 complete" in capsys.readouterr().out
-    study = replace(load_study(path), output_dir=elsewhere,
-                    storage_url=f"sqlite:///{(elsewhere / 'ledger.db').resolve()}")
+    study = load_study(path, output_dir=elsewhere)
     trials = _trials(study)
     assert len(trials) == 6 and {t.state.name for t in trials} == {"COMPLETE"}
     assert len({t.user_attrs["point"] for t in trials}) == 6

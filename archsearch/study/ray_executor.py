@@ -29,21 +29,14 @@ def _set_threads(cpus: float) -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
-def _study(path: str, profile: str, output_dir: str, storage_url: str) -> Study:
-    from dataclasses import replace
-
-    return replace(load_study(path, profile), output_dir=Path(output_dir), storage_url=storage_url)
-
-
-def _sweep_trainable(config: dict[str, Any], *, path: str, profile: str, output_dir: str, storage_url: str,
-                     cpus: float) -> None:
+def _sweep_trainable(config: dict[str, Any], *, path: str, profile: str, output_dir: str, cpus: float) -> None:
     from ray import tune
 
     from .runner import _distributions, claim_and_run
     from .trial import plan_sweep
 
     _set_threads(cpus)
-    study = _study(path, profile, output_dir, storage_url)
+    study = load_study(path, profile, output_dir)
     ostudy = L.open_study(study, create=False)
     dists = _distributions(plan_sweep(study)[0])
     claim_and_run(study, ostudy, dists,
@@ -51,15 +44,14 @@ def _sweep_trainable(config: dict[str, Any], *, path: str, profile: str, output_
     tune.report({"claimed": 1})
 
 
-def _search_trainable(config: dict[str, Any], *, path: str, profile: str, output_dir: str, storage_url: str,
-                      cpus: float) -> None:
+def _search_trainable(config: dict[str, Any], *, path: str, profile: str, output_dir: str, cpus: float) -> None:
     from ray import tune
 
     from .runner import suggest_search
     from .trial import TrialFailed, execute, failure_log, worker_identity
 
     _set_threads(cpus)
-    study = _study(path, profile, output_dir, storage_url)
+    study = load_study(path, profile, output_dir)
     ostudy = L.open_study(study, create=False)
     number = int(config["trial_number"])
     frozen = next(t for t in ostudy.get_trials(deepcopy=False) if t.number == number)
@@ -148,8 +140,7 @@ def run_ray(study: Study, *, mode: str, workers: int) -> None:
     try:
         resources = {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial}
         common = dict(path=str(Path(study.path).resolve()), profile=study.profile,
-                      output_dir=str(Path(study.output_dir).resolve()), storage_url=study.storage_url,
-                      cpus=ex.cpus_per_trial)
+                      output_dir=str(Path(study.output_dir).resolve()), cpus=ex.cpus_per_trial)
         run_config = tune.RunConfig(storage_path=str((Path(study.output_dir) / "ray").resolve()),
                                     name=f"{mode}", verbose=0)
         ostudy = L.open_study(study, create=False)

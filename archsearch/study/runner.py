@@ -257,14 +257,11 @@ def _search_worker(study: Study, *, progress: bool = False, on_done=None) -> Non
             on_done()
 
 
-def _worker_entry(path: str, profile: str, output_dir: str, storage_url: str, kind: str, threads: int) -> None:
-    from dataclasses import replace
-
+def _worker_entry(path: str, profile: str, output_dir: str, kind: str, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    # the parent's output folder and ledger, which may override the study file's (--output-dir)
-    study = replace(load_study(path, profile), output_dir=Path(output_dir), storage_url=storage_url)
+    study = load_study(path, profile, output_dir)  # the parent's output folder, which --output-dir may set
     (_sweep_worker if kind == "sweep" else _search_worker)(study)
 
 
@@ -397,7 +394,7 @@ def _bar(total: int, initial: int, enabled: bool):
 def _run_processes(study: Study, mode: str, n_workers: int, total: int, finished: int, progress: bool) -> None:
     ctx = mp.get_context("spawn")  # fork after torch/sqlite initialisation is unsafe
     threads = max(1, (os.cpu_count() or 1) // n_workers)
-    args = (str(study.path), study.profile, str(study.output_dir), study.storage_url, mode, threads)
+    args = (str(study.path), study.profile, str(study.output_dir), mode, threads)
     procs = [ctx.Process(target=_worker_entry, args=args, daemon=False) for _ in range(n_workers)]
     for p in procs:
         p.start()

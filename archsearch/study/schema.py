@@ -279,8 +279,9 @@ class Study:
         return self.config.name if self.profile == "default" else f"{self.config.name}-{self.profile}"
 
 
-def load_study(path: str | Path, profile: str | None = None) -> Study:
-    """Load and validate a study file (and its search space); nothing is written."""
+def load_study(path: str | Path, profile: str | None = None, output_dir: str | Path | None = None) -> Study:
+    """Load and validate a study file (and its search space); nothing is written. ``output_dir`` overrides the
+    file's output folder (``--output-dir``), and with it the default SQLite ledger inside it."""
     path = Path(path)
     data = _read_yaml(path)
     if not isinstance(data, Mapping):
@@ -317,9 +318,12 @@ def load_study(path: str | Path, profile: str | None = None) -> Study:
         _check_against_space(config, space)
     except SpecError as err:
         raise ConfigError(err.path, err.message, file=str(path)) from None
-    out = Path(config.output_dir) if config.output_dir else Path("runs") / config.name
-    if chosen != "default" and not config.output_dir:
-        out = Path("runs") / f"{config.name}-{chosen}"
+    if output_dir is not None:
+        out = Path(output_dir)
+    elif config.output_dir:
+        out = Path(config.output_dir)
+    else:
+        out = Path("runs") / (config.name if chosen == "default" else f"{config.name}-{chosen}")
     storage = config.storage or f"sqlite:///{(out / 'ledger.db').resolve()}"
     return Study(config, space, path, chosen, out, storage)
 
