@@ -8,26 +8,6 @@ from pathlib import Path
 from .errors import ArchsearchError
 
 
-def _load_weights(path: str) -> dict:
-    import torch
-
-    p = Path(path)
-    if not p.exists():
-        raise ArchsearchError(f"--weights: no such file {path}")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(p))
-    state = torch.load(str(p), map_location="cpu", weights_only=True)  # tensors only, no code
-    if not isinstance(state, dict):
-        raise ArchsearchError(f"--weights: {path} is not a state_dict")
-    if any(k.startswith("dncnn.") for k in state):  # the DnCNN authors' layout (README, "Reference zoo")
-        from .zoo import official_dncnn_state_dict
-
-        state = official_dncnn_state_dict(state)
-    return state
-
-
 def select_trials(study, which: str):
     """The finished trials to export: ``best`` (highest PSNR), a trial number, or ``pareto`` (PSNR vs params)."""
     from .study import ledger as L
@@ -72,7 +52,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         from .zoo import zoo_spec
 
         spec = zoo_spec(args.zoo)
-        state = _load_weights(args.weights) if args.weights else None
+        from .weights import read_weights, state_dict_of
+
+        state = state_dict_of(read_weights(args.weights), args.weights) if args.weights else None
         out = Path(args.out or f"exports/{args.zoo}")
         paths = export_model(spec, out, state_dict=state, formats=formats,
                              provenance={"source": f"zoo:{args.zoo}", "weights": args.weights or "fresh init"})

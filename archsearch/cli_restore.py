@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ArchsearchError
-
-CHECKPOINT_FORMAT = "archsearch-checkpoint-1"
+from .weights import CHECKPOINT_FORMAT
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -78,38 +77,6 @@ def _make_task(args: argparse.Namespace, spec, checkpoint: dict[str, Any] | None
                      residual_learning=True if args.residual else None)
 
 
-def _load_weights(path: str) -> dict[str, Any]:
-    import torch
-
-    p = Path(path)
-    if not p.is_file():
-        raise ArchsearchError(f"{p}: no such weights file")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load raises many types on junk (UnpicklingError, struct.error, ...)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ArchsearchError(f"{p}: not a readable PyTorch weights file ({first})") from None
-    if not isinstance(state, dict):
-        raise ArchsearchError(f"{p}: expected a state_dict or an archsearch checkpoint, got {type(state).__name__}")
-    return state
-
-
-def _apply_weights(model, state: dict[str, Any], path: str) -> None:
-    from .zoo import official_dncnn_state_dict
-
-    sd = state.get("state_dict", state)
-    if sd and all(isinstance(k, str) and k.startswith("dncnn.") for k in sd):
-        sd = official_dncnn_state_dict(sd)  # the DnCNN authors' key layout
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as err:
-        keys = set(model.state_dict())
-        missing, unexpected = keys - set(sd), set(sd) - keys
-        detail = (f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}" if missing or unexpected
-                  else str(err).strip().splitlines()[-1].strip())
-        raise ArchsearchError(f"{path}: weights do not fit model {model.spec.name!r}: {detail}") from None
-
-
 def _dump(obj: dict[str, Any]) -> str:
     return json.dumps(obj, default=float)
 
@@ -121,15 +88,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .builder import build
     from .data import load_dataset
     from .evaluate import evaluate, select_device
+    from .weights import apply_weights, is_checkpoint, read_weights, state_dict_of
 
-    checkpoint = _load_weights(args.weights) if args.weights else None
-    ckpt = checkpoint if checkpoint and checkpoint.get("format") == CHECKPOINT_FORMAT else None
+    checkpoint = read_weights(args.weights) if args.weights else None
+    ckpt = checkpoint if checkpoint and is_checkpoint(checkpoint) else None
     spec = _load_spec(args, ckpt)
     task = _make_task(args, spec, ckpt)
     task.check_model(spec.in_channels, spec.out_channels, spec.scale, spec.global_residual)
     model = build(spec)
     if checkpoint is not None:
-        _apply_weights(model, checkpoint, args.weights)
+        apply_weights(model, state_dict_of(checkpoint, args.weights), args.weights)
     images = load_dataset(args.dataset, color=task.color, data_root=args.data_root, split="test")
     device = select_device(args.device)
     model.to(device)

@@ -143,12 +143,14 @@ def export_model(spec: GraphSpec, out_dir: str | Path, *, state_dict: dict | Non
     for f in formats:
         if f not in FORMATS:
             raise ArchsearchError(f"unknown export format {f!r}; allowed: {', '.join(FORMATS)}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     name = name or re.sub(r"[^\w.-]", "_", spec.name)
     model = build(spec).eval()
-    if state_dict is not None:
-        model.load_state_dict(state_dict, strict=True)
+    if state_dict is not None:  # before anything is written: weights that do not fit leave no folder behind
+        from .weights import apply_weights
+
+        apply_weights(model, state_dict, "--weights")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     paths = {"py": out / f"{name}.py", "weights": out / f"{name}.safetensors", "spec": out / f"{name}.yaml",
              "info": out / f"{name}.json"}
     paths["py"].write_text(python_source(spec))

@@ -95,21 +95,9 @@ def zoo_spec(name: str) -> GraphSpec:
     return zoo_entry(name).spec()
 
 
-def official_dncnn_state_dict(state: dict[str, Any]) -> dict[str, Any]:
-    """Map the DnCNN authors' keys (``dncnn.<i>.<param>``, an ``nn.Sequential`` named ``dncnn``) onto
-    ``dncnn_s``'s (``blocks.<i>.<param>``): the zoo spec names its nodes 0..47 in the same order."""
-    out = {}
-    for key, value in state.items():
-        if not key.startswith("dncnn."):
-            raise RegistryError(f"unexpected key {key!r} in a DnCNN state_dict (expected 'dncnn.<i>.<param>')")
-        out["blocks." + key[len("dncnn."):]] = value
-    return out
-
-
 def load_official_dncnn(module, path: str) -> None:
     """Load the official DnCNN-S weights (a plain state_dict, read without unpickling code) into a built
-    ``dncnn_s``; every key must match."""
-    import torch
+    ``dncnn_s``; every key must match (the key mapping is the ``dncnn`` layout of :mod:`archsearch.weights`)."""
+    from .weights import load_weights
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    module.load_state_dict(official_dncnn_state_dict(state), strict=True)
+    load_weights(module, path)

@@ -1,0 +1,145 @@
+"""The one place that reads weight files: archsearch checkpoints, safetensors, plain ``state_dict`` files and the
+authors' published layouts (mapped onto the zoo's keys by a registered *layout*).
+
+A layout is a key mapping from an author's ``state_dict`` to the zoo model's: ``detect`` recognises the author's
+keys, ``convert`` renames them. Adding one is one function and one :func:`register_layout` line (README,
+"Reference zoo", lists each mapping).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ArchsearchError, RegistryError, did_you_mean
+
+CHECKPOINT_FORMAT = "archsearch-checkpoint-1"
+
+
+class WeightsError(ArchsearchError, ValueError):
+    """A weights file that cannot be read, or whose tensors do not fit the model (file and reason)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    detect: Callable[[Mapping[str, Any]], bool]
+    convert: Callable[[Mapping[str, Any]], dict[str, Any]]
+    source: str = ""
+
+
+_LAYOUTS: dict[str, Layout] = {}
+
+
+def register_layout(name: str, detect: Callable[[Mapping[str, Any]], bool],
+                    convert: Callable[[Mapping[str, Any]], dict[str, Any]], source: str = "") -> None:
+    if name in _LAYOUTS:
+        raise RegistryError(f"weights layout {name!r} is already registered")
+    _LAYOUTS[name] = Layout(name, detect, convert, source)
+
+
+def layouts() -> dict[str, Layout]:
+    return dict(_LAYOUTS)
+
+
+def get_layout(name: str) -> Layout:
+    if name not in _LAYOUTS:
+        raise RegistryError(f"unknown weights layout {name!r}{did_you_mean(name, _LAYOUTS)}; "
+                            f"registered: {', '.join(_LAYOUTS)}")
+    return _LAYOUTS[name]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the authors' layouts
+# ---------------------------------------------------------------------------------------------------------
+def official_dncnn_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Map the DnCNN authors' keys (``dncnn.<i>.<param>``, an ``nn.Sequential`` named ``dncnn``) onto
+    ``dncnn_s``'s (``blocks.<i>.<param>``): the zoo spec names its nodes 0..47 in the same order."""
+    out = {}
+    for key, value in state.items():
+        if not key.startswith("dncnn."):
+            raise WeightsError(f"unexpected key {key!r} in a DnCNN state_dict (expected 'dncnn.<i>.<param>')")
+        out["blocks." + key[len("dncnn."):]] = value
+    return out
+
+
+register_layout("dncnn", lambda sd: bool(sd) and all(isinstance(k, str) and k.startswith("dncnn.") for k in sd),
+                official_dncnn_state_dict, "github cszn/DnCNN (PyTorch model_zoo, nn.Sequential 'dncnn')")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# reading
+# ---------------------------------------------------------------------------------------------------------
+def read_weights(path: str | Path) -> dict[str, Any]:
+    """The raw content of a weights file: a ``.safetensors`` file's tensors, or what ``torch.load`` returns with
+    ``weights_only=True`` (tensors and plain containers, never code). Errors name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"{p}: no such weights file")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(p)))
+        except Exception as err:  # safetensors raises its own error types on junk
+            raise WeightsError(f"{p}: not a readable safetensors file ({_first_line(err)})") from None
+    import torch
+
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises many types on junk (UnpicklingError, struct.error, ...)
+        raise WeightsError(f"{p}: not a readable PyTorch weights file ({_first_line(err)})") from None
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{p}: expected a state_dict or an archsearch checkpoint, got {type(obj).__name__}")
+    return obj
+
+
+def is_checkpoint(obj: Mapping[str, Any]) -> bool:
+    """An ``archsearch train`` checkpoint (spec, task, config and state_dict in one file)."""
+    return obj.get("format") == CHECKPOINT_FORMAT
+
+
+def state_dict_of(obj: Mapping[str, Any], path: str | Path = "") -> dict[str, Any]:
+    """The model weights inside what :func:`read_weights` returned, with an author's layout mapped onto the zoo's
+    keys when one is recognised."""
+    import torch
+
+    sd = obj.get("state_dict", obj) if isinstance(obj.get("state_dict"), Mapping) else obj
+    bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise WeightsError(f"{path}: not a state_dict: entry {bad[0]!r} is not a named tensor")
+    for layout in _LAYOUTS.values():
+        if layout.detect(sd):
+            return layout.convert(sd)
+    return dict(sd)
+
+
+def apply_weights(model, state: Mapping[str, Any], path: str | Path = "") -> None:
+    """Load ``state`` into ``model`` strictly; a mismatch is one line naming the file and the first differences."""
+    keys = set(model.state_dict())
+    missing, unexpected = sorted(keys - set(state)), sorted(set(state) - keys)
+    name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
+    if missing or unexpected:
+        raise WeightsError(f"{path}: weights do not fit model {name!r}: missing {missing[:3]}"
+                           f"{' ...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
+                           f"{' ...' if len(unexpected) > 3 else ''}")
+    own = model.state_dict()
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise WeightsError(f"{path}: weights do not fit model {name!r}: {k} has shape {tuple(v.shape)}, "
+                               f"the model's is {tuple(own[k].shape)}")
+    model.load_state_dict(dict(state), strict=True)
+
+
+def load_weights(model, path: str | Path) -> dict[str, Any]:
+    """Read ``path`` and load its weights into ``model`` (any format above); returns the file's raw content."""
+    obj = read_weights(path)
+    apply_weights(model, state_dict_of(obj, path), path)
+    return obj
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
