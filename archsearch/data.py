@@ -1,6 +1,7 @@
 """Images for training and evaluation: the embedded default, folders of images, and the standard benchmark sets.
 
-Every image is loaded once into a float32 tensor of shape (C, H, W) with values in [0, 1] (8-bit value / 255).
+Every image is loaded once into a float32 tensor of shape (C, H, W) with values in [0, 1] at the file's true range
+(8-bit value / 255, 16-bit grayscale value / 65535; see :func:`load_image`).
 
 Three kinds of dataset, all named by one string (``resolve_dataset``):
 
@@ -46,6 +47,7 @@ single-channel super-resolution; ``rgb`` replicates a grayscale image to three c
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -103,8 +105,43 @@ def rgb_to_y_uint8(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.round(y), 0, 255).astype(np.uint8)
 
 
+def _pixels(im, color: Color) -> np.ndarray:
+    """(C, H, W) float32 in [0, 1] at the image's true value range (see :func:`load_image`)."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode == "I":  # 16-bit grayscale (PNG, TIFF); "I" holds 16-bit PNGs in old Pillows
+        arr = np.asarray(im).astype(np.float64)
+        top = float(arr.max(initial=0))
+        if mode == "I" and (float(arr.min(initial=0)) < 0 or top > 65535):
+            raise ValueError(f"32-bit integer pixels ({arr.min():.0f}..{top:.0f}): only 8- and 16-bit images are "
+                             "supported")
+        gray = (arr / 65535.0).astype(np.float32)[None]
+        return np.repeat(gray, 3, axis=0) if color == "rgb" else gray
+    if mode == "F":
+        arr = np.asarray(im).astype(np.float32)
+        if not np.isfinite(arr).all() or arr.min(initial=0) < 0 or arr.max(initial=0) > 1:
+            raise ValueError("floating-point pixels outside [0, 1]: only 8- and 16-bit images, or float images in "
+                             "[0, 1], are supported")
+        return np.repeat(arr[None], 3, axis=0) if color == "rgb" else arr[None]
+    # 8-bit modes (1, L, P, LA, PA, RGB, RGBA, CMYK, YCbCr, ...; Pillow reads 16-bit RGB(A) and LA PNGs as 8-bit
+    # RGB(A)/LA, the high byte: the true range at 8-bit precision). Alpha is dropped, not composited.
+    if color == "gray":
+        arr = np.asarray(im.convert("L"))[None]
+    elif color == "y":
+        rgb = np.asarray(im.convert("RGB"))
+        is_gray = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+        arr = (rgb[..., 0] if is_gray else rgb_to_y_uint8(rgb))[None]  # a gray image is its own Y
+    else:
+        arr = np.asarray(im.convert("RGB")).transpose(2, 0, 1)
+    return np.asarray(arr, dtype=np.float32) / np.float32(255.0)
+
+
 def load_image(path: str | Path, color: Color = "gray") -> Image:
-    """Read one image file into an :class:`Image`; unreadable or corrupt files raise :class:`DataError`."""
+    """Read one image file into an :class:`Image`; unreadable or corrupt files raise :class:`DataError`.
+
+    Values keep the file's true range: 8-bit images (gray, RGB(A), palette, LA, bilevel) are ``value / 255``,
+    16-bit grayscale ``value / 65535``; 16-bit RGB(A) and LA PNGs are read by Pillow at 8-bit precision (it has no
+    16-bit colour mode), still over the full [0, 1] range. Alpha channels are dropped.
+    """
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
@@ -114,20 +151,53 @@ def load_image(path: str | Path, color: Color = "gray") -> Image:
     try:
         with PILImage.open(path) as im:
             im.load()  # decode now: a truncated file fails here, not later
-            if color == "gray":
-                arr = np.asarray(im.convert("L"))[None]
-            elif color == "y":
-                rgb = np.asarray(im.convert("RGB"))
-                is_gray = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
-                arr = (rgb[..., 0] if is_gray else rgb_to_y_uint8(rgb))[None]  # a gray image is its own Y
-            else:
-                arr = np.asarray(im.convert("RGB")).transpose(2, 0, 1)
+            arr = _pixels(im, color)
     except FileNotFoundError:
         raise DataError(f"{path}: no such image file") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, PILImage.DecompressionBombError) as err:
         raise DataError(f"{path}: unreadable or corrupt image ({type(err).__name__}: {err})") from None
-    pixels = torch.from_numpy(np.array(arr)).to(torch.float32).div_(255.0)
+    pixels = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
     return Image(name=path.stem, pixels=pixels, source=str(path))
+
+
+#: SSIM's Gaussian window (Wang et al. 2004): the smallest image (after the border crop) that can be scored.
+SSIM_WINDOW = 11
+
+
+def check_images(images: Sequence[Image], *, role: str, patch_size: int | None = None, factor: int = 1,
+                 border: int = 0, crop: int | None = None, key: str = "") -> None:
+    """Raise :class:`DataError` naming the first image too small for its use, before any work starts.
+
+    ``role`` says what the images are for (``training``, ``validation``, ``test``); ``patch_size`` is the training
+    patch (the target's size, a multiple of ``factor``, the low-resolution input's downscale); scored images
+    (``patch_size`` None) must keep at least :data:`SSIM_WINDOW` pixels per side after the border crop of
+    ``border`` pixels (the SR convention: ``border = scale``), after the centre ``crop`` when given, and give a
+    low-resolution input of at least one pixel. ``key`` names the setting that could be changed.
+    """
+    if not images:
+        raise DataError(f"empty {role} set: no images")
+    setting = f" ({key})" if key else ""
+    if patch_size is not None and patch_size % factor:
+        raise DataError(f"{role} patch_size{setting} {patch_size} must be a multiple of the scale {factor} of a "
+                        "low-resolution-input model")
+    for im in images:
+        h, w = im.size
+        if factor > 1:
+            h, w = h - h % factor, w - w % factor  # SR targets are cropped to a multiple of the scale
+        where = im.source or im.name
+        if patch_size is not None:
+            if h < patch_size or w < patch_size:
+                raise DataError(f"{where}: {role} image is {h}x{w}, smaller than the {patch_size}x{patch_size} "
+                                f"training patch{setting}; lower patch_size or drop the image")
+            continue
+        if crop is not None:
+            h, w = min(h, crop), min(w, crop)
+        need = SSIM_WINDOW + 2 * border
+        if h < max(need, factor) or w < max(need, factor):
+            cropped = f" after the {crop}x{crop} centre crop{setting}" if crop is not None else ""
+            raise DataError(f"{where}: {role} image is {h}x{w}{cropped}, smaller than {need}x{need} (the "
+                            f"{SSIM_WINDOW}x{SSIM_WINDOW} SSIM window" + (f" plus a {border}-pixel border on each "
+                            "side" if border else "") + "); drop the image or use larger ones")
 
 
 def list_image_files(folder: str | Path) -> list[Path]:

@@ -11,6 +11,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from .errors import SpecError, did_you_mean
@@ -151,8 +152,77 @@ def _yaml_loader():
     return Loader
 
 
-def load_yaml(text: str) -> Any:
-    """``yaml.load`` with the safe loader (no object construction) and YAML 1.2-style floats."""
+def read_text_file(path: str | Path, what: str = "file") -> str:
+    """The text of a UTF-8 file (a UTF-8 byte-order mark is allowed); anything else is a :class:`SpecError` naming
+    the file: a missing or unreadable file, UTF-16/UTF-32 (by their byte-order marks), binary data (NUL bytes) or
+    bytes that are not UTF-8."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise SpecError("", f"is a folder, not a {what}", file=str(path)) from None
+    except OSError as err:
+        raise SpecError("", f"cannot read {what}: {err.strerror or err}", file=str(path)) from None
+    for bom, name in _BOMS:
+        if raw.startswith(bom):
+            raise SpecError("", f"is {name} text (byte-order mark); save it as UTF-8", file=str(path))
+    if b"\x00" in raw:
+        raise SpecError("", f"is a binary file (NUL bytes), not a UTF-8 text {what}", file=str(path))
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise SpecError("", f"is not UTF-8 text (invalid byte 0x{raw[err.start]:02x} on line {line}); save it as "
+                            "UTF-8", file=str(path)) from None
+    return text
+
+
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+         (b"\xfe\xff", "UTF-16"))
+
+
+def _check_duplicates(node: Any, path: str, seen: set[int]) -> None:
+    """Raise :class:`SpecError` at the first mapping key that appears twice (YAML would keep the last silently).
+    Nodes shared through anchors are visited once (no blow-up on alias bombs)."""
     import yaml
 
-    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges are allowed to repeat keys
+                    continue
+                key = key_node.value
+                where = _join(path, key)
+                line = key_node.start_mark.line + 1
+                if key in first:
+                    raise SpecError(where, f"duplicate key on line {line} (first on line {first[key]}); each key may "
+                                           "appear once in a mapping")
+                first[key] = line
+                _check_duplicates(value_node, where, seen)
+            else:
+                _check_duplicates(value_node, path, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicates(item, f"{path}[{i}]", seen)
+
+
+def load_yaml(text: str, *, file: str | None = None) -> Any:
+    """``yaml.load`` with the safe loader (no object construction) and YAML 1.2-style floats. A key repeated in a
+    mapping is a :class:`SpecError` with its key path and lines (``file`` names the file in it); malformed YAML
+    raises ``yaml.YAMLError`` (callers add the file name)."""
+    loader = _yaml_loader()(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            _check_duplicates(node, "", set())
+        except SpecError as err:
+            raise err.within(file=file) from None
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()

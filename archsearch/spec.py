@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +26,26 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from .errors import RegistryError, SpecError, did_you_mean
-from .schema import coerce, describe, load_yaml
+from .schema import coerce, describe, load_yaml, read_text_file
+
+#: The one safe pattern for user-chosen names: specs, blocks (graph nodes), studies, designs, profiles. ASCII
+#: letters, digits, ``_``, ``-`` and ``.``, 1 to 64 characters, not starting with ``.`` or ``-``. A name that
+#: matches can be a file or folder name (never ``..``, never absolute, no separators) and sits safely inside
+#: generated Python (no quotes, backslashes, spaces or newlines). Block names additionally contain no ``.``
+#: (PyTorch module names).
+SAFE_NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
+SAFE_NAME = re.compile(SAFE_NAME_PATTERN, re.ASCII)
+SAFE_NAME_RULE = ("1-64 ASCII letters, digits, '_', '-' or '.', not starting with '.' or '-' "
+                  f"(pattern {SAFE_NAME_PATTERN})")
+
+
+def check_name(name: Any, path: str = "name", *, dots: bool = True) -> str:
+    """``name`` if it matches :data:`SAFE_NAME` (and has no ``.`` when ``dots`` is false), else a
+    :class:`SpecError` at ``path`` stating the rule."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or (not dots and "." in name):
+        rule = SAFE_NAME_RULE if dots else SAFE_NAME_RULE.replace(" or '.'", "").replace(" (pattern", ", no '.' (pattern")
+        raise SpecError(path, f"must be a name of {rule}, got {name!r}")
+    return name
 
 #: Parameter roles. ``activation`` is what the xUnit paper counts as "parameters invested in activations".
 ROLES = ("conv", "activation", "normalization", "selection", "gate", "other")
@@ -63,6 +84,8 @@ class Block:
             ok, value = coerce(tp, getattr(self, name))
             if not ok:
                 raise SpecError(name, f"must be {describe(tp)}, got {getattr(self, name)!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SpecError(name, f"must be a finite number, got {value!r}")
             if value is not getattr(self, name):
                 object.__setattr__(self, name, value)
         self.check()
@@ -222,6 +245,7 @@ class GraphSpec:
 
     # -- validation -------------------------------------------------------------------------------------
     def _validate(self) -> None:
+        check_name(self.name, "name")
         for key in ("in_channels", "out_channels"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -237,9 +261,9 @@ class GraphSpec:
         scales: dict[str, int] = {INPUT: 1}
         for i, node in enumerate(self.nodes):
             where = f"blocks[{i}]"
-            if not isinstance(node.name, str) or not node.name or "." in node.name or node.name in channels:
-                reason = "is reserved or already used" if node.name in channels else "must be a non-empty name without '.'"
-                raise SpecError(f"{where}.name", f"{reason}, got {node.name!r}")
+            check_name(node.name, f"{where}.name", dots=False)
+            if node.name in channels:
+                raise SpecError(f"{where}.name", f"is reserved or already used, got {node.name!r}")
             expected = node.block.input_channels
             if len(node.inputs) != len(expected):
                 raise SpecError(f"{where}.inputs", f"block {node.block.type!r} takes {len(expected)} input(s), "
@@ -332,15 +356,12 @@ class GraphSpec:
         import yaml
 
         path = Path(path)
+        text = read_text_file(path, "spec file")
         try:
-            text = path.read_text()
-        except OSError as err:
-            raise SpecError("", f"cannot read spec file: {err.strerror}", file=str(path)) from None
-        except UnicodeDecodeError as err:
-            raise SpecError("", f"not a UTF-8 text file ({err.reason} at byte {err.start})", file=str(path)) from None
-        try:
-            data = json.loads(text) if path.suffix == ".json" else load_yaml(text)
-        except (yaml.YAMLError, json.JSONDecodeError) as err:
+            data = _load_json(text) if path.suffix == ".json" else load_yaml(text, file=str(path))
+        except SpecError as err:
+            raise err.within(file=str(path)) from None
+        except (yaml.YAMLError, json.JSONDecodeError, RecursionError) as err:
             msg = str(err).replace("\n", " ")
             raise SpecError("", f"malformed {'JSON' if path.suffix == '.json' else 'YAML'}: {msg}",
                             file=str(path)) from None
@@ -350,6 +371,20 @@ class GraphSpec:
         path = Path(path)
         path.write_text(self.to_json(indent=2) if path.suffix == ".json" else self.to_yaml())
         return path
+
+
+def _load_json(text: str) -> Any:
+    """JSON with repeated keys refused (``json.loads`` would keep the last silently)."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                raise SpecError(key, "duplicate key; each key may appear once in an object")
+            out[key] = value
+        return out
+
+    return json.loads(text, object_pairs_hook=pairs)
 
 
 _SPEC_KEYS = ("name", "in_channels", "out_channels", "global_residual", "output", "description", "blocks")

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import sys
 import time
+import typing
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -38,8 +40,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Image
-from .errors import ArchsearchError
+from .errors import ArchsearchError, SpecError, did_you_mean
 from .evaluate import check_fit, evaluate, model_scale, select_device
+from .schema import coerce, describe
 from .tasks import Task
 
 SCHEDULES = ("step", "cosine", "constant")
@@ -48,6 +51,24 @@ LOSSES = ("l1", "l2")
 
 class TrainError(ArchsearchError, ValueError):
     """An invalid training setting or training data (empty set, images smaller than the patch, ...)."""
+
+
+class TrainConfigError(TrainError, SpecError):
+    """A :class:`TrainConfig` field that breaks its rule; ``path`` is the field (``lr``, ``step_milestones[1]``),
+    so a study's loader reports it as ``<file>: training.lr: ...``."""
+
+
+#: Upper limits of the integer settings (a typo such as 10**20 steps is an error, not a run that never ends).
+MAX_STEPS = 10_000_000
+MAX_BATCH_SIZE = 4096
+MAX_PATCH_SIZE = 1024
+MAX_SEED = 2**31  # seeds are 0 <= seed < 2**31 (NumPy, torch and Optuna all accept them)
+DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,2})?", re.ASCII)
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise TrainConfigError(key, f"must be one of {', '.join(allowed)}, got {value!r}{did_you_mean(value, allowed)}")
 
 
 @dataclass(frozen=True)
@@ -78,25 +99,51 @@ class TrainConfig:
     progress: bool | None = None  # None: a bar when stderr is a terminal
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "patch_size"):
+        # Every rule names its key (TrainConfigError is a SpecError: a study's loader reports `training.lr`).
+        for f in fields(self):
+            value = getattr(self, f.name)
+            ok, value = coerce(_TYPES[f.name], value)
+            if not ok:
+                raise TrainConfigError(f.name, f"must be {describe(_TYPES[f.name])}, got {getattr(self, f.name)!r}")
+            for v in value if isinstance(value, tuple) else (value,):
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise TrainConfigError(f.name, f"must be a finite number, got {v!r}")
+            object.__setattr__(self, f.name, value)
+        for name, high in (("steps", MAX_STEPS), ("batch_size", MAX_BATCH_SIZE), ("patch_size", MAX_PATCH_SIZE)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise TrainError(f"{name} must be a positive integer, got {v!r}")
+            if not 1 <= v <= high:
+                raise TrainConfigError(name, f"must be an integer in 1..{high:,}, got {v!r}")
         if not self.lr > 0:
-            raise TrainError(f"lr must be > 0, got {self.lr!r}")
-        if self.schedule not in SCHEDULES:
-            raise TrainError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.loss not in LOSSES:
-            raise TrainError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+            raise TrainConfigError("lr", f"must be a finite number > 0, got {self.lr!r}")
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("loss", self.loss, LOSSES)
+        if not self.step_gamma > 0:
+            raise TrainConfigError("step_gamma", f"must be a finite number > 0, got {self.step_gamma!r}")
+        if not self.weight_decay >= 0:
+            raise TrainConfigError("weight_decay", f"must be a finite number >= 0, got {self.weight_decay!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
-            raise TrainError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+            raise TrainConfigError("grad_clip", f"must be a finite number > 0 or null, got {self.grad_clip!r}")
         if not self.max_grad_norm > 0:
-            raise TrainError(f"max_grad_norm must be > 0, got {self.max_grad_norm!r}")
-        if self.val_every < 0:
-            raise TrainError(f"val_every must be >= 0, got {self.val_every!r}")
-        if any(not 0 < m < 1 for m in self.step_milestones):
-            raise TrainError(f"step_milestones are fractions of the run in (0, 1), got {self.step_milestones!r}")
-        object.__setattr__(self, "step_milestones", tuple(self.step_milestones))
+            raise TrainConfigError("max_grad_norm", f"must be a finite number > 0, got {self.max_grad_norm!r}")
+        for name in ("seed", "val_seed"):
+            v = getattr(self, name)
+            if not 0 <= v < MAX_SEED:
+                raise TrainConfigError(name, f"must be an integer with 0 <= {name} < 2**31, got {v!r}")
+        if not 0 <= self.val_every <= MAX_STEPS:
+            raise TrainConfigError("val_every", f"must be an integer in 0..{MAX_STEPS:,} (0: at the end only), "
+                                                f"got {self.val_every!r}")
+        for i, m in enumerate(self.step_milestones):
+            if not 0 < m < 1:
+                raise TrainConfigError(f"step_milestones[{i}]", f"must be a fraction of the run in (0, 1), got {m!r}")
+        for i, s in enumerate(self.report_steps):
+            if not 1 <= s <= self.steps:
+                raise TrainConfigError(f"report_steps[{i}]", f"must be a step in 1..steps ({self.steps}), got {s!r}")
+        if self.val_crop is not None and not 1 <= self.val_crop <= MAX_PATCH_SIZE * 8:
+            raise TrainConfigError("val_crop", f"must be an integer in 1..{MAX_PATCH_SIZE * 8:,} or null (no crop), "
+                                               f"got {self.val_crop!r}")
+        if not DEVICE.fullmatch(self.device):
+            raise TrainConfigError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}"
+                                             f"{did_you_mean(self.device, ('auto', 'cpu', 'cuda'))}")
         object.__setattr__(self, "report_steps", tuple(sorted(set(self.report_steps))))
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,6 +151,9 @@ class TrainConfig:
         d["step_milestones"] = list(self.step_milestones)
         d["report_steps"] = list(self.report_steps)
         return d
+
+
+_TYPES = typing.get_type_hints(TrainConfig)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image as PILImage
 from restore_data import requires_shared, shared_root
 
@@ -88,3 +89,83 @@ def test_standard_sets_resolve_through_the_data_root(monkeypatch):
     monkeypatch.delenv(DATA_ROOT_ENV)
     set5 = load_dataset("Set5", color="y", data_root=root)
     assert [im.name for im in set5][0] == "baby_GT" and set5[0].pixels.shape[0] == 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bit depths and modes: every PNG kind loads at its true value range
+# ---------------------------------------------------------------------------------------------------------
+def _png16(path, arr: np.ndarray, color_type: int) -> None:
+    """A 16-bit PNG written by hand (Pillow cannot write 16-bit colour): rows with filter 0, big-endian samples."""
+    import struct
+    import zlib
+
+    h = arr.shape[0]
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    ihdr = struct.pack(">IIBBBBB", arr.shape[1], h, 16, color_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
+                     + chunk(b"IEND", b""))
+
+
+def test_16bit_gray_gradient_keeps_its_range(tmp_path):
+    ramp = np.arange(256 * 256, dtype=np.uint16).reshape(256, 256)  # 0..65535, every value once
+    PILImage.fromarray(ramp).save(tmp_path / "ramp16.png")
+    for color, c in (("gray", 1), ("y", 1), ("rgb", 3)):
+        px = load_image(tmp_path / "ramp16.png", color).pixels
+        assert px.shape == (c, 256, 256) and px.dtype == torch.float32
+        assert float(px.min()) == 0.0 and float(px.max()) == 1.0
+        assert float((px == 1.0).float().mean()) < 1e-4  # clipped to 8 bits, 99% of the pixels were 1.0
+        assert np.allclose(px[0].numpy(), ramp / 65535.0, atol=1e-6)  # 16-bit precision, no clipping
+        assert float(px.mean()) == pytest.approx(0.5, abs=1e-3)
+
+
+@pytest.mark.parametrize("color_type, channels", [(0, 1), (2, 3), (4, 2), (6, 4)])  # gray, RGB, LA, RGBA
+def test_16bit_pngs_of_every_colour_type_load_over_the_full_range(tmp_path, color_type, channels):
+    ramp = np.linspace(0, 65535, 64 * 64).round().astype(np.uint16).reshape(64, 64)
+    arr = np.stack([ramp] * channels, axis=-1) if channels > 1 else ramp
+    if channels in (2, 4):
+        arr[..., -1] = 65535  # opaque alpha
+    _png16(tmp_path / "g.png", arr, color_type)
+    px = load_image(tmp_path / "g.png", "gray").pixels[0].numpy()
+    assert px.min() == 0.0 and px.max() == 1.0
+    assert np.allclose(px, ramp / 65535.0, atol=1 / 255 + 1e-6)  # 8-bit precision at worst (16-bit colour)
+
+
+def test_8bit_modes_palette_la_rgba_and_bilevel(tmp_path):
+    ramp = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    expect = ramp / 255.0
+    PILImage.fromarray(ramp).convert("P").save(tmp_path / "pal.png")
+    PILImage.fromarray(ramp).convert("LA").save(tmp_path / "la.png")
+    PILImage.fromarray(ramp).convert("RGBA").save(tmp_path / "rgba.png")
+    PILImage.fromarray(np.where(ramp > 127, 255, 0).astype(np.uint8)).convert("1").save(tmp_path / "bw.png")
+    for name in ("pal", "la", "rgba"):
+        px = load_image(tmp_path / f"{name}.png", "gray").pixels[0].numpy()
+        assert np.allclose(px, expect, atol=1e-6), name
+        assert load_image(tmp_path / f"{name}.png", "rgb").pixels.shape == (3, 16, 16)
+    bw = load_image(tmp_path / "bw.png").pixels
+    assert set(np.unique(bw.numpy())) == {0.0, 1.0}
+
+
+def test_check_images_names_the_file_too_small_for_patch_scale_or_ssim():
+    from archsearch.data import Image, check_images
+
+    big = Image("big", torch.zeros(1, 64, 64), "data/big.png")
+    small = Image("small", torch.zeros(1, 10, 30), "data/small.png")
+    check_images([big], role="training", patch_size=40)
+    check_images([big], role="test", border=4, factor=4)
+    with pytest.raises(DataError, match=r"data/small.png: training image is 10x30, smaller than the 40x40 training "
+                                        r"patch \(training.patch_size\)"):
+        check_images([big, small], role="training", patch_size=40, key="training.patch_size")
+    with pytest.raises(DataError, match=r"data/small.png: test image is 10x30, smaller than 11x11 \(the 11x11 SSIM"):
+        check_images([small], role="test")
+    with pytest.raises(DataError, match=r"big.png: test image is 64x64, smaller than 75x75 .* 32-pixel border"):
+        check_images([big], role="test", border=32)
+    with pytest.raises(DataError, match=r"big.png: validation image is 8x8 after the 8x8 centre crop \(training.val_crop\)"):
+        check_images([big], role="validation", crop=8, key="training.val_crop")
+    with pytest.raises(DataError, match="must be a multiple of the scale 3"):
+        check_images([big], role="training", patch_size=40, factor=3)
+    with pytest.raises(DataError, match="empty test set"):
+        check_images([], role="test")

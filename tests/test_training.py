@@ -97,10 +97,50 @@ def test_training_data_errors():
         PatchSampler(DenoiseTask(), [Image("small", torch.zeros(1, 8, 8), "small.png")], 16)
     with pytest.raises(TrainError, match="multiple of the sr scale 3"):
         PatchSampler(SRTask(scale=3), TRAIN, 16, scale=3)
-    with pytest.raises(TrainError, match="schedule must be one of step, cosine, constant"):
+    with pytest.raises(TrainError, match="schedule: must be one of step, cosine, constant"):
         TrainConfig(schedule="linear")
-    with pytest.raises(TrainError, match="loss must be one of l1, l2"):
+    with pytest.raises(TrainError, match="loss: must be one of l1, l2"):
         TrainConfig(loss="huber")
+
+
+@pytest.mark.parametrize("key, value, rule", [
+    ("lr", float("inf"), "lr: must be a finite number"),
+    ("lr", float("nan"), "lr: must be a finite number"),
+    ("lr", -0.1, "lr: must be a finite number > 0"),
+    ("lr", 0, "lr: must be a finite number > 0"),
+    ("steps", 0, "steps: must be an integer in 1..10,000,000"),
+    ("steps", 10**26, "steps: must be an integer in 1..10,000,000"),
+    ("steps", 3.0, "steps: must be an integer, got 3.0"),
+    ("steps", True, "steps: must be an integer, got True"),
+    ("batch_size", 10**6, "batch_size: must be an integer in 1..4,096"),
+    ("seed", -1, "seed: must be an integer with 0 <= seed < 2**31"),
+    ("seed", 10**23, "seed: must be an integer with 0 <= seed < 2**31"),
+    ("val_seed", 2**31, "val_seed: must be an integer with 0 <= val_seed < 2**31"),
+    ("weight_decay", -1, "weight_decay: must be a finite number >= 0"),
+    ("device", "tpu", "device: must be auto, cpu, cuda or cuda:N, got 'tpu'"),
+    ("val_crop", 0, "val_crop: must be an integer in 1..8,192 or null"),
+    ("schedule", "cosinee", "schedule: must be one of step, cosine, constant, got 'cosinee' (did you mean 'cosine'?)"),
+    ("loss", "l3", "loss: must be one of l1, l2, got 'l3'"),
+    ("step_milestones", [0.5, 1.5], "step_milestones[1]: must be a fraction of the run in (0, 1)"),
+    ("report_steps", [0], "report_steps[0]: must be a step in 1..steps"),
+    ("grad_clip", 0, "grad_clip: must be a finite number > 0 or null"),
+    ("max_grad_norm", float("inf"), "max_grad_norm: must be a finite number"),
+    ("step_gamma", -1, "step_gamma: must be a finite number > 0"),
+    ("val_every", -1, "val_every: must be an integer in 0..10,000,000"),
+    ("augment", "yes", "augment: must be true or false, got 'yes'"),
+])
+def test_train_config_rules_name_the_key(key, value, rule):
+    from archsearch.errors import SpecError
+
+    with pytest.raises(SpecError) as info:  # a TrainError too: a study's loader adds `training.` and the file
+        TrainConfig(**{key: value})
+    assert isinstance(info.value, TrainError) and str(info.value).startswith(rule), str(info.value)
+
+
+def test_train_config_accepts_the_limits():
+    c = TrainConfig(steps=10_000_000, seed=2**31 - 1, val_seed=0, weight_decay=0, lr=1, val_crop=1, device="cuda:1",
+                    step_milestones=[0.5], report_steps=[3, 1, 3], grad_clip=1)
+    assert c.lr == 1.0 and isinstance(c.lr, float) and c.report_steps == (1, 3) and c.step_milestones == (0.5,)
 
 
 def test_schedules():
