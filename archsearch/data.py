@@ -165,11 +165,12 @@ SSIM_WINDOW = 11
 
 
 def check_images(images: Sequence[Image], *, role: str, patch_size: int | None = None, factor: int = 1,
-                 border: int = 0, crop: int | None = None, key: str = "") -> None:
+                 multiple: int | None = None, border: int = 0, crop: int | None = None, key: str = "") -> None:
     """Raise :class:`DataError` naming the first image too small for its use, before any work starts.
 
     ``role`` says what the images are for (``training``, ``validation``, ``test``); ``patch_size`` is the training
-    patch (the target's size, a multiple of ``factor``, the low-resolution input's downscale); scored images
+    patch (the target's size, a multiple of ``factor``, the low-resolution input's downscale); targets are cropped
+    to a ``multiple`` of the SR scale first (default ``factor``); scored images
     (``patch_size`` None) must keep at least :data:`SSIM_WINDOW` pixels per side after the border crop of
     ``border`` pixels (the SR convention: ``border = scale``), after the centre ``crop`` when given, and give a
     low-resolution input of at least one pixel. ``key`` names the setting that could be changed.
@@ -180,10 +181,11 @@ def check_images(images: Sequence[Image], *, role: str, patch_size: int | None =
     if patch_size is not None and patch_size % factor:
         raise DataError(f"{role} patch_size{setting} {patch_size} must be a multiple of the scale {factor} of a "
                         "low-resolution-input model")
+    multiple = factor if multiple is None else multiple
     for im in images:
         h, w = im.size
-        if factor > 1:
-            h, w = h - h % factor, w - w % factor  # SR targets are cropped to a multiple of the scale
+        if multiple > 1:
+            h, w = h - h % multiple, w - w % multiple  # SR targets are cropped to a multiple of the scale
         where = im.source or im.name
         if patch_size is not None:
             if h < patch_size or w < patch_size:

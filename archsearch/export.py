@@ -26,7 +26,7 @@ from typing import Any
 
 from .counting import count
 from .errors import ArchsearchError
-from .spec import INPUT, GraphSpec
+from .spec import INPUT, GraphSpec, check_name
 
 FORMATS = ("py", "torchscript", "onnx")
 
@@ -45,7 +45,8 @@ class _Context:
 
 
 def _ident(name: str, used: set[str]) -> str:
-    base = "v_" + re.sub(r"\W", "_", name)
+    """A local-variable name for a node: ``v_`` + the name with every non-ASCII-word character replaced."""
+    base = "v_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
     ident, i = base, 1
     while ident in used:
         i += 1
@@ -55,7 +56,16 @@ def _ident(name: str, used: set[str]) -> str:
 
 
 def python_source(spec: GraphSpec) -> str:
-    """The standalone module for ``spec`` (see the module docstring)."""
+    """The standalone module for ``spec`` (see the module docstring).
+
+    User text reaches the file in two forms only: names checked against :data:`~archsearch.spec.SAFE_NAME` (spec
+    and block names; no quotes, backslashes, spaces or newlines can pass) and ``repr`` string literals (block
+    names as ``ModuleDict`` keys, ``SPEC_NAME``, string fields through ``Block.namespace``). The spec's
+    description is not written. Nothing user-supplied is pasted unchecked.
+    """
+    check_name(spec.name, "name")  # already checked by GraphSpec; again here, the last gate before code
+    for i, node in enumerate(spec.nodes):
+        check_name(node.name, f"blocks[{i}].name", dots=False)
     ctx = _Context()
     ctors = [(node.name, node.block.export(ctx)) for node in spec.nodes]
     c = count(spec)
@@ -66,6 +76,12 @@ def python_source(spec: GraphSpec) -> str:
         var[node.name] = _ident(node.name, used)
         args = ", ".join(var[s] for s in node.inputs)
         lines.append(f"        {var[node.name]} = self.blocks[{node.name!r}]({args})")
+    doc = (f"{spec.name}: a standalone restoration network exported by archsearch (needs torch only).\n\n"
+           f"spec hash {spec.hash}; {c.params:,} parameters; {c.macs_per_pixel:,.1f} MACs per output pixel;\n"
+           f"{c.activation_param_pct:.2f}% of the parameters in activations; input {spec.in_channels} channel(s), "
+           f"output\n{spec.out_channels} channel(s), scale {spec.scale}.\n\n"
+           f"    model = Net.from_safetensors(\"{spec.name}.safetensors\").eval()\n"
+           f"    restored = model(degraded)  # (N, {spec.in_channels}, H, W) in [0, 1]\n")
     out = var[spec.output]
     if spec.global_residual == "subtract":
         lines.append(f"        return x - {out}  # global residual: the body predicts the noise")
@@ -75,15 +91,7 @@ def python_source(spec: GraphSpec) -> str:
         lines.append(f"        return {out}")
     helpers = "\n\n".join(ctx.sources.values())
     body = "\n".join(f"        ({name!r}, {expr})," for name, expr in ctors)
-    return f'''"""{spec.name}: a standalone restoration network exported by archsearch (needs torch only).
-
-spec hash {spec.hash}; {c.params:,} parameters; {c.macs_per_pixel:,.1f} MACs per output pixel;
-{c.activation_param_pct:.2f}% of the parameters in activations; input {spec.in_channels} channel(s), output
-{spec.out_channels} channel(s), scale {spec.scale}.
-
-    model = Net.from_safetensors("{spec.name}.safetensors").eval()
-    restored = model(degraded)  # (N, {spec.in_channels}, H, W) in [0, 1]
-"""
+    return f'''"""{doc}"""
 
 from __future__ import annotations
 
@@ -93,6 +101,9 @@ from types import SimpleNamespace  # noqa: F401
 import torch  # noqa: F401
 import torch.nn.functional as F  # noqa: F401
 from torch import nn
+
+SPEC_NAME = {spec.name!r}
+SPEC_HASH = {spec.hash!r}
 
 {helpers}
 
@@ -143,7 +154,7 @@ def export_model(spec: GraphSpec, out_dir: str | Path, *, state_dict: dict | Non
     for f in formats:
         if f not in FORMATS:
             raise ArchsearchError(f"unknown export format {f!r}; allowed: {', '.join(FORMATS)}")
-    name = name or re.sub(r"[^\w.-]", "_", spec.name)
+    name = check_name(name or spec.name, "name")  # a file name inside out_dir
     model = build(spec).eval()
     if state_dict is not None:  # before anything is written: weights that do not fit leave no folder behind
         from .weights import apply_weights

@@ -167,7 +167,8 @@ def read_text_file(path: str | Path, what: str = "file") -> str:
         if raw.startswith(bom):
             raise SpecError("", f"is {name} text (byte-order mark); save it as UTF-8", file=str(path))
     if b"\x00" in raw:
-        raise SpecError("", f"is a binary file (NUL bytes), not a UTF-8 text {what}", file=str(path))
+        raise SpecError("", f"holds NUL bytes: a binary file or UTF-16/32 text, not a UTF-8 {what}; save it "
+                            "as UTF-8", file=str(path))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:

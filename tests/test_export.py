@@ -190,3 +190,115 @@ def test_export_trials_from_a_study(tmp_path, capsys, monkeypatch):
         assert (net(x) - model(x)).abs().max() <= 1e-6
     assert main(["export", str(path), "--trial", "pareto", "--out", str(tmp_path / "pareto")]) == 0
     assert len(list((tmp_path / "pareto").glob("*.py"))) >= 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# code injection: user text reaches generated code only as checked names or repr literals
+# ---------------------------------------------------------------------------------------------------------
+HOSTILE = [
+    'x"""\nimport os; os.system("touch PWNED")\n"""',
+    "x'''\nimport os\n'''",
+    'a"b', "a'b", "a\\b", "a\nb", "import os", "__import__('os').system('touch PWNED')", "../../etc/x", "/abs",
+    ".hidden", "-flag", "", "a b", "é", "x" * 65, "a;b", "a#b", "{a}",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_spec_and_block_names_are_refused_at_load(tmp_path, name):
+    from archsearch.errors import SpecError
+
+    base = {"name": "ok", "in_channels": 1, "out_channels": 1,
+            "blocks": [{"type": "conv", "in_channels": 1, "out_channels": 1, "kernel_size": 3}]}
+    for body, key in (({**base, "name": name}, "name"),
+                      ({**base, "blocks": [{**base["blocks"][0], "name": name}]}, "blocks[0].name")):
+        path = tmp_path / "spec.json"
+        path.write_text(json.dumps(body))
+        with pytest.raises(SpecError) as info:
+            A.GraphSpec.from_file(path)
+        msg = str(info.value)
+        assert msg.startswith(f"{path}: {key}: must be a name of 1-64 ASCII letters"), msg
+        assert "\n" not in msg
+    with pytest.raises(SpecError):  # also when built in Python, not loaded
+        A.zoo_spec("srcnn").__class__(name=name, in_channels=1, out_channels=1, nodes=A.zoo_spec("srcnn").nodes)
+
+
+def test_export_writes_user_strings_only_as_literals_and_imports_cleanly(tmp_path, monkeypatch):
+    """Names with the harshest characters the safe pattern allows, and string fields full of quotes, backslashes,
+    newlines and `import os`, export to a file that imports, holds no injected statement and runs nothing."""
+    import ast
+    from dataclasses import dataclass
+
+    from archsearch.export import python_source
+    from archsearch.spec import Block, register_block
+
+    @register_block
+    @dataclass(frozen=True)
+    class _Tagged(Block):  # a block with free-text string fields, exported through Block.namespace (repr)
+        type = "_test_tagged_identity"
+        channels: int = 1
+        tag: str = ""
+        note: str = ""
+
+        @property
+        def input_channels(self):
+            return (self.channels,)
+
+        @property
+        def out_channels(self):
+            return self.channels
+
+        def params_by_role(self):
+            return {}
+
+        def macs_per_pixel(self):
+            from fractions import Fraction
+
+            return Fraction(0)
+
+        def build(self):
+            return torch.nn.Identity()
+
+        def export(self, ctx):
+            return f"nn.Identity() if {self.namespace()} else None"
+
+    try:
+        evil = ['"""\nimport os; os.system("touch PWNED")\n"""', "'''\nimport os\n'''", "\\", "\\'", "\n",
+                "import os", "{spec.name}", "\x00", "\u2028"]
+        conv = A.spec.block_from_dict({"type": "conv", "in_channels": 1, "out_channels": 1, "kernel_size": 3})
+        nodes = [A.spec.Node("c0", conv, ("input",))]
+        for i, text in enumerate(evil):
+            nodes.append(A.spec.Node(f"t_{i}-x", _Tagged(1, text, text[::-1]), (nodes[-1].name,)))
+        spec = A.GraphSpec(name="n-a.m_e-9", in_channels=1, out_channels=1, nodes=tuple(nodes),
+                           description='"""\nimport os\n"""')
+        src = python_source(spec)
+        tree = ast.parse(src)  # valid Python
+        imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        assert {a.name for n in imports for a in n.names} <= {"annotations", "math", "SimpleNamespace", "torch",
+                                                              "torch.nn.functional", "nn", "load_file"}
+        assert "os" not in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        consts = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+        for text in evil:
+            assert text in consts and text[::-1] in consts  # round-tripped as literals, exactly
+        out = tmp_path / "out"
+        monkeypatch.chdir(tmp_path)
+        paths = export_model(spec, out, formats=("py",))
+        from archsearch.export import load_standalone
+
+        mod = load_standalone(paths["py"])
+        assert mod.SPEC_NAME == "n-a.m_e-9" and mod.__doc__.startswith("n-a.m_e-9: a standalone")
+        net = mod.Net.from_safetensors(str(paths["weights"]))
+        assert [k for k in net.blocks.keys()][1:] == [f"t_{i}-x" for i in range(len(evil))]
+        assert not list(tmp_path.rglob("PWNED"))
+        assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths.values())
+    finally:
+        from archsearch import spec as S
+
+        S._BLOCKS.pop("_test_tagged_identity", None)
+
+
+def test_export_name_is_checked_before_anything_is_written(tmp_path):
+    from archsearch.errors import SpecError
+
+    with pytest.raises(SpecError, match="name: must be a name of"):
+        export_model(A.zoo_spec("srcnn"), tmp_path / "out", name="../../escape")
+    assert not (tmp_path / "out").exists()

@@ -24,15 +24,30 @@ the file (``archsearch run ... --profile paper``).
 
 from __future__ import annotations
 
+import math
+import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ArchsearchError, SpecError, did_you_mean
-from ..families import get_family
-from ..schema import deep_merge, load_dataclass, load_yaml
+from ..families import Family, get_family
+from ..schema import coerce, deep_merge, describe, load_dataclass, load_yaml, read_text_file
 from ..solver import METRICS, Budget
+from ..spec import check_name
+
+#: The folder that holds every study's output folder by default (``runs/<study>``), relative to the working
+#: directory. A derived output folder must resolve inside it.
+RUNS_ROOT = Path("runs")
+
+#: Seeds are 0 <= seed < 2**31 (NumPy, torch and Optuna accept them all).
+MAX_SEED = 2**31
+
+#: Ledger databases a study's ``storage`` may name (SQLAlchemy ``dialect[+driver]``).
+STORAGE_DIALECTS = ("sqlite", "postgresql", "postgresql+psycopg2", "postgresql+psycopg", "mysql", "mysql+pymysql",
+                    "mysql+mysqldb")
 
 
 class ConfigError(SpecError):
@@ -57,8 +72,16 @@ class ParamRange:
             raise SpecError("", "give either `choices` or both `low` and `high`")
         if self.choices is not None and not self.choices:
             raise SpecError("choices", "must not be empty")
+        for key in ("low", "high", "step"):
+            v = getattr(self, key)
+            if v is not None and not math.isfinite(v):
+                raise SpecError(key, f"must be a finite number, got {v!r}")
         if self.low is not None and self.high is not None and self.low > self.high:
             raise SpecError("low", f"`low <= high` must hold, got low={self.low}, high={self.high}")
+        if self.step is not None and not self.step > 0:
+            raise SpecError("step", f"must be a number > 0, got {self.step!r}")
+        if self.log and self.low is not None and not self.low > 0:
+            raise SpecError("low", f"must be > 0 for a log range, got {self.low!r}")
 
     @property
     def is_int(self) -> bool:
@@ -75,6 +98,7 @@ class Design:
     search: Mapping[str, ParamRange] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_name(self.name, "name")
         try:
             fam = get_family(self.family)
         except ArchsearchError as err:
@@ -83,7 +107,7 @@ class Design:
         for key in self.fixed:
             if key not in allowed:
                 raise SpecError(f"fixed.{key}", f"is not an argument of family {self.family!r}"
-                                                f"{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
+                                                f"{did_you_mean(str(key), allowed)}; allowed: {', '.join(allowed)}")
         if self.free_knob is not None:
             if self.free_knob not in fam.knobs:
                 raise SpecError("free_knob", f"must be a knob of family {self.family!r} "
@@ -97,9 +121,93 @@ class Design:
                                                  f"{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
             ranges[key] = raw if isinstance(raw, ParamRange) else load_dataclass(ParamRange, raw, f"search.{key}")
         object.__setattr__(self, "search", ranges)
+        # The arguments against the family's signature: type, then the family's own rules (range, odd kernels,
+        # divisibility) by building the design with its defaults + these arguments (the free knob may move).
+        earlier: dict[str, Any] = {}
+        for key, value in self.fixed.items():  # each key with the ones before it: the error sits where it starts
+            earlier[key] = check_argument(fam, earlier, key, value, f"fixed.{key}", self.free_knob)
+        for key, rng in ranges.items():
+            _check_range(fam, dict(self.fixed), key, rng, f"search.{key}", self.free_knob)
 
     def accepts(self, argument: str) -> bool:
         return argument in get_family(self.family).defaults
+
+
+def argument_types(fam: Family) -> dict[str, Any]:
+    """The annotated type of every argument of a family (``Any`` where there is none)."""
+    hints = typing.get_type_hints(fam.fn)
+    return {k: hints.get(k, Any) for k in fam.defaults}
+
+
+def _knob_candidates(fam: Family, knob: str | None) -> list[int]:
+    """A few values of the free knob to retry with when the default fails a rule that the knob may fix (e.g.
+    channels divisible by a cardinality): the solver will look for such a value, so only all of them failing
+    is an error."""
+    if knob is None or knob not in fam.knobs:
+        return []
+    values = fam.knobs[knob].values()
+    stride = max(1, len(values) // 16)
+    picks = set(values[::stride][:17]) | {v for v in (12, 24, 36, 48, 60, 72, 96, 120, 144, 240, 360, 720)
+                                           if v in values}
+    return sorted(picks)
+
+
+def check_argument(fam: Family, others: Mapping[str, Any], key: str, value: Any, path: str,
+                   free_knob: str | None = None, *, design: str | None = None) -> Any:
+    """``value`` for the argument ``key`` of ``fam``, checked: its annotated type (ints accepted for floats,
+    floats finite), then the family's rules, by building the family with its defaults, ``others`` and
+    ``key=value`` (retrying a few values of ``free_knob``, which the budget solver moves). Errors are
+    :class:`SpecError` at ``path``."""
+    tp = argument_types(fam).get(key, Any)
+    ok, v = coerce(tp, value)
+    whose = f"argument {key!r} of family {fam.name!r}" + (f" (design {design!r})" if design else "")
+    if not ok:
+        raise SpecError(path, f"must be {describe(tp)} ({whose}), got {value!r}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise SpecError(path, f"must be a finite number ({whose}), got {value!r}")
+    args = {**others, key: v}
+    first = _try_family(fam, args)
+    if first is None:
+        return v
+    if free_knob is not None and free_knob not in args:
+        for knob_value in _knob_candidates(fam, free_knob):
+            if _try_family(fam, {**args, free_knob: knob_value}) is None:
+                return v
+    detail = first.message if first.path in (key, "") else f"{first.path}: {first.message}"
+    raise SpecError(path, f"{key}={v!r} breaks a rule of family {fam.name!r}"
+                          f"{f' (design {design!r})' if design else ''}: {detail}")
+
+
+def _try_family(fam: Family, args: Mapping[str, Any]) -> SpecError | None:
+    try:
+        fam(**args)
+    except SpecError as err:
+        return err
+    except (TypeError, ValueError, ZeroDivisionError) as err:  # a family without a rule for this value
+        return SpecError("", f"is not accepted by family {fam.name!r} ({type(err).__name__}: {err})")
+    return None
+
+
+def _check_range(fam: Family, fixed: dict[str, Any], key: str, rng: ParamRange, path: str,
+                 free_knob: str | None) -> None:
+    tp = argument_types(fam).get(key, Any)
+    if rng.choices is not None:
+        for j, choice in enumerate(rng.choices):
+            check_argument(fam, fixed, key, choice, f"{path}.choices[{j}]", free_knob)
+        return
+    if tp is int:
+        if not rng.is_int:
+            raise SpecError(path, f"{key!r} is an integer argument: give integer low, high and step, got low="
+                                  f"{rng.low}, high={rng.high}, step={rng.step}")
+        values = range(int(rng.low), int(rng.high) + 1, int(rng.step or 1))  # type: ignore[arg-type]
+        sample = values if len(values) <= 256 else [values[0], values[-1]]
+        for v in sample:
+            check_argument(fam, fixed, key, v, path, free_knob)
+    elif tp is float:
+        for end in ("low", "high"):
+            check_argument(fam, fixed, key, getattr(rng, end), f"{path}.{end}", free_knob)
+    else:
+        raise SpecError(path, f"{key!r} is {describe(tp)}: search it with `choices`, not low/high")
 
 
 @dataclass(frozen=True)
@@ -119,16 +227,19 @@ class SearchSpace:
 
 
 def _read_yaml(path: Path) -> Any:
+    """The YAML of a study or search-space file; every problem (missing, a folder, not UTF-8, binary, malformed,
+    a repeated key) is one :class:`ConfigError` naming the file."""
     import yaml
 
     try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError("", f"cannot read: {err.strerror}", file=str(path)) from None
-    try:
-        return load_yaml(text)
+        text = read_text_file(path, "YAML file")
+        return load_yaml(text, file=str(path))
+    except SpecError as err:
+        raise ConfigError(err.path, err.message, file=str(path)) from None
     except yaml.YAMLError as err:
-        raise ConfigError("", "malformed YAML: " + str(err).replace("\n", " "), file=str(path)) from None
+        raise ConfigError("", "malformed YAML: " + " ".join(str(err).split()), file=str(path)) from None
+    except RecursionError:
+        raise ConfigError("", "malformed YAML: nested too deeply", file=str(path)) from None
 
 
 def load_search_space(path: str | Path) -> SearchSpace:
@@ -151,6 +262,10 @@ def load_search_space(path: str | Path) -> SearchSpace:
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise SpecError("designs", f"design names must be unique, repeated: {', '.join(sorted(dup))}")
+        if "name" in data:
+            check_name(data["name"], "name")
+        if not isinstance(data.get("description", ""), str):
+            raise SpecError("description", f"must be a string, got {data['description']!r}")
         return SearchSpace(str(data.get("name", path.stem)), tuple(designs), str(data.get("description", "")),
                            str(path))
     except SpecError as err:
@@ -167,8 +282,11 @@ class BudgetConfig:
     tolerance: float | None = 0.05
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS or not self.value > 0:
-            raise SpecError("value", f"must be a positive number of {self.metric}, got {self.value}")
+        if self.metric not in METRICS or not self.value > 0 or not math.isfinite(self.value):
+            raise SpecError("value", f"must be a finite positive number of {self.metric}, got {self.value}")
+        if self.tolerance is not None and not 0 <= self.tolerance < 1:
+            raise SpecError("tolerance", f"must be a fraction in [0, 1) (0.05: within 5%) or null, got "
+                                         f"{self.tolerance!r}")
 
     def budget(self) -> Budget:
         return Budget(self.metric, self.value, self.tolerance)
@@ -190,6 +308,19 @@ class SweepConfig:
             raise SpecError("values", "must list at least one value")
         if self.over == "activation_param_pct" and not self.via:
             raise SpecError("via", "a sweep over activation_param_pct needs `via` (e.g. xunit_kernel_size)")
+        if not (math.isfinite(self.pct_tolerance) and self.pct_tolerance > 0):
+            raise SpecError("pct_tolerance", f"must be a finite number of percentage points > 0, got "
+                                             f"{self.pct_tolerance!r}")
+        seen: list[Any] = []
+        for i, v in enumerate(self.values):
+            if isinstance(v, (Mapping, list, tuple)) or v is None:
+                raise SpecError(f"values[{i}]", f"must be a number, a string or true/false, got {v!r}")
+            if self.over == "activation_param_pct":
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 100:
+                    raise SpecError(f"values[{i}]", f"must be a percentage in 0..100, got {v!r}")
+            if any(type(v) is type(w) and v == w for w in seen):
+                raise SpecError(f"values[{i}]", f"repeats the value {v!r}; each grid value once")
+            seen.append(v)
 
 
 @dataclass(frozen=True)
@@ -206,8 +337,10 @@ class SearchConfig:
                 raise SpecError(f"objectives[{i}]", f"must be one of {', '.join(allowed)}, got {o!r}")
         if self.objectives[0] != "psnr":
             raise SpecError("objectives", f"must start with psnr, got {list(self.objectives)}")
-        if self.n_trials < 1:
-            raise SpecError("n_trials", f"must be >= 1, got {self.n_trials}")
+        if len(set(self.objectives)) != len(self.objectives):
+            raise SpecError("objectives", f"must not repeat an objective, got {list(self.objectives)}")
+        if not 1 <= self.n_trials <= 1_000_000:
+            raise SpecError("n_trials", f"must be an integer in 1..1,000,000, got {self.n_trials}")
         if len(self.objectives) > 1 and self.pruner != "none":
             raise SpecError("pruner", "pruning works for single-objective searches only (Optuna); use none")
         if self.sampler == "nsga2" and len(self.objectives) < 2:
@@ -224,6 +357,16 @@ class DataConfig:
     data_root: str | None = None
     val_images: int = 0  # 0: all
 
+    def __post_init__(self) -> None:
+        for key in ("train", "val", "test"):
+            if not getattr(self, key).strip():
+                raise SpecError(key, "must name a dataset (default, a standard set or a folder), got ''")
+        if self.data_root is not None and not self.data_root.strip():
+            raise SpecError("data_root", "must be a folder or null, got ''")
+        if self.val_images < 0:
+            raise SpecError("val_images", f"must be an integer >= 0 (0: all the validation images), got "
+                                          f"{self.val_images}")
+
 
 @dataclass(frozen=True)
 class ExecutorConfig:
@@ -234,8 +377,14 @@ class ExecutorConfig:
     gpus_per_trial: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise SpecError("workers", f"must be >= 1, got {self.workers}")
+        if not 1 <= self.workers <= 1024:
+            raise SpecError("workers", f"must be an integer in 1..1024, got {self.workers}")
+        if not (math.isfinite(self.cpus_per_trial) and self.cpus_per_trial > 0):
+            raise SpecError("cpus_per_trial", f"must be a finite number > 0, got {self.cpus_per_trial!r}")
+        if not (math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0):
+            raise SpecError("gpus_per_trial", f"must be a finite number >= 0, got {self.gpus_per_trial!r}")
+        if self.address is not None and not self.address.strip():
+            raise SpecError("address", "must be a Ray address (auto, ray://host:port) or null, got ''")
 
 
 @dataclass(frozen=True)
@@ -257,10 +406,75 @@ class StudyConfig:
     profiles: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_name(self.name, "name")
         if (self.sweep is None) == (self.search is None):
             raise SpecError("sweep", "give exactly one of `sweep` (a grid) or `search` (TPE / NSGA-II)")
         if not self.seeds:
             raise SpecError("seeds", "must list at least one seed")
+        for i, seed in enumerate(self.seeds):
+            if not 0 <= seed < MAX_SEED:
+                raise SpecError(f"seeds[{i}]", f"must be an integer with 0 <= seed < 2**31, got {seed}")
+            if seed in self.seeds[:i]:
+                raise SpecError(f"seeds[{i}]", f"repeats the seed {seed}; each seed once")
+        if not self.search_space.strip():
+            raise SpecError("search_space", "must name a search-space file, got ''")
+        if self.output_dir is not None and not self.output_dir.strip():
+            raise SpecError("output_dir", "must be a folder or null (default runs/<name>), got ''")
+        for key, value in _walk(self.task, "task"):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SpecError(key, f"must be a finite number, got {value!r}")
+        if self.storage is not None:
+            check_storage(self.storage)
+
+
+def _walk(value: Any, path: str):
+    """(key path, value) of every leaf of nested mappings and lists."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _walk(v, f"{path}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _walk(v, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+_URL_HELP = ("dialect[+driver]://user:password@host[:port]/database or sqlite:///path/to/ledger.db; allowed "
+             f"dialects: {', '.join(STORAGE_DIALECTS)}")
+
+
+def check_storage(url: Any) -> None:
+    """Raise :class:`SpecError` at ``storage`` unless ``url`` is an SQLAlchemy URL of an allowed dialect. The
+    message never repeats the URL (it may hold a password)."""
+    if not isinstance(url, str) or not url.strip():
+        raise SpecError("storage", f"must be a database URL ({_URL_HELP}) or null (SQLite in the output folder)")
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - SQLAlchemy's messages repeat the URL, password included
+        raise SpecError("storage", f"is not a database URL; expected {_URL_HELP}") from None
+    driver = parsed.drivername
+    if driver not in STORAGE_DIALECTS:
+        shown = f" {driver!r}" if re.fullmatch(r"[A-Za-z0-9_+.-]{1,40}", driver or "") else ""
+        raise SpecError("storage", f"unknown database dialect{shown}{did_you_mean(driver or '', STORAGE_DIALECTS)}; "
+                                   f"expected {_URL_HELP}")
+    if driver == "sqlite":
+        if not parsed.database or parsed.database == ":memory:" or parsed.host:
+            raise SpecError("storage", "an SQLite ledger needs a file: sqlite:///relative/path.db or "
+                                       "sqlite:////absolute/path.db (not in memory: worker processes share it)")
+    elif not parsed.host or not parsed.database:
+        raise SpecError("storage", f"a {driver} URL needs a host and a database; expected {_URL_HELP}")
+
+
+def hide_password(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and logs)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 @dataclass(frozen=True)
@@ -278,6 +492,11 @@ class Study:
     def name(self) -> str:
         return self.config.name if self.profile == "default" else f"{self.config.name}-{self.profile}"
 
+    @property
+    def storage_display(self) -> str:
+        """The ledger URL with any password hidden: use this in messages, never ``storage_url``."""
+        return hide_password(self.storage_url)
+
 
 def load_study(path: str | Path, profile: str | None = None, output_dir: str | Path | None = None) -> Study:
     """Load and validate a study file (and its search space); nothing is written. ``output_dir`` overrides the
@@ -290,6 +509,11 @@ def load_study(path: str | Path, profile: str | None = None, output_dir: str | P
     if not isinstance(profiles, Mapping):
         raise ConfigError("profiles", f"must be a mapping of profile names to overrides, got {profiles!r}",
                           file=str(path))
+    for name in profiles:
+        try:
+            check_name(name, f"profiles.{name}")
+        except SpecError as err:
+            raise ConfigError(err.path, err.message, file=str(path)) from None
     chosen = profile or "default"
     if profile and profile != "default":
         if profile not in profiles:
@@ -299,12 +523,15 @@ def load_study(path: str | Path, profile: str | None = None, output_dir: str | P
         if not isinstance(override, Mapping):
             raise ConfigError(f"profiles.{profile}", "must be a mapping of overrides", file=str(path))
         data = deep_merge(data, override)
+    where_profile = f" (profile {profile!r})" if profile and profile != "default" else ""
+    if data.get("storage") is not None and not isinstance(data.get("storage"), str):  # never echo a password
+        raise ConfigError(f"storage{where_profile}", f"must be a database URL ({_URL_HELP}) or null",
+                          file=str(path))
     try:
         config = load_dataclass(StudyConfig, data)
         _check_task_and_training(config)
     except SpecError as err:
-        where = err.path if not (profile and profile != "default") else f"{err.path} (profile {profile!r})"
-        raise ConfigError(where, err.message, file=str(path)) from None
+        raise ConfigError(f"{err.path}{where_profile}", err.message, file=str(path)) from None
     space_path = (path.parent / config.search_space).resolve()
     if not space_path.exists():
         alt = Path(config.search_space)
@@ -317,15 +544,43 @@ def load_study(path: str | Path, profile: str | None = None, output_dir: str | P
     try:
         _check_against_space(config, space)
     except SpecError as err:
-        raise ConfigError(err.path, err.message, file=str(path)) from None
+        raise ConfigError(f"{err.path}{where_profile}", err.message, file=str(path)) from None
+    name = config.name if chosen == "default" else f"{config.name}-{chosen}"
     if output_dir is not None:
-        out = Path(output_dir)
+        out = _explicit_output_dir(Path(output_dir), path, "--output-dir")
     elif config.output_dir:
-        out = Path(config.output_dir)
+        out = _explicit_output_dir(Path(config.output_dir), path, f"output_dir{where_profile}")
     else:
-        out = Path("runs") / (config.name if chosen == "default" else f"{config.name}-{chosen}")
+        out = RUNS_ROOT / name
+        root = RUNS_ROOT.resolve()
+        resolved = out.resolve()
+        if resolved == root or not resolved.is_relative_to(root):
+            raise ConfigError("name", f"the output folder {out} resolves to {resolved}, outside {root}; the study "
+                                      "name must give a folder inside runs/", file=str(path))
     storage = config.storage or f"sqlite:///{(out / 'ledger.db').resolve()}"
     return Study(config, space, path, chosen, out, storage)
+
+
+def _explicit_output_dir(out: Path, study_file: Path, key: str) -> Path:
+    """An output folder the user chose: anywhere, except a folder whose reset would hit what is not the study's
+    (the runs/ root itself, the filesystem root, the home folder, the study file's folder or any parent of it)."""
+    if not str(out).strip():
+        raise ConfigError(key, "must be a folder, got ''", file=str(study_file))
+    try:
+        resolved = out.expanduser().resolve()
+    except (OSError, RuntimeError) as err:  # a symlink loop
+        raise ConfigError(key, f"cannot resolve {out}: {err}", file=str(study_file)) from None
+    forbidden = {RUNS_ROOT.resolve(): "the root of all study folders (runs/); use runs/<name>",
+                 Path(resolved.anchor): "the filesystem root", Path.home().resolve(): "the home folder"}
+    if resolved in forbidden:
+        raise ConfigError(key, f"{out} is {forbidden[resolved]}: give a folder of this study's own",
+                          file=str(study_file))
+    if study_file.resolve().parent.is_relative_to(resolved):
+        raise ConfigError(key, f"{out} holds the study file {study_file}: give a folder of this study's own "
+                               "(default runs/<name>)", file=str(study_file))
+    if resolved.exists() and not resolved.is_dir():
+        raise ConfigError(key, f"{out} exists and is not a folder", file=str(study_file))
+    return out
 
 
 def _check_task_and_training(config: StudyConfig) -> None:
@@ -356,9 +611,57 @@ def _check_against_space(config: StudyConfig, space: SearchSpace) -> None:
                             f"no design of {space.name!r} takes the argument {arg!r}")
         if config.budget is None:
             raise SpecError("budget", "a sweep re-solves the free knob on a budget: give `budget`")
+        for d in space.designs:
+            if not d.accepts(arg):
+                continue
+            if arg == d.free_knob:
+                raise SpecError("sweep.over" if sw.over != "activation_param_pct" else "sweep.via",
+                                f"{arg!r} is the free knob of design {d.name!r}, solved for the budget; sweep "
+                                "another argument")
+            if arg in d.fixed:
+                raise SpecError("sweep.over" if sw.over != "activation_param_pct" else "sweep.via",
+                                f"{arg!r} is fixed to {d.fixed[arg]!r} in design {d.name!r} of {space.path}; "
+                                "remove it from `fixed` to sweep it")
+            if sw.over == "activation_param_pct":
+                continue
+            fam = get_family(d.family)
+            for i, value in enumerate(sw.values):
+                check_argument(fam, dict(d.fixed), arg, value, f"sweep.values[{i}]", d.free_knob, design=d.name)
     if config.search is not None:
         if not any(d.search for d in space.designs) and len(space.designs) < 2:
             raise SpecError("search", f"search space {space.name!r} has nothing to search (no `search` ranges)")
         if config.search.sampler == "nsga2" and config.budget is not None:
             # Multi-objective over size makes sense only if the size varies; a fixed budget pins it.
             raise SpecError("budget", "an NSGA-II search trades PSNR against size: leave `budget` out")
+
+
+def check_study_data(study: Study, task: Any, train: list, val: list, test: list) -> None:
+    """The study's images against its settings, before anything is written: training images at least one
+    training patch (``training.patch_size``), validation images (after ``training.val_crop``) and test images
+    at least the SSIM window after the SR border. Raises :class:`ConfigError` naming the study file, the key
+    and the image file."""
+    from ..data import DataError, check_images
+    from ..schema import load_dataclass
+    from ..training import TrainConfig
+
+    c = study.config
+    config = load_dataclass(TrainConfig, dict(c.training), "training")
+    scales = set()
+    for d in study.space.designs:
+        fam = get_family(d.family)
+        err = _try_family(fam, dict(d.fixed))
+        if err is None:
+            scales.add(fam(**dict(d.fixed)).scale)
+    factor = max((task.input_factor(s) for s in scales), default=1)
+    multiple = int(getattr(task, "scale", 1) or 1)
+    checks = [(train, "training", "training.patch_size", dict(patch_size=config.patch_size, factor=factor)),
+              (val, "validation", "training.val_crop" if config.val_crop else "data.val",
+               dict(crop=config.val_crop, factor=factor, border=task.border)),
+              (test, "test", "data.test", dict(factor=factor, border=task.border))]
+    for images, role, key, kw in checks:
+        if role == "validation" and not images:
+            continue
+        try:
+            check_images(images, role=role, multiple=multiple, key=key, **kw)
+        except DataError as err:
+            raise ConfigError(key, str(err), file=str(study.path)) from None
