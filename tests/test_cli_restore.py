@@ -65,7 +65,7 @@ def test_evaluate_dncnn_protocol_with_official_weights(capsys, tmp_path):
     (["evaluate", "--zoo", "dncnn_s", "--weights", "missing.pt"], "missing.pt: no such weights file"),
     (["evaluate", "--zoo", "dncnn_s", "--dataset", "no/such/folder"], "unknown dataset"),
     (["train", "--zoo", "convnet_fig4", "--patch-size", "1000", "--steps", "1"], "smaller than the 1000x1000"),
-    (["train", "--zoo", "convnet_fig4", "--steps", "0"], "steps must be a positive integer"),
+    (["train", "--zoo", "convnet_fig4", "--steps", "0"], "steps: must be an integer in 1..10,000,000, got 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, monkeypatch, argv, message):
     monkeypatch.delenv("ARCHSEARCH_DATA_ROOT", raising=False)
