@@ -15,7 +15,8 @@ import yaml
 
 from archsearch.cli import main
 from archsearch.study import ledger as L
-from archsearch.study.runner import results_frame, run_study
+from archsearch.study.results import results_frame
+from archsearch.study.runner import run_study
 from archsearch.study.schema import ConfigError, load_study
 from archsearch.study.trial import plan_sweep
 
@@ -194,16 +195,16 @@ def test_status_cli(tmp_path, capsys):
 
 
 def test_exception_in_one_trial_does_not_end_the_study(tmp_path, monkeypatch):
-    import archsearch.study.runner as runner
+    import archsearch.study.trial as trial_module
 
-    real = runner.execute
+    real = trial_module.execute
 
     def flaky(study, design, args, seed, **kw):
         if args.get("xunit_kernel_size") == 5:
             raise RuntimeError("boom")
         return real(study, design, args, seed, **kw)
 
-    monkeypatch.setattr(runner, "execute", flaky)
+    monkeypatch.setattr(trial_module, "execute", flaky)
     study = load_study(write_study(tmp_path))
     summary = run_study(study, progress=False, echo=lambda *_: None)
     assert summary.complete == 2 and summary.failed == 1

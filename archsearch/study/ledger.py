@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchsearchError
+from .sampling import INTERRUPTED, OBJECTIVE_ATTRS  # noqa: F401  (INTERRUPTED re-exported for readers)
 from .schema import Study
-
-INTERRUPTED = "interrupted: the worker running it died (crash, kill, power loss); re-queued"
 
 
 def _optuna():
@@ -48,6 +47,19 @@ def directions(study: Study) -> list[str]:
     return ["maximize"] + ["minimize"] * (len(study.config.search.objectives) - 1)
 
 
+def metric_names(study: Study) -> list[str]:
+    """Optuna's names of the objective values (optuna-dashboard and ``optuna trials`` show them)."""
+    objectives = study.config.search.objectives if study.config.search is not None else ("psnr",)
+    return [OBJECTIVE_ATTRS[o] for o in objectives]
+
+
+def display_url(study: Study) -> str:
+    """The ledger's URL as it may be printed: any password masked."""
+    from .storage import mask_url
+
+    return mask_url(study.storage_url)
+
+
 def storage_for(study: Study):
     optuna = _optuna()
     if study.storage_url.startswith("sqlite:///"):
@@ -55,6 +67,14 @@ def storage_for(study: Study):
         # A generous lock timeout: several local workers write to one SQLite file.
         return optuna.storages.RDBStorage(study.storage_url, engine_kwargs={"connect_args": {"timeout": 60}})
     return optuna.storages.RDBStorage(study.storage_url)
+
+
+def check_storage(study: Study) -> None:
+    """A database server that cannot be reached is one line (masked URL and reason), before anything is written.
+    A default SQLite ledger needs no check: it is created inside the study folder."""
+    if study.storage_url.startswith("sqlite:///"):
+        return
+    storage_for(study)
 
 
 def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None):
@@ -67,7 +87,8 @@ def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None):
             raise ArchsearchError(f"no ledger for study {study.name!r} in {study.storage_url} "
                                   f"(run `archsearch run {study.path}` first)")
         ostudy = optuna.create_study(study_name=study.name, storage=storage, directions=directions(study),
-                                     sampler=sampler, pruner=pruner)
+                                     sampler=sampler, pruner=pruner, load_if_exists=True)
+        ostudy.set_metric_names(metric_names(study))
         ostudy.set_user_attr("fingerprint", config_fingerprint(study))
         ostudy.set_user_attr("study_file", str(study.path))
         ostudy.set_user_attr("profile", study.profile)
@@ -104,23 +125,39 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def recover_stale(ostudy, *, all_hosts: bool = False) -> list[Any]:
+#: A RUNNING trial with no host/pid yet is taken for dead after this long (its worker died between Optuna's
+#: ``ask()`` and recording who runs it; a live worker records itself within milliseconds).
+UNCLAIMED_AFTER_S = 30.0
+
+
+def recover_stale(ostudy, *, owner_only: bool = False) -> list[Any]:
     """Mark RUNNING trials whose worker is gone as FAIL (reason :data:`INTERRUPTED`) and return them.
 
-    A trial is stale if it runs on this host under a pid that no longer exists (or any host with
-    ``all_hosts``, for a single-machine SQL server after a crash). The caller re-queues their configuration.
+    A trial is stale when it runs on this host under a pid that no longer exists, or has no host/pid recorded
+    and started over :data:`UNCLAIMED_AFTER_S` ago. ``owner_only``: the caller holds the study folder's run lock
+    and the ledger is a local SQLite file, so no live worker can run a trial it did not start -- every RUNNING
+    trial is stale. The caller re-queues what is missing (:func:`archsearch.study.runner.prepare`).
     """
-    optuna = _optuna()
+    import datetime as dt
+
     from optuna.trial import TrialState
 
     stale = []
     host = this_host()
+    now = dt.datetime.now()
     for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         t_host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
-        if all_hosts or (t_host == host and (pid is None or not _alive(int(pid)))):
-            storage = ostudy._storage  # noqa: SLF001 - Optuna's storage API is the only way to fail another's trial
+        if owner_only:
+            dead = True
+        elif t_host is None or pid is None:
+            started = t.datetime_start or now
+            dead = (now - started).total_seconds() > UNCLAIMED_AFTER_S
+        else:
+            dead = t_host == host and not _alive(int(pid))
+        if dead:
+            # Optuna's public API finishes only the caller's own trials; its storage API finishes another's.
+            storage = ostudy._storage  # noqa: SLF001
             storage.set_trial_user_attr(t._trial_id, "fail_reason", INTERRUPTED)  # noqa: SLF001
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001
             stale.append(t)
-    del optuna
     return stale
