@@ -144,8 +144,10 @@ def load_standalone(path: str | Path):
 
 def export_model(spec: GraphSpec, out_dir: str | Path, *, state_dict: dict | None = None,
                  formats: tuple[str, ...] = ("py",), name: str | None = None, provenance: dict | None = None,
-                 example_size: tuple[int, int] = (64, 64)) -> dict[str, Path]:
-    """Write the standalone files of ``spec`` (weights from ``state_dict``, else a fresh initialisation)."""
+                 example_size: tuple[int, int] = (64, 64), weights_source: str = "") -> dict[str, Path]:
+    """Write the standalone files of ``spec`` (weights from ``state_dict``, else a fresh initialisation).
+    Everything is checked before anything is written: formats, the file name, weights that do not fit (errors
+    name ``weights_source``, the file they came from)."""
     import torch
     from safetensors.torch import save_file
 
@@ -159,7 +161,7 @@ def export_model(spec: GraphSpec, out_dir: str | Path, *, state_dict: dict | Non
     if state_dict is not None:  # before anything is written: weights that do not fit leave no folder behind
         from .weights import apply_weights
 
-        apply_weights(model, state_dict, "--weights")
+        apply_weights(model, state_dict, f"--weights {weights_source}" if weights_source else "--weights")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"py": out / f"{name}.py", "weights": out / f"{name}.safetensors", "spec": out / f"{name}.yaml",

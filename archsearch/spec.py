@@ -39,12 +39,14 @@ SAFE_NAME_RULE = ("1-64 ASCII letters, digits, '_', '-' or '.', not starting wit
                   f"(pattern {SAFE_NAME_PATTERN})")
 
 
+BLOCK_NAME_RULE = "1-64 ASCII letters, digits, '_' or '-', not starting with '-' (pattern [A-Za-z0-9_][A-Za-z0-9_-]{0,63})"
+
+
 def check_name(name: Any, path: str = "name", *, dots: bool = True) -> str:
-    """``name`` if it matches :data:`SAFE_NAME` (and has no ``.`` when ``dots`` is false), else a
+    """``name`` if it matches :data:`SAFE_NAME` (and has no ``.`` when ``dots`` is false: block names), else a
     :class:`SpecError` at ``path`` stating the rule."""
     if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or (not dots and "." in name):
-        rule = SAFE_NAME_RULE if dots else SAFE_NAME_RULE.replace(" or '.'", "").replace(" (pattern", ", no '.' (pattern")
-        raise SpecError(path, f"must be a name of {rule}, got {name!r}")
+        raise SpecError(path, f"must be a name of {SAFE_NAME_RULE if dots else BLOCK_NAME_RULE}, got {name!r}")
     return name
 
 #: Parameter roles. ``activation`` is what the xUnit paper counts as "parameters invested in activations".
@@ -362,7 +364,7 @@ class GraphSpec:
         except SpecError as err:
             raise err.within(file=str(path)) from None
         except (yaml.YAMLError, json.JSONDecodeError, RecursionError) as err:
-            msg = str(err).replace("\n", " ")
+            msg = " ".join(str(err).split())
             raise SpecError("", f"malformed {'JSON' if path.suffix == '.json' else 'YAML'}: {msg}",
                             file=str(path)) from None
         return cls.from_dict(data, file=str(path))

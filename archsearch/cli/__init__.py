@@ -13,10 +13,22 @@ from . import data, export, inspect, report, study, train
 COMMAND_MODULES = (inspect, study, train, data, report, export)
 
 
+class UsageError(ArchsearchError):
+    """A command line argparse refused; ``str`` is the one line to print (``archsearch CMD: error: ...``)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line on stderr and exit 2 (no usage block): the same contract as
+    every other user error. ``--help`` still prints the usage."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{self.prog}: error: {message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog="archsearch", description=__doc__)
+    parser = _Parser(prog="archsearch", description=__doc__)
     parser.add_argument("--version", action="version", version=f"archsearch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
@@ -26,11 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the subcommand (argparse would blame the top-level parser)
+            prog = f"archsearch {args.command}" if getattr(args, "command", None) else "archsearch"
+            raise UsageError(f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see `{prog} --help`)")
+    except UsageError as err:
+        print(str(err).replace("\n", " "), file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except ArchsearchError as err:
-        print(f"archsearch {args.command}: error: {err}", file=sys.stderr)
+        text = " ".join(str(err).split("\n"))  # one line, whatever the message holds
+        print(f"archsearch {args.command}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"archsearch {args.command}: interrupted (Ctrl-C); re-run the same command to resume",

@@ -4,10 +4,127 @@ models, tasks and datasets."""
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArchsearchError
+from ..errors import ArchsearchError, SpecError
+
+MAX_SEED = 2**31
+
+
+# ---------------------------------------------------------------------------------------------------------
+# argument types: argparse turns their ArgumentTypeError into one line naming the flag
+# ---------------------------------------------------------------------------------------------------------
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v
+
+
+def seed(text: str) -> int:
+    """A seed: an integer with 0 <= seed < 2**31."""
+    v = _int(text)
+    if not 0 <= v < MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer with 0 <= seed < 2**31, got {text}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    v = _int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    v = _int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return v
+
+
+def finite_float(text: str) -> float:
+    return _float(text)
+
+
+def positive_float(text: str) -> float:
+    v = _float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return v
+
+
+def device(text: str) -> str:
+    from ..training import DEVICE
+
+    if not DEVICE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
+def check_writable(path: str | Path, flag: str, *, folder: bool) -> Path:
+    """Check before any long work that ``path`` (a file, or a ``folder``) can be written: it is not the other
+    kind of thing, and its nearest existing parent is a folder in which a file can be created (probed with a
+    temporary file, removed at once). Nothing is left behind; errors name the flag and the path."""
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise ArchsearchError(f"{flag} {p}: exists and is not a folder")
+    if not folder and p.is_dir():
+        raise ArchsearchError(f"{flag} {p}: is a folder; give a file path")
+    anc = p if folder else p.parent
+    anc = Path(os.path.abspath(anc))
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise ArchsearchError(f"{flag} {p}: {anc} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=anc, prefix=".archsearch-write-check-")
+    except OSError as err:
+        raise ArchsearchError(f"{flag} {p}: cannot write in {anc} ({err.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return p
+
+
+def flag_error(err: SpecError, flags: dict[str, str]) -> ArchsearchError:
+    """A settings error (``lr: must be ...``) restated with the command-line flag that set it (``--lr``)."""
+    key = err.path.split(".")[0].split("[")[0]
+    flag = flags.get(key, "--" + key.replace("_", "-"))
+    return ArchsearchError(f"{flag}: {err.message}")
+
+
+def read_weights_arg(path: str):
+    """``read_weights`` with its errors prefixed by the flag (``--weights bad.pt: not a readable ...``)."""
+    from ..weights import WeightsError, read_weights
+
+    try:
+        return read_weights(path)
+    except WeightsError as err:
+        raise ArchsearchError(f"--weights {err}") from None
+
+
+def load_dataset_arg(name: str, flag: str, **kw):
+    """``load_dataset`` with its errors prefixed by the flag that named the dataset (``--dataset``)."""
+    from ..data import DataError, load_dataset
+
+    try:
+        return load_dataset(name, **kw)
+    except DataError as err:
+        raise ArchsearchError(f"{flag}: {err}") from None
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -43,10 +160,11 @@ def add_model_args(p: argparse.ArgumentParser, required: bool) -> None:
 
 def add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", help="denoise, sr or jpeg (default: the checkpoint's, else the zoo model's)")
-    p.add_argument("--sigma", type=float, help="denoise: noise level on the 0-255 scale, in (0, 255] (default 25)")
-    p.add_argument("--scale", type=int, help="sr: 2, 3 or 4 (default: the model's scale if > 1, else 2)")
-    p.add_argument("--quality", type=int, help="jpeg: quality 1-100 (default 10)")
-    p.add_argument("--channels", type=int, help="1 (grayscale) or 3 (RGB); default: the model's")
+    p.add_argument("--sigma", type=finite_float,
+                   help="denoise: noise level on the 0-255 scale, in (0, 255] (default 25)")
+    p.add_argument("--scale", type=_int, help="sr: 2, 3 or 4 (default: the model's scale if > 1, else 2)")
+    p.add_argument("--quality", type=_int, help="jpeg: quality 1-100 (default 10)")
+    p.add_argument("--channels", type=_int, help="1 (grayscale) or 3 (RGB); default: the model's")
     p.add_argument("--residual", action="store_true",
                    help="denoise: the model predicts the noise (output = input - model(input))")
 
@@ -93,5 +211,12 @@ def make_task_from_args(args: argparse.Namespace, spec, checkpoint: dict[str, An
     scale = args.scale
     if scale is None and name == "sr":
         scale = spec.scale if spec.scale > 1 else None
-    return make_task(name, channels=channels, sigma=args.sigma, scale=scale, quality=args.quality,
-                     residual_learning=True if args.residual else None)
+    from ..study.schema import task_error
+    from ..tasks import TaskError
+
+    try:
+        return make_task(name, channels=channels, sigma=args.sigma, scale=scale, quality=args.quality,
+                         residual_learning=True if args.residual else None)
+    except TaskError as err:
+        e = task_error(err, ("sigma", "scale", "quality", "channels"), lambda k: f"--{k}" if k else "--task")
+        raise ArchsearchError(f"{e.path}: {e.message}") from None

@@ -5,24 +5,50 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import ArchsearchError
+from ..errors import ArchsearchError, did_you_mean
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    from ..export import FORMATS
+
+    formats = tuple(f.strip() for f in text.split(",") if f.strip())
+    for f in formats:
+        if f not in FORMATS:
+            raise ArchsearchError(f"--format: unknown export format {f!r}{did_you_mean(f, FORMATS)}; allowed: "
+                                  f"{', '.join(FORMATS)} (comma-separated)")
+    if not formats:
+        raise ArchsearchError(f"--format: give one or more of {', '.join(FORMATS)}, got {text!r}")
+    return formats
+
+
+def _trial(text: str) -> str:
+    if text in ("best", "pareto") or (text.isdigit() and text.isascii()):
+        return text
+    raise ArchsearchError(f"--trial: must be best, pareto or a trial number, got {text!r}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..export import export_model
+    from .args import check_writable
 
-    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    formats = _formats(args.format)
     if bool(args.zoo) == bool(args.study):
-        raise ArchsearchError("export: give a study file (with --trial) or --zoo NAME, not both or neither")
+        raise ArchsearchError("give a study file (with --trial) or --zoo NAME, not both or neither")
+    if args.out:
+        check_writable(args.out, "--out", folder=True)
     if args.zoo:
         from ..zoo import zoo_spec
 
         spec = zoo_spec(args.zoo)
-        from ..weights import read_weights, state_dict_of
+        from ..weights import state_dict_of
+        from .args import read_weights_arg
 
-        state = state_dict_of(read_weights(args.weights), args.weights) if args.weights else None
+        state = (state_dict_of(read_weights_arg(args.weights), f"--weights {args.weights}") if args.weights
+                 else None)
         out = Path(args.out or f"exports/{args.zoo}")
-        paths = export_model(spec, out, state_dict=state, formats=formats,
+        if not args.out:
+            check_writable(out, "--out", folder=True)
+        paths = export_model(spec, out, state_dict=state, formats=formats, weights_source=args.weights or "",
                              provenance={"source": f"zoo:{args.zoo}", "weights": args.weights or "fresh init"})
         for key, path in paths.items():
             print(f"{key:>12}: {path}")
@@ -30,7 +56,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..study.export import export_trials
     from .args import load_study_args
 
+    if args.weights:
+        raise ArchsearchError("--weights: only with --zoo (a study's trials export their own trained weights)")
+    trial = _trial(args.trial)
     study = load_study_args(args)
+    args.trial = trial
     for t, paths in export_trials(study, args.trial, out=args.out, formats=formats):
         ua = t.user_attrs
         print(f"trial {t.number} ({ua.get('label', '')}, PSNR {ua.get('psnr', float('nan')):.3f} dB, "

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from ..errors import ArchsearchError
-from .args import parse_size
+from .args import parse_size, positive_float
 
 
 def _resolve(target: str, budget=None) -> list:
@@ -36,6 +36,7 @@ def _resolve(target: str, budget=None) -> list:
 
 
 def _space_specs(path: Path, budget) -> list:
+    from ..errors import BudgetError
     from ..families import get_family
     from ..solver import solve
 
@@ -46,7 +47,10 @@ def _space_specs(path: Path, budget) -> list:
         for extra in choices:
             args = {**design.fixed, **extra}
             if budget is not None and design.free_knob:
-                spec = solve(design.family, design.free_knob, budget, args).spec
+                try:
+                    spec = solve(design.family, design.free_knob, budget, args).spec
+                except BudgetError as err:
+                    raise ArchsearchError(f"--budget: {path}: design {design.name!r}: {err}") from None
             else:
                 spec = get_family(design.family)(**args)
             label = design.name + "".join(f" {k}={v}" for k, v in extra.items())
@@ -134,7 +138,8 @@ def add_subcommands(sub) -> None:
                        description="Count zoo models, spec files (YAML/JSON) or the designs of a search-space file "
                                    "without building them.")
     p.add_argument("targets", nargs="*", help="zoo names (see --list), spec files or search-space files")
-    p.add_argument("--budget", type=float, help="search-space files: solve each design's free knob for this budget")
+    p.add_argument("--budget", type=positive_float,
+                   help="search-space files: solve each design's free knob for this budget (> 0)")
     p.add_argument("--budget-metric", choices=("params", "macs"), default="params")
     p.add_argument("--list", action="store_true", help="list the reference zoo")
     p.add_argument("--format", choices=("table", "json"), default="table",

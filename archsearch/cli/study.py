@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .args import add_study_args, load_study_args
+from .args import add_study_args, load_study_args, positive_int
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -73,7 +73,7 @@ def add_subcommands(sub) -> None:
                        description="Run a study file; re-running the same command resumes it.")
     add_study_args(p)
     p.add_argument("--executor", choices=("local", "ray"), help="override the study's executor")
-    p.add_argument("--workers", type=int, help="worker processes (local) or concurrent trials (ray)")
+    p.add_argument("--workers", type=positive_int, help="worker processes (local) or concurrent trials (ray), >= 1")
     p.add_argument("--fresh", action="store_true", help="delete this study's ledger and outputs first")
     p.set_defaults(func=cmd_run)
 

@@ -5,11 +5,36 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from ..errors import ArchsearchError
 from ..weights import CHECKPOINT_FORMAT
-from .args import add_data_args, add_model_args, add_task_args, load_spec, make_task_from_args
+from .args import (
+    add_data_args,
+    add_model_args,
+    add_task_args,
+    check_writable,
+    device,
+    finite_float,
+    flag_error,
+    load_dataset_arg,
+    load_spec,
+    make_task_from_args,
+    non_negative_int,
+    positive_int,
+    read_weights_arg,
+    seed,
+)
+
+
+def _check_images(images, flag: str, **kw) -> None:
+    """Images too small for their use: one line naming the image file and the flag to change."""
+    from ..data import DataError, check_images
+
+    try:
+        check_images(images, key=flag, **kw)
+    except DataError as err:
+        raise ArchsearchError(f"{flag}: {err}") from None
 
 
 def _dump(obj: dict[str, Any]) -> str:
@@ -21,21 +46,21 @@ def _dump(obj: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..builder import build
-    from ..data import load_dataset
     from ..evaluate import evaluate, select_device
-    from ..weights import apply_weights, is_checkpoint, read_weights, state_dict_of
+    from ..weights import apply_weights, is_checkpoint, state_dict_of
 
-    checkpoint = read_weights(args.weights) if args.weights else None
+    checkpoint = read_weights_arg(args.weights) if args.weights else None
     ckpt = checkpoint if checkpoint and is_checkpoint(checkpoint) else None
     spec = load_spec(args, ckpt)
     task = make_task_from_args(args, spec, ckpt)
     task.check_model(spec.in_channels, spec.out_channels, spec.scale, spec.global_residual)
     model = build(spec)
     if checkpoint is not None:
-        apply_weights(model, state_dict_of(checkpoint, args.weights), args.weights)
-    images = load_dataset(args.dataset, color=task.color, data_root=args.data_root, split="test")
-    device = select_device(args.device)
-    model.to(device)
+        apply_weights(model, state_dict_of(checkpoint, f"--weights {args.weights}"), f"--weights {args.weights}")
+    images = load_dataset_arg(args.dataset, "--dataset", color=task.color, data_root=args.data_root, split="test")
+    _check_images(images, "--dataset", role="test", factor=task.input_factor(spec.scale),
+                  multiple=int(getattr(task, "scale", 1) or 1), border=task.border)
+    model.to(select_device(args.device))
     result = evaluate(model, task, images, protocol=args.protocol, seed=args.seed, tile=args.tile,
                       overlap=args.overlap)
     if args.format == "json":
@@ -58,27 +83,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from ..builder import build
-    from ..data import is_embedded, load_dataset
+    from ..data import is_embedded
+    from ..errors import SpecError
     from ..training import TrainConfig, seed_everything, train
 
     spec = load_spec(args, None)
     task = make_task_from_args(args, spec, None)
     task.check_model(spec.in_channels, spec.out_channels, spec.scale, spec.global_residual)
-    config = TrainConfig(
-        steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr,
-        schedule=args.schedule, loss=args.loss, grad_clip=args.grad_clip, seed=args.seed,
-        val_every=args.val_every, val_crop=args.val_crop, device=args.device, amp=args.amp,
-        channels_last=args.channels_last)
-    train_images = load_dataset(args.dataset, color=task.color, data_root=args.data_root, split="train")
+    try:
+        config = TrainConfig(
+            steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr,
+            schedule=args.schedule, loss=args.loss, grad_clip=args.grad_clip, seed=args.seed,
+            val_every=args.val_every, val_crop=args.val_crop, device=args.device, amp=args.amp,
+            channels_last=args.channels_last)
+    except SpecError as err:
+        raise flag_error(err, {}) from None
+    out_path = check_writable(args.out or f"{spec.name}.pt", "--out", folder=False)  # before the long work
+    train_images = load_dataset_arg(args.dataset, "--dataset", color=task.color, data_root=args.data_root,
+                                    split="train")
     val_name = args.val_dataset
     if val_name is None and is_embedded(args.dataset):
         val_name = "default:val"
-    val_images = (load_dataset(val_name, color=task.color, data_root=args.data_root, split="val")
-                  if val_name and val_name != "none" else [])
+    val_images = (load_dataset_arg(val_name, "--val-dataset", color=task.color, data_root=args.data_root,
+                                   split="val") if val_name and val_name != "none" else [])
+    factor = task.input_factor(spec.scale)
+    multiple = int(getattr(task, "scale", 1) or 1)
+    _check_images(train_images, "--patch-size", role="training", patch_size=config.patch_size, factor=factor,
+                  multiple=multiple)
+    if val_images:
+        _check_images(val_images, "--val-crop" if config.val_crop else "--val-dataset", role="validation",
+                      crop=config.val_crop, factor=factor, multiple=multiple, border=task.border)
     seed_everything(args.seed)  # before build: the initial weights depend on the seed too
     model = build(spec)
     result = train(model, task, train_images, val_images, config)
-    out_path = Path(args.out or f"{spec.name}.pt")
     if not result.diverged:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"format": CHECKPOINT_FORMAT, "spec": spec.to_dict(), "task": task.to_dict(),
@@ -110,10 +147,11 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     add_data_args(p, "default")
     p.add_argument("--protocol", choices=("default", "dncnn"), default="default",
                    help="default: clamp + 8-bit rounding, per-image seeded noise; dncnn: the DnCNN authors' test")
-    p.add_argument("--seed", type=int, default=0, help="test-noise seed of the default protocol (default 0)")
-    p.add_argument("--tile", type=int, help="tile size for large images (default: only above 4 MP, 512)")
-    p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    p.add_argument("--seed", type=seed, default=0,
+                   help="test-noise seed of the default protocol, 0 <= seed < 2**31 (default 0)")
+    p.add_argument("--tile", type=positive_int, help="tile size for large images (default: only above 4 MP, 512)")
+    p.add_argument("--overlap", type=non_negative_int, default=32, help="tile overlap in pixels (default 32)")
+    p.add_argument("--device", type=device, default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_evaluate)
 
@@ -124,17 +162,18 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     add_data_args(p, "default")
     p.add_argument("--val-dataset", help="validation set (default: default:val with the embedded default, else "
                                          "none); 'none' disables validation")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--patch-size", type=int, default=40, help="target patch size (default 40)")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--steps", type=positive_int, default=1000, help="training steps, 1..10,000,000 (default 1000)")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--patch-size", type=positive_int, default=40, help="target patch size (default 40)")
+    p.add_argument("--lr", type=finite_float, default=1e-3, help="learning rate > 0 (default 0.001)")
     p.add_argument("--schedule", choices=("step", "cosine", "constant"), default="step")
     p.add_argument("--loss", choices=("l1", "l2"), default="l2")
-    p.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-every", type=int, default=0, help="validate every N steps (default: at the end)")
-    p.add_argument("--val-crop", type=int, help="centre-crop validation images to this size")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    p.add_argument("--grad-clip", type=finite_float, help="clip the gradient norm to this value (> 0)")
+    p.add_argument("--seed", type=seed, default=0, help="0 <= seed < 2**31 (default 0)")
+    p.add_argument("--val-every", type=non_negative_int, default=0,
+                   help="validate every N steps (default: at the end)")
+    p.add_argument("--val-crop", type=positive_int, help="centre-crop validation images to this size")
+    p.add_argument("--device", type=device, default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (CUDA only)")
     p.add_argument("--out", metavar="PATH", help="checkpoint path (default: <model name>.pt)")

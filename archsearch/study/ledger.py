@@ -84,7 +84,7 @@ def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None):
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     if study.name not in names:
         if not create:
-            raise ArchsearchError(f"no ledger for study {study.name!r} in {study.storage_url} "
+            raise ArchsearchError(f"no ledger for study {study.name!r} in {display_url(study)} "
                                   f"(run `archsearch run {study.path}` first)")
         ostudy = optuna.create_study(study_name=study.name, storage=storage, directions=directions(study),
                                      sampler=sampler, pruner=pruner, load_if_exists=True)
@@ -99,7 +99,7 @@ def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None):
     stored = ostudy.user_attrs.get("fingerprint")
     if create and stored and stored != config_fingerprint(study):
         raise ArchsearchError(
-            f"{study.path}: the ledger of study {study.name!r} ({study.storage_url}) was written with a different "
+            f"{study.path}: the ledger of study {study.name!r} ({display_url(study)}) was written with a different "
             "configuration; results would mix. Use --fresh to start over, or give the study a new name")
     return ostudy
 

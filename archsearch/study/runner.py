@@ -51,7 +51,7 @@ from .sampling import (
     search_target,
     suggest_search,
 )
-from .schema import Study, load_study
+from .schema import Study, check_study_data, load_study
 from .trial import _datasets, plan_sweep, solve_design
 
 MARKER = ".archsearch"
@@ -157,12 +157,12 @@ def _worker_entry(path, profile: str, output_dir: str, mode: str, threads: int, 
 def check(study: Study) -> tuple[list, list[dict[str, Any]]]:
     """Everything that can be wrong before a study starts, checked without writing anything: the data load and
     fit the task, and the budget is reachable. Returns the sweep's points and infeasible grid points."""
-    _datasets(study)  # missing, unreadable or too-small images: a clear error naming the file
+    check_study_data(study, *_datasets(study))  # missing, unreadable or too-small images: one line naming the file
     if study.config.sweep is not None:
         points, infeasible = plan_sweep(study)
         if not points:
             reasons = "; ".join(f"{i['label']}: {i['reason']}" for i in infeasible[:4])
-            raise ArchsearchError(f"{study.path}: no grid point of the sweep fits the budget: {reasons}")
+            raise ArchsearchError(f"{study.path}: budget: no grid point of the sweep fits the budget: {reasons}")
         return points, infeasible
     if study.config.budget is not None:  # a budget no design can meet is bad input, not N failed trials
         reasons = []

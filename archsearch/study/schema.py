@@ -605,17 +605,27 @@ def _explicit_output_dir(out: Path, study_file: Path, key: str) -> Path:
         resolved = out.expanduser().resolve()
     except (OSError, RuntimeError) as err:  # a symlink loop
         raise ConfigError(key, f"cannot resolve {out}: {err}", file=str(study_file)) from None
-    forbidden = {RUNS_ROOT.resolve(): "the root of all study folders (runs/); use runs/<name>",
+    forbidden = {RUNS_ROOT.resolve(): "the root of all study folders (runs/)",
                  Path(resolved.anchor): "the filesystem root", Path.home().resolve(): "the home folder"}
     if resolved in forbidden:
-        raise ConfigError(key, f"{out} is {forbidden[resolved]}: give a folder of this study's own",
-                          file=str(study_file))
+        raise ConfigError(key, f"{out} is {forbidden[resolved]}: give a folder of this study's own (default "
+                               "runs/<name>)", file=str(study_file))
     if study_file.resolve().parent.is_relative_to(resolved):
         raise ConfigError(key, f"{out} holds the study file {study_file}: give a folder of this study's own "
                                "(default runs/<name>)", file=str(study_file))
     if resolved.exists() and not resolved.is_dir():
         raise ConfigError(key, f"{out} exists and is not a folder", file=str(study_file))
     return out
+
+
+def task_error(err: Exception, keys, where) -> SpecError:
+    """A task's error (``sigma must be in (0, 255], got 300``) at the setting that caused it: ``where(key)`` for
+    the first word when it is one of ``keys`` (``task.sigma``, ``--sigma``), else ``where("")``."""
+    text = str(err)
+    key, _, rest = text.partition(" ")
+    if key in keys and rest:
+        return SpecError(where(key), rest)
+    return SpecError(where(""), text)
 
 
 def _check_task_and_training(config: StudyConfig) -> None:
@@ -625,7 +635,8 @@ def _check_task_and_training(config: StudyConfig) -> None:
     try:
         make_task(**dict(config.task))
     except ArchsearchError as err:
-        raise SpecError("task", str(err)) from None
+        raise task_error(err, [k for k in config.task if k != "name"],
+                         lambda k: f"task.{k}" if k else "task") from None
     except TypeError as err:
         raise SpecError("task", str(err)) from None
     load_dataclass(TrainConfig, dict(config.training), "training")

@@ -154,17 +154,23 @@ def _datasets(study: Study):
 
 
 def _load_datasets(study: Study):
-    from ..data import load_dataset
+    from ..data import DataError, load_dataset
     from ..tasks import make_task
+    from .schema import ConfigError
 
     c = study.config
     task = make_task(**dict(c.task))
     root = c.data.data_root
-    train = load_dataset(c.data.train, color=task.color, data_root=root, split="train")
-    val = load_dataset(c.data.val, color=task.color, data_root=root, split="val")
+
+    def load(split: str):  # errors name the study file and the key (data.train) as well as the image file
+        try:
+            return load_dataset(getattr(c.data, split), color=task.color, data_root=root, split=split)
+        except DataError as err:
+            raise ConfigError(f"data.{split}", str(err), file=str(study.path)) from None
+
+    train, val, test = load("train"), load("val"), load("test")
     if c.data.val_images:
         val = val[: c.data.val_images]
-    test = load_dataset(c.data.test, color=task.color, data_root=root, split="test")
     return task, train, val, test
 
 
