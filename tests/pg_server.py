@@ -69,7 +69,8 @@ def _run_as() -> pwd.struct_passwd | None:
 def running_postgres(bin_dir: Path) -> Iterator[str]:
     """Start a fresh cluster on 127.0.0.1 (a free port, sockets in its own folder) and yield a password URL."""
     owner = _run_as()
-    root = Path(tempfile.mkdtemp(prefix="archsearch-pg-"))  # in /tmp: reachable by an unprivileged owner
+    # As root, in /tmp rather than $TMPDIR: the unprivileged owner must be able to reach it.
+    root = Path(tempfile.mkdtemp(prefix="archsearch-pg-", dir="/tmp" if owner and os.path.isdir("/tmp") else None))
     data, sockets, log = root / "data", root / "sock", root / "server.log"
     sockets.mkdir()
     as_owner: dict = {}
