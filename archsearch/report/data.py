@@ -178,7 +178,11 @@ def param_importances(study, ostudy) -> tuple[dict[str, float] | None, str]:
     varying = {k for t in done for k in t.params if len({str(u.params.get(k)) for u in done}) > 1}
     if not varying:
         return None, "the complete trials all have the same parameters"
-    target = None if len(ostudy.directions) == 1 else (lambda t: t.values[0])
+    # Importance *for higher PSNR*: Optuna's PED-ANOVA treats a given target as "lower is better", so it gets
+    # -PSNR (objective 0), for single- and multi-objective searches alike.
+    def target(t):
+        return -t.values[0]
+
     try:
         imp = optuna.importance.get_param_importances(ostudy, target=target)
     except (ValueError, RuntimeError) as err:

@@ -360,6 +360,11 @@ def load_study(path: str | Path | Mapping[str, Any], profile: str | None = None,
     else:
         out = Path("runs") / (config.name if chosen == "default" else f"{config.name}-{chosen}")
     storage = config.storage or f"sqlite:///{(out / 'ledger.db').resolve()}"
+    from .storage import check_url
+
+    problem = check_url(storage)
+    if problem:
+        raise ConfigError("storage", problem, file=str(path))
     return Study(config, space, path, chosen, out, storage, source)
 
 
