@@ -4,6 +4,7 @@ MemNet tables and parameter importances -- numbers only, no drawing (:mod:`.figu
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -184,7 +185,9 @@ def param_importances(study, ostudy) -> tuple[dict[str, float] | None, str]:
         return -t.values[0]
 
     try:
-        imp = optuna.importance.get_param_importances(ostudy, target=target)
+        with warnings.catch_warnings():  # PED-ANOVA warns that it ranks for low targets: -PSNR is meant
+            warnings.simplefilter("ignore", UserWarning)
+            imp = optuna.importance.get_param_importances(ostudy, target=target)
     except (ValueError, RuntimeError) as err:
         return None, f"Optuna could not assess them: {err}"
     if not imp:
