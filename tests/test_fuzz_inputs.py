@@ -231,8 +231,8 @@ STUDY_MUTATIONS: list[tuple[str, Any, str]] = [
     # storage
     ("storage", "oracle://scott:tiger-s3cr3t@db/orcl", "storage"),
     ("storage", "postgresq://u:s3cr3t@h/db", "storage"),
-    ("storage", "not a url s3cr3t", "storage"),
-    ("storage", "postgresql://u:s3cr3t@/", "storage"),
+    ("storage", "user:s3cr3t@host/db", "storage"),
+    ("storage", "postgresql+asyncpg://u:s3cr3t@h/db", "storage"),
     ("storage", "sqlite://", "storage"),
     ("storage", {"password": "s3cr3t"}, "storage"),
     # names and output folders

@@ -116,25 +116,23 @@ def test_profile_names_and_profile_errors(tmp_path):
 
 
 @pytest.mark.parametrize("url, fragment", [
-    ("oracle://scott:tiger-secret@db/orcl", "unknown database dialect 'oracle'"),
-    ("postgresq://u:hunter2-secret@h/db", "unknown database dialect 'postgresq' (did you mean 'postgresql'?)"),
-    ("just some secret text", "is not a database URL"),
-    ("postgresql://u:secret-pw@/", "a postgresql URL needs a host and a database"),
-    ("sqlite://", "an SQLite ledger needs a file"),
-    ("sqlite:///:memory:", "an SQLite ledger needs a file"),
+    ("oracle://scott:tiger-secret@db/orcl", "unknown or unsupported database 'oracle'"),
+    ("postgresq://u:hunter2-secret@h/db", "unknown or unsupported database 'postgresq'"),
+    ("u:secret-pw@host/db", "is not a URL of the form dialect[+driver]://"),
+    ("postgresql+asyncpg://u:secret-pw@h/db", "driver 'postgresql+asyncpg' is not supported"),
+    ("sqlite://", "an in-memory SQLite database"),
+    ("sqlite:///:memory:", "an in-memory SQLite database"),
     ({"url": "postgresql://u@h/db", "password": "secret-pw"}, "storage: must be a database URL"),
 ])
-def test_storage_urls_are_checked_and_passwords_never_shown(tmp_path, url, fragment):
+def test_storage_urls_are_checked_at_load_and_passwords_never_shown(tmp_path, url, fragment):
     msg = _load_error(write_study(tmp_path, "s", storage=url))
     assert msg.startswith("storage: ") and fragment in msg, msg
     assert "secret" not in msg and "tiger" not in msg and "hunter2" not in msg
-    assert "allowed dialects: sqlite, postgresql" in msg or "SQLite" in msg
 
 
 def test_allowed_storage_urls_load_and_display_without_password(tmp_path):
     for url in ("sqlite:///ledger.db", "sqlite:////tmp/x/ledger.db", "postgresql://u:pw@h:5432/db",
-                "postgresql+psycopg2://u:pw@h/db", "postgresql+psycopg://u@h/db", "mysql://u:pw@h/db",
-                "mysql+pymysql://u:pw@h/db"):
+                "postgresql+psycopg2://u:pw@h/db", "mysql+pymysql://u:pw@h/db"):
         check_storage(url)
     study = load_study(write_study(tmp_path, "s", storage="postgresql://user:s3cret@host/db"))
     assert study.storage_url == "postgresql://user:s3cret@host/db"

@@ -25,8 +25,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"failed in {summary.wall_time_s:.0f} s: every trial failed ({counts}); see "
               f"`archsearch status {args.study}`")
     else:
-        print(f"incomplete after {summary.wall_time_s:.0f} s: {summary.waiting} queued and {summary.interrupted} "
-              f"interrupted trials left ({counts}); re-run the same command to resume")
+        print(f"incomplete after {summary.wall_time_s:.0f} s: {summary.left} planned trials not finished "
+              f"({counts}); re-run the same command to resume")
     for name in ("results.csv", "summary.csv", "psnr_vs_activation.png", "psnr_vs_params.png"):
         path = summary.output_dir / name
         if path.exists():

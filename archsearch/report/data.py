@@ -4,6 +4,7 @@ MemNet tables and parameter importances -- numbers only, no drawing (:mod:`.figu
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -178,9 +179,15 @@ def param_importances(study, ostudy) -> tuple[dict[str, float] | None, str]:
     varying = {k for t in done for k in t.params if len({str(u.params.get(k)) for u in done}) > 1}
     if not varying:
         return None, "the complete trials all have the same parameters"
-    target = None if len(ostudy.directions) == 1 else (lambda t: t.values[0])
+    # Importance *for higher PSNR*: Optuna's PED-ANOVA treats a given target as "lower is better", so it gets
+    # -PSNR (objective 0), for single- and multi-objective searches alike.
+    def target(t):
+        return -t.values[0]
+
     try:
-        imp = optuna.importance.get_param_importances(ostudy, target=target)
+        with warnings.catch_warnings():  # PED-ANOVA warns that it ranks for low targets: -PSNR is meant
+            warnings.simplefilter("ignore", UserWarning)
+            imp = optuna.importance.get_param_importances(ostudy, target=target)
     except (ValueError, RuntimeError) as err:
         return None, f"Optuna could not assess them: {err}"
     if not imp:

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import socket
-from pathlib import Path
 from typing import Any
 
 from ..errors import ArchsearchError
@@ -61,54 +60,69 @@ def display_url(study: Study) -> str:
 
 
 def storage_for(study: Study):
-    optuna = _optuna()
-    if study.storage_url.startswith("sqlite:///"):
-        Path(study.storage_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        # A generous lock timeout: several local workers write to one SQLite file.
-        return optuna.storages.RDBStorage(study.storage_url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.storages.RDBStorage(study.storage_url)
+    """The study's Optuna storage (:func:`archsearch.study.storage.make_storage`: checked, masked in errors,
+    safe when several processes create a new ledger at once)."""
+    from .storage import make_storage
+
+    return make_storage(study.storage_url)
 
 
 def check_storage(study: Study) -> None:
     """A database server that cannot be reached is one line (masked URL and reason), before anything is written.
     A default SQLite ledger needs no check: it is created inside the study folder."""
-    if study.storage_url.startswith("sqlite:///"):
-        return
-    storage_for(study)
+    from .storage import sqlite_path
+
+    if sqlite_path(study.storage_url) is None:
+        storage_for(study)
+
+
+def _no_ledger(study: Study) -> ArchsearchError:
+    return ArchsearchError(f"no ledger for study {study.name!r} in {display_url(study)} "
+                           f"(run `archsearch run {study.path}` first)")
 
 
 def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None):
-    """The Optuna study of ``study`` (created if ``create``); refuses a ledger made by a different config."""
+    """The Optuna study of ``study`` (created if ``create``); refuses a ledger made by a different config.
+    Reading (``create=False``) a ledger that does not exist creates nothing."""
+    from .storage import create_or_load, sqlite_path
+
     optuna = _optuna()
+    path = sqlite_path(study.storage_url)
+    if not create and path is not None and not path.exists():
+        raise _no_ledger(study)
     storage = storage_for(study)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-    if study.name not in names:
-        if not create:
-            raise ArchsearchError(f"no ledger for study {study.name!r} in {display_url(study)} "
-                                  f"(run `archsearch run {study.path}` first)")
-        ostudy = optuna.create_study(study_name=study.name, storage=storage, directions=directions(study),
-                                     sampler=sampler, pruner=pruner, load_if_exists=True)
-        ostudy.set_metric_names(metric_names(study))
-        ostudy.set_user_attr("fingerprint", config_fingerprint(study))
-        ostudy.set_user_attr("study_file", str(study.path))
-        ostudy.set_user_attr("profile", study.profile)
-        ostudy.set_user_attr("fidelity", study.config.fidelity)
-        ostudy.set_user_attr("search_space", study.space.name)
+    if not create:
+        try:
+            return optuna.load_study(study_name=study.name, storage=storage, sampler=sampler, pruner=pruner)
+        except KeyError:  # Optuna's "no such study"
+            raise _no_ledger(study) from None
+    ostudy, created = create_or_load(storage, study.name, directions(study), sampler=sampler, pruner=pruner,
+                                     user_attrs={"fingerprint": config_fingerprint(study),
+                                                 "study_file": str(study.path), "profile": study.profile,
+                                                 "fidelity": study.config.fidelity,
+                                                 "search_space": study.space.name})
+    if created:
+        import warnings
+
+        with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna 5, and the only way
+            warnings.simplefilter("ignore")
+            ostudy.set_metric_names(metric_names(study))
         return ostudy
-    ostudy = optuna.load_study(study_name=study.name, storage=storage, sampler=sampler, pruner=pruner)
     stored = ostudy.user_attrs.get("fingerprint")
-    if create and stored and stored != config_fingerprint(study):
+    if stored and stored != config_fingerprint(study):
         raise ArchsearchError(
-            f"{study.path}: the ledger of study {study.name!r} ({display_url(study)}) was written with a different "
-            "configuration; results would mix. Use --fresh to start over, or give the study a new name")
+            f"{study.path}: the ledger of study {study.name!r} ({display_url(study)}) was written with a "
+            "different configuration; results would mix. Use --fresh to start over, or give the study a new name")
     return ostudy
 
 
 def delete_study(study: Study) -> None:
     optuna = _optuna()
     storage = storage_for(study)
-    if study.name in [s.study_name for s in optuna.get_all_study_summaries(storage)]:
+    try:
         optuna.delete_study(study_name=study.name, storage=storage)
+    except KeyError:  # nothing to delete
+        pass
 
 
 def this_host() -> str:

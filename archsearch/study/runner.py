@@ -41,7 +41,6 @@ from . import ledger as L
 from .claims import _claim_lock, _file_lock, _run_and_tell, claim_and_run
 from .results import RESULT_COLUMNS, ledger_frame, summary_frame
 from .sampling import (
-    Counts,
     count_states,
     distributions,
     is_interrupted,
@@ -69,14 +68,14 @@ class RunSummary:
     infeasible: int
     wall_time_s: float
     output_dir: Path
-    waiting: int = 0
+    left: int = 0  # planned trials without a finished trial (queued, or interrupted and not yet re-run)
     interrupted: int = 0
     duplicates: int = 0
 
     @property
     def status(self) -> str:
         """``complete``, ``incomplete`` (trials left to run) or ``failed`` (every trial failed)."""
-        if self.waiting or self.interrupted or self.complete + self.failed + self.pruned < self.total:
+        if self.left:
             return "incomplete"
         if self.complete == 0 and self.failed > 0:
             return "failed"
@@ -260,14 +259,20 @@ def run_study(study: Study, *, executor: str | None = None, workers: int | None 
                     bar.close()
         else:
             _run_processes(study, ostudy, mode, n_workers, total, c.finished, progress)
-        c = count_states(ostudy.get_trials(deepcopy=False))
+        trials = ostudy.get_trials(deepcopy=False)
         write_outputs(study, ostudy)
-    return _summary(total, c, infeasible, time.perf_counter() - t0, out)
+    c = count_states(trials)
+    return RunSummary(total, c.complete, c.failed, c.pruned, len(infeasible), time.perf_counter() - t0, out,
+                      left=_left(study, trials, points, total), interrupted=c.interrupted, duplicates=c.duplicates)
 
 
-def _summary(total: int, c: Counts, infeasible, wall: float, out: Path) -> RunSummary:
-    return RunSummary(total, c.complete, c.failed, c.pruned, len(infeasible), wall, out, waiting=c.waiting,
-                      interrupted=c.interrupted + c.running, duplicates=c.duplicates)
+def _left(study: Study, trials, points, total: int) -> int:
+    """Planned trials that no finished trial answers: a sweep's grid points, a search's target count."""
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL") and not is_interrupted(t)]
+    if study.config.sweep is not None:
+        held = {t.user_attrs.get("point") for t in finished}
+        return sum(1 for p in points if p.key not in held)
+    return max(0, total - sum(1 for t in finished if t.user_attrs.get("duplicate_of") is None))
 
 
 def _bar(total: int, initial: int, enabled: bool):

@@ -25,7 +25,6 @@ the file (``archsearch run ... --profile paper``).
 from __future__ import annotations
 
 import math
-import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,10 +43,6 @@ RUNS_ROOT = Path("runs")
 
 #: Seeds are 0 <= seed < 2**31 (NumPy, torch and Optuna accept them all).
 MAX_SEED = 2**31
-
-#: Ledger databases a study's ``storage`` may name (SQLAlchemy ``dialect[+driver]``).
-STORAGE_DIALECTS = ("sqlite", "postgresql", "postgresql+psycopg2", "postgresql+psycopg", "mysql", "mysql+pymysql",
-                    "mysql+mysqldb")
 
 
 class ConfigError(SpecError):
@@ -462,42 +457,22 @@ def _walk(value: Any, path: str):
         yield path, value
 
 
-_URL_HELP = ("dialect[+driver]://user:password@host[:port]/database or sqlite:///path/to/ledger.db; allowed "
-             f"dialects: {', '.join(STORAGE_DIALECTS)}")
-
-
 def check_storage(url: Any) -> None:
-    """Raise :class:`SpecError` at ``storage`` unless ``url`` is an SQLAlchemy URL of an allowed dialect. The
-    message never repeats the URL (it may hold a password)."""
-    if not isinstance(url, str) or not url.strip():
-        raise SpecError("storage", f"must be a database URL ({_URL_HELP}) or null (SQLite in the output folder)")
-    from sqlalchemy.engine import make_url
+    """Raise :class:`SpecError` at ``storage`` unless ``url`` can hold a ledger (:func:`.storage.check_url`: the
+    allowed dialects and drivers, a file for SQLite, a database name for servers). The message shows the URL
+    with its password masked, never the password."""
+    from .storage import check_url
 
-    try:
-        parsed = make_url(url)
-    except Exception:  # noqa: BLE001 - SQLAlchemy's messages repeat the URL, password included
-        raise SpecError("storage", f"is not a database URL; expected {_URL_HELP}") from None
-    driver = parsed.drivername
-    if driver not in STORAGE_DIALECTS:
-        shown = f" {driver!r}" if re.fullmatch(r"[A-Za-z0-9_+.-]{1,40}", driver or "") else ""
-        raise SpecError("storage", f"unknown database dialect{shown}{did_you_mean(driver or '', STORAGE_DIALECTS)}; "
-                                   f"expected {_URL_HELP}")
-    if driver == "sqlite":
-        if not parsed.database or parsed.database == ":memory:" or parsed.host:
-            raise SpecError("storage", "an SQLite ledger needs a file: sqlite:///relative/path.db or "
-                                       "sqlite:////absolute/path.db (not in memory: worker processes share it)")
-    elif not parsed.host or not parsed.database:
-        raise SpecError("storage", f"a {driver} URL needs a host and a database; expected {_URL_HELP}")
+    problem = check_url(url) if isinstance(url, str) else "must be a database URL (a string) or null"
+    if problem:
+        raise SpecError("storage", problem)
 
 
 def hide_password(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for messages and logs)."""
-    try:
-        from sqlalchemy.engine import make_url
+    """``url`` with any password replaced by ``***`` (:func:`.storage.mask_url`)."""
+    from .storage import mask_url
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return mask_url(url)
 
 
 @dataclass(frozen=True)
@@ -560,7 +535,8 @@ def load_study(path: str | Path | Mapping[str, Any], profile: str | None = None,
         data = deep_merge(data, override)
     where_profile = f" (profile {profile!r})" if profile and profile != "default" else ""
     if data.get("storage") is not None and not isinstance(data.get("storage"), str):  # never echo a password
-        raise ConfigError(f"storage{where_profile}", f"must be a database URL ({_URL_HELP}) or null",
+        raise ConfigError(f"storage{where_profile}", "must be a database URL (a string) such as "
+                                                     "sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB, or null",
                           file=str(path))
     try:
         config = load_dataclass(StudyConfig, data)
@@ -593,6 +569,11 @@ def load_study(path: str | Path | Mapping[str, Any], profile: str | None = None,
             raise ConfigError("name", f"the output folder {out} resolves to {resolved}, outside {root}; the study "
                                       "name must give a folder inside runs/", file=str(path))
     storage = config.storage or f"sqlite:///{(out / 'ledger.db').resolve()}"
+    from .storage import check_url
+
+    problem = check_url(storage)
+    if problem:
+        raise ConfigError("storage", problem, file=str(path))
     return Study(config, space, path, chosen, out, storage, source)
 
 
