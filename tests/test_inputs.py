@@ -255,7 +255,7 @@ def test_unsafe_names(name):
 
 
 def test_block_names_have_no_dots():
-    with pytest.raises(SpecError, match="no '.'"):
+    with pytest.raises(SpecError, match="digits, '_' or '-', not starting with '-'"):
         check_name("a.b", "blocks[0].name", dots=False)
 
 
