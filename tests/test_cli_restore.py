@@ -57,15 +57,15 @@ def test_evaluate_dncnn_protocol_with_official_weights(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["evaluate", "--zoo", "dncnn_s", "--sigma", "300"], "sigma must be in (0, 255]"),
+    (["evaluate", "--zoo", "dncnn_s", "--sigma", "300"], "--sigma: must be in (0, 255]"),
     (["evaluate", "--zoo", "dncnn_s", "--task", "deblur"], "allowed: denoise, sr, jpeg"),
-    (["evaluate", "--zoo", "srcnn", "--task", "sr", "--scale", "5"], "scale must be one of 2, 3, 4"),
+    (["evaluate", "--zoo", "srcnn", "--task", "sr", "--scale", "5"], "--scale: must be one of 2, 3, 4"),
     (["evaluate", "--zoo", "wdsr_nsr_x2", "--task", "sr", "--scale", "3"], "scale 1 (bicubic"),
     (["evaluate", "--zoo", "dncnn_s", "--dataset", "Set12"], "set the environment variable ARCHSEARCH_DATA_ROOT"),
     (["evaluate", "--zoo", "dncnn_s", "--weights", "missing.pt"], "missing.pt: no such weights file"),
     (["evaluate", "--zoo", "dncnn_s", "--dataset", "no/such/folder"], "unknown dataset"),
     (["train", "--zoo", "convnet_fig4", "--patch-size", "1000", "--steps", "1"], "smaller than the 1000x1000"),
-    (["train", "--zoo", "convnet_fig4", "--steps", "0"], "steps: must be an integer in 1..10,000,000, got 0"),
+    (["train", "--zoo", "convnet_fig4", "--steps", "0"], "argument --steps: must be an integer >= 1, got 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, monkeypatch, argv, message):
     monkeypatch.delenv("ARCHSEARCH_DATA_ROOT", raising=False)
