@@ -591,7 +591,7 @@ def _explicit_output_dir(out: Path, study_file: Path, key: str) -> Path:
     if resolved in forbidden:
         raise ConfigError(key, f"{out} is {forbidden[resolved]}: give a folder of this study's own (default "
                                "runs/<name>)", file=str(study_file))
-    if study_file.resolve().parent.is_relative_to(resolved):
+    if str(study_file) != "<mapping>" and study_file.resolve().parent.is_relative_to(resolved):
         raise ConfigError(key, f"{out} holds the study file {study_file}: give a folder of this study's own "
                                "(default runs/<name>)", file=str(study_file))
     if resolved.exists() and not resolved.is_dir():
