@@ -25,10 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from .counting import count
-from .errors import ArchsearchError
+from .errors import ArchsearchError, SpecError
 from .spec import INPUT, GraphSpec, check_name
 
 FORMATS = ("py", "torchscript", "onnx")
+
+#: The base name of the exported files: the safe-name characters (``archsearch.spec.SAFE_NAME``), longer, since
+#: a study's trial exports are named ``<study>-<profile>_trial<n>``.
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}", re.ASCII)
 
 
 class _Context:
@@ -156,7 +160,10 @@ def export_model(spec: GraphSpec, out_dir: str | Path, *, state_dict: dict | Non
     for f in formats:
         if f not in FORMATS:
             raise ArchsearchError(f"unknown export format {f!r}; allowed: {', '.join(FORMATS)}")
-    name = check_name(name or spec.name, "name")  # a file name inside out_dir
+    name = name or spec.name
+    if not isinstance(name, str) or not _FILE_NAME.fullmatch(name):  # a file name inside out_dir, nothing else
+        raise SpecError("name", f"must be a file name of 1-200 ASCII letters, digits, '_', '-' or '.', not starting "
+                                f"with '.' or '-', got {name!r}")
     model = build(spec).eval()
     if state_dict is not None:  # before anything is written: weights that do not fit leave no folder behind
         from .weights import apply_weights

@@ -299,6 +299,7 @@ def test_export_writes_user_strings_only_as_literals_and_imports_cleanly(tmp_pat
 def test_export_name_is_checked_before_anything_is_written(tmp_path):
     from archsearch.errors import SpecError
 
-    with pytest.raises(SpecError, match="name: must be a name of"):
-        export_model(A.zoo_spec("srcnn"), tmp_path / "out", name="../../escape")
+    for bad in ("../../escape", "/abs", ".hidden", "a b", 'x"', "x" * 201):
+        with pytest.raises(SpecError, match="name: must be a file name of 1-200 ASCII"):
+            export_model(A.zoo_spec("srcnn"), tmp_path / "out", name=bad)
     assert not (tmp_path / "out").exists()

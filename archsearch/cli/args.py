@@ -189,7 +189,7 @@ def load_spec(args: argparse.Namespace, checkpoint: dict[str, Any] | None):
             raise ArchsearchError(f"{path}: no such spec file")
         return GraphSpec.from_file(path)
     if checkpoint is not None and "spec" in checkpoint:
-        return GraphSpec.from_dict(checkpoint["spec"])
+        return GraphSpec.from_dict(checkpoint["spec"], file=f"--weights {args.weights}: spec")
     raise ArchsearchError("name the model with --zoo NAME or --spec FILE (or give a checkpoint with --weights)")
 
 
