@@ -59,7 +59,7 @@ def write_study(tmp_path: Path, name: str = "tiny", **overrides) -> Path:
         ({"budget": {"metric": "flops", "value": 3000}}, "budget.metric: must be one of 'params', 'macs'"),
         ({"sweep": {"over": "xunit_kernel_size", "values": [1], "valuse": 2}}, "sweep.valuse: unknown key"),
         ({"training": {"stepz": 3}}, "training.stepz: unknown key"),
-        ({"task": {"name": "denoise", "sigma": 300}}, "task:"),
+        ({"task": {"name": "denoise", "sigma": 300}}, "task.sigma: must be in (0, 255]"),
         ({"sweep": {"over": "nonexistent_arg", "values": [1]}}, "sweep.over: no design"),
         ({"search_space": "missing.yaml"}, "search_space: no such search-space file"),
         ({"search": {"sampler": "tpe", "n_trials": 2}}, "give exactly one of `sweep`"),
