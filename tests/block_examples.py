@@ -80,6 +80,15 @@ def _nsr() -> list[Example]:
         _ex("nsr_residual", "none", **base, selection="none", temperature=0.5),
         _ex("nsr_residual", "mlp-hidden-tau", **base, mlp_hidden=4, temperature=10.0),
         _ex("nsr_residual", "nobias-scale", **base, bias=False, branch_scale=0.1),
+        # the reference (pt_ir) form with weight normalisation, cardinals on both convs' outputs
+        _ex("nsr_residual", "wn-card4", channels=8, hidden_channels=8, sparsity_groups=2, cardinality=4,
+            regime="same_flops", weight_norm=True, branch_scale=0.25),
+        _ex("nsr_residual", "wn-card2-pool4", pooled, **base, cardinality=2, weight_norm=True, pool=4),
+        _ex("nsr_residual", "wn-shared-nobias", **base, weight_norm=True, shared_selection=True, bias=False),
+        # today's earlier form (paper Eq. 4/9: W_2 split along the hidden neurons), a named option
+        _ex("nsr_residual", "hidden-groups", **base, layout="hidden_groups", cardinality=2),
+        _ex("nsr_residual", "hidden-groups-pool4", pooled, **base, layout="hidden_groups", pool=4),
+        _ex("nsr_residual", "hidden-groups-shared", **base, layout="hidden_groups", shared_selection=True),
     ]
 
 
