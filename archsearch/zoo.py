@@ -75,9 +75,13 @@ _add(ZooEntry("nsr_dn_sparse_minus", "nsr_resnet", dict(n_blocks=16, channels=32
               "Fan et al. NeurIPS 2020, Table 5 sparse- (k=2, x1 width)", "0.30M", "denoise"))
 _add(ZooEntry("nsr_dn_sparse_plus", "nsr_resnet", dict(n_blocks=16, channels=32, expansion=2, sparsity_groups=2),
               "Fan et al. NeurIPS 2020, Table 5 sparse+ (k=2, x2 width)", "0.60M", "denoise"))
-_add(ZooEntry("wdsr_nsr_x2", "nsr_resnet", dict(n_blocks=16, channels=32, expansion=4, sparsity_groups=4,
-                                                 upscale=2, in_channels=3, out_channels=3),
-              "Fan et al. NeurIPS 2020, Table 2 (WDSR 16 blocks, k=4, same size, x2, LR input)", "1.2M", "sr"))
+_add(ZooEntry("wdsr_nsr_x2", "wdsr_nsr", dict(n_blocks=16, channels=32, expansion=1, sparsity_groups=4, upscale=2),
+              "Fan et al. NeurIPS 2020, Table 2 (WDSR 16 blocks, k=4, same size, x2); pt_ir models/wdsr_nsr.py "
+              "with --width_multiplier 1", "1.2M", "sr"))
+for _s, _n in ((2, "4,877,812"), (3, "4,887,637"), (4, "4,901,392")):
+    _add(ZooEntry(f"edsr_nsr_x{_s}", "edsr_nsr", dict(upscale=_s),
+                  f"Fan et al. NeurIPS 2020; github ychfan/nsr README, EDSR+NSR x{_s} (pt_ir models/wdsr_nsr.py)",
+                  _n, "sr"))
 
 
 def zoo_names() -> list[str]:

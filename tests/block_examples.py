@@ -139,6 +139,10 @@ EXAMPLES: dict[str, list[Example]] = {
         _ex("upsampler", "x3", in_channels=8, out_channels=1, factor=3, kernel_size=1),
         _ex("upsampler", "x4-nobias", in_channels=4, out_channels=1, factor=4, bias=False),
     ],
+    "wn_conv": [_ex("wn_conv", "3x3"), _ex("wn_conv", "5x5-gain", in_channels=3, out_channels=12, kernel_size=5,
+                                          gain_init=0.25)],
+    "pixel_shuffle": [_ex("pixel_shuffle", "x2"), _ex("pixel_shuffle", "x3", channels=9, factor=3)],
+    "mean_shift": [_ex("mean_shift", "sub"), _ex("mean_shift", "add-rgb", channels=3, shift=0.4488)],
     "add": [_ex("add", "2"), _ex("add", "3-scaled", n_inputs=3, branch_scale=0.5)],
     "concat": [_ex("concat", "2"), _ex("concat", "3", channels=(2, 3, 4))],
 }
