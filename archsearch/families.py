@@ -172,25 +172,33 @@ def srcnn(n1: int = 64, n2: int = 32, f1: int = 9, f2: int = 5, f3: int = 5, act
 @register_family("memnet", n_blocks=(1, 64), recursions=(1, 64), channels=(1, 512))
 def memnet(n_blocks: int = 6, recursions: int = 6, channels: int = 64, long_term: bool = True,
            short_term: bool = True, multi_supervised: bool = False, share_weights: bool = True,
-           in_channels: int = 1, out_channels: int = 1, name: str = "") -> GraphSpec:
-    """MemNet (Tai et al. ICCV 2017): FENet conv -> M memory blocks (dense long-term links) -> ReconNet
-    (BN-ReLU-conv) + input skip. ``multi_supervised`` sends every block through a shared ReconNet and averages
-    the M predictions with learned weights. All convs without bias (each follows a BN)."""
+           bias: bool = True, fenet_norm: bool = True, gate_order: str = "long_first", in_channels: int = 1,
+           out_channels: int = 1, name: str = "") -> GraphSpec:
+    """MemNet (Tai et al. ICCV 2017) as the Caffe model (github tyshiwo/MemNet, M6R6 prototxts): FENet
+    BN+Scale -> ReLU -> conv (``bn_conv1``, ``relu1``, ``conv1``), M memory blocks (dense long-term links), ReconNet
+    BN+Scale -> ReLU -> conv, plus the input. ``multi_supervised`` is the deploy prototxt's graph: every block's
+    output through its own BN+Scale and ReLU, one shared conv, plus the input, and a learned weighted sum of the M
+    predictions. Convs with biases as in Caffe (``bias: false`` drops them); ``fenet_norm: false`` makes the FENet
+    a bare conv (the paper's text); ``gate_order`` as in :class:`~archsearch.blocks.MemoryBlock`."""
     b = SpecBuilder()
-    fe = b.add(Conv(in_channels, channels, 3, bias=False), name="fenet")
+    if fenet_norm:
+        b.add(BatchNorm(in_channels), name="fenet_bn")
+        b.add(ReLU(in_channels), name="fenet_relu")
+    fe = b.add(Conv(in_channels, channels, 3, bias=bias), name="fenet")
     states = [fe]
     for m in range(1, n_blocks + 1):
         inputs = states if long_term else states[-1:]
-        blk = MemoryBlock(channels, recursions, len(inputs), long_term, short_term, share_weights)
+        blk = MemoryBlock(channels, recursions, len(inputs), long_term, short_term, share_weights, bias=bias,
+                          gate_order=gate_order)  # type: ignore[arg-type]
         states.append(b.add(blk, inputs, name=f"memory{m}"))
     suffix = ("_nl" if not long_term else "") + ("_ns" if not short_term else "") + ("_ms" if multi_supervised else "")
     spec_name = name or f"memnet_m{n_blocks}r{recursions}{suffix}"
     if multi_supervised:
-        b.add(MemNetRecon(channels, out_channels, n_blocks), [INPUT] + states[1:], name="recon")
+        b.add(MemNetRecon(channels, out_channels, n_blocks, bias=bias), [INPUT] + states[1:], name="recon")
         return b.spec(spec_name, in_channels, out_channels)
     b.add(BatchNorm(channels), name="recon_bn")
     b.add(ReLU(channels), name="recon_relu")
-    b.add(Conv(channels, out_channels, 3, bias=False), name="recon")
+    b.add(Conv(channels, out_channels, 3, bias=bias), name="recon")
     return b.spec(spec_name, in_channels, out_channels, global_residual="add")
 
 

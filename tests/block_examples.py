@@ -102,7 +102,10 @@ def _memory() -> list[Example]:
         ]
     out += [
         _ex("memory_block", "nl", channels=8, recursions=2, n_memories=1, long_term=False),
-        _ex("memory_block", "nl-ns-bias", channels=8, recursions=2, long_term=False, short_term=False, bias=True),
+        _ex("memory_block", "nl-ns-nobias", channels=8, recursions=2, long_term=False, short_term=False, bias=False),
+        _ex("memory_block", "m2-short-first", channels=8, recursions=2, n_memories=2, gate_order="short_first"),
+        _ex("memory_block", "m2-ns-short-first-nobias", channels=8, recursions=2, n_memories=2, short_term=False,
+            gate_order="short_first", bias=False),
     ]
     return out
 
@@ -124,7 +127,9 @@ EXAMPLES: dict[str, list[Example]] = {
     "memory_block": _memory(),
     "memnet_recon": [
         _ex("memnet_recon", "m1", channels=8, out_channels=1, n_outputs=1),
-        _ex("memnet_recon", "m3-rgb", channels=8, out_channels=3, n_outputs=3, bias=True),
+        _ex("memnet_recon", "m3-rgb", channels=8, out_channels=3, n_outputs=3),
+        _ex("memnet_recon", "m3-shared-norm-nobias", channels=8, out_channels=1, n_outputs=3, shared_norm=True,
+            bias=False),
     ],
     "residual": [
         _ex("residual", "relu"),
