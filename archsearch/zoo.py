@@ -10,9 +10,15 @@ Layouts (README, "Reference zoo", gives the same table):
 * ``xsrcnn_f`` -- SRCNN with 9x9 xUnits instead of ReLUs and the middle filter 5x5 -> 3x3: 32,673 (paper: 32K).
 * ``xsrcnn_c`` -- SRCNN with 9x9 xUnits and 64 -> 42 channels in the first layer (the second layer's input):
   44,167 (paper: 44K).
-* ``memnet_m6r6`` -- 6 memory blocks x 6 recursions, 64 ch, shared recursion weights, per-recursion BN:
-  676,992 conv weights exactly as the original prototxt (paper: 677K), 693,632 parameters with the BNs.
+* ``memnet_m6r6_ms`` -- the Caffe M6R6 deploy prototxt's graph (FENet BN-ReLU-conv, 6 memory blocks x 6
+  recursions with shared convs and per-recursion BN, gates reading long-term memories first, convs with biases,
+  one BN per output and a shared ReconNet conv): 695,497 = the prototxt's learnable blobs (676,992 conv
+  weights; paper: 677K). ``memnet_m6r6`` -- its single-output form: 694,851.
 * ``nsr_dn_*`` -- the NSR paper's denoising residual nets (Table 5): 16 blocks, 32 channels.
+* ``edsr_nsr_x2/x3/x4`` -- "EDSR+NSR" of the NSR README, pt_ir ``models/wdsr_nsr.py`` with 64 units, width
+  multiplier 1, 4 groups, 16 cardinals: 4,877,812 / 4,887,637 / 4,901,392 (the README's numbers).
+* ``wdsr_nsr_x2`` -- the same code with its defaults but width multiplier 1 (Table 2's same-size k=4, 16 blocks):
+  1,260,756.
 """
 
 from __future__ import annotations
