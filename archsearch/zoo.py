@@ -111,3 +111,44 @@ def load_official_dncnn(module, path: str) -> None:
     from .weights import load_weights
 
     load_weights(module, path)
+
+
+def pt_ir_nsr_state_dict(module, checkpoint: dict) -> dict:
+    """A state dict of the NSR authors' code (github ychfan/pt_ir ``models/wdsr_nsr.py`` ``MODEL.state_dict()``, as
+    saved with ``torch.nn.utils.weight_norm``) in the key layout of a built ``wdsr_nsr`` / ``edsr_nsr`` spec of the
+    same arguments (``edsr_nsr_x2`` for the NSR README's "EDSR+NSR x2" checkpoint).
+
+    Key mapping (n = number of blocks): ``body.0.*`` -> ``blocks.head.*``; ``body.{n+1}.*`` -> ``blocks.tail.*``;
+    ``skip.0.*`` -> ``blocks.skip.*``; ``body.{i}.body.{0|2}.`` (block i, its conv1 | conv2) ``weight_v`` ->
+    ``blocks.nsr{i-1}.weight{1|2}``, ``weight_g`` -> ``gain{1|2}``, ``bias`` -> ``bias{1|2}``, ``mlp.0.*`` ->
+    ``select{1|2}.*``. The tensors are reshaped only: our (k, d, out/d, ...) layout is the reference's
+    (k * out, ...) rows in the same order. The image mean is not in a checkpoint (a constant of the spec)."""
+    from .errors import ArchsearchError
+
+    target = module.state_dict()
+    n = sum(1 for key in target if key.startswith("blocks.nsr") and key.endswith(".weight1"))
+    names = {"weight_v": "weight", "weight_g": "gain", "bias": "bias", "mlp.0.weight": "select{}.weight",
+             "mlp.0.bias": "select{}.bias"}
+    out = {}
+    for key, tensor in checkpoint.items():
+        parts = key.split(".")
+        dst = None
+        if parts[0] == "skip" and len(parts) == 3:
+            dst = f"blocks.skip.{parts[2]}"
+        elif parts[0] == "body" and parts[1].isdigit():
+            i = int(parts[1])
+            if i in (0, n + 1) and len(parts) == 3:
+                dst = f"blocks.{'head' if i == 0 else 'tail'}.{parts[2]}"
+            elif 1 <= i <= n and len(parts) >= 5 and parts[2] == "body" and parts[3] in ("0", "2"):
+                j, rest = 1 if parts[3] == "0" else 2, ".".join(parts[4:])
+                if rest in names:
+                    name = names[rest]
+                    dst = f"blocks.nsr{i - 1}." + (name.format(j) if "{}" in name else f"{name}{j}")
+        if dst is None or dst not in target:
+            raise ArchsearchError(f"pt_ir checkpoint key {key!r} has no place in this {n}-block model "
+                                  f"(expected body.0, body.1..{n}.body.0/2, body.{n + 1}, skip.0)")
+        if tensor.numel() != target[dst].numel():
+            raise ArchsearchError(f"pt_ir checkpoint key {key!r}: {tuple(tensor.shape)} does not fit {dst} "
+                                  f"{tuple(target[dst].shape)}: the spec's arguments differ from the checkpoint's")
+        out[dst] = tensor.reshape(target[dst].shape)
+    return out

@@ -58,35 +58,47 @@ def _wn(conv: nn.Conv2d, use: bool, gain: float) -> nn.Conv2d:
 
 
 class RefBlock(nn.Module):
+    """Module names as the reference's ``Block``: ``body = Sequential(conv1, ReLU, conv2)``."""
+
     def __init__(self, units: int, hidden: int, ks: int, k: int, d: int, use_wn: bool = True, res_scale: float = 1.0):
         super().__init__()
-        self.conv1 = _wn(RefSparseConv(units, hidden, ks, k, d), use_wn, 2.0)
-        self.conv2 = _wn(RefSparseConv(hidden, units, ks, k, d), use_wn, res_scale)
+        self.body = nn.Sequential(_wn(RefSparseConv(units, hidden, ks, k, d), use_wn, 2.0), nn.ReLU(),
+                                  _wn(RefSparseConv(hidden, units, ks, k, d), use_wn, res_scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x)))
+        return x + self.body(x)
 
 
 class RefModel(nn.Module):
+    """Module names as the reference's ``MODEL``: ``body = Sequential(head conv, blocks..., tail conv)``,
+    ``skip = Sequential(5x5 conv)`` (empty when the channel counts agree), ``shuf``; so its state dict has the
+    reference checkpoints' keys, up to the weight-norm naming (see :func:`as_checkpoint`)."""
+
     def __init__(self, units: int, width_multiplier: float, k: int, d: int, n_blocks: int, scale: int,
                  channels: int = 3, image_mean: float = 0.5):
         super().__init__()
         self.image_mean = image_mean
         n_out = scale * scale * channels
-        self.head = _wn(nn.Conv2d(channels, units, 3, padding=1), True, 1.0)
-        self.blocks = nn.ModuleList(RefBlock(units, int(units * width_multiplier), 3, k, d, True,
-                                             1 / math.sqrt(n_blocks)) for _ in range(n_blocks))
-        self.tail = _wn(nn.Conv2d(units, n_out, 3, padding=1), True, 1.0)
-        self.skip = _wn(nn.Conv2d(channels, n_out, 5, padding=2), True, 1.0) if channels != n_out else None
-        self.shuffle = nn.PixelShuffle(scale) if scale > 1 else nn.Identity()
+        body: list[nn.Module] = [_wn(nn.Conv2d(channels, units, 3, padding=1), True, 1.0)]
+        body += [RefBlock(units, int(units * width_multiplier), 3, k, d, True, 1 / math.sqrt(n_blocks))
+                 for _ in range(n_blocks)]
+        body.append(_wn(nn.Conv2d(units, n_out, 3, padding=1), True, 1.0))
+        self.body = nn.Sequential(*body)
+        self.skip = nn.Sequential(*([_wn(nn.Conv2d(channels, n_out, 5, padding=2), True, 1.0)]
+                                    if channels != n_out else []))
+        self.shuf = nn.Sequential(*([nn.PixelShuffle(scale)] if scale > 1 else []))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x - self.image_mean
-        y = self.head(x)
-        for blk in self.blocks:
-            y = blk(y)
-        y = self.tail(y) + (self.skip(x) if self.skip is not None else x)
-        return self.shuffle(y) + self.image_mean
+        x = self.body(x) + self.skip(x)  # an empty Sequential is the identity
+        return self.shuf(x) + self.image_mean
+
+
+def as_checkpoint(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """RefModel keys -> the keys of a checkpoint saved by the reference (``torch.nn.utils.weight_norm``:
+    ``weight_g`` / ``weight_v`` instead of the parametrization's ``original0`` / ``original1``)."""
+    return {k.replace("parametrizations.weight.original0", "weight_g")
+             .replace("parametrizations.weight.original1", "weight_v"): v for k, v in sd.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -107,13 +119,13 @@ def _conv_keys(prefix: str, weight: torch.Tensor, gain, bias, wn: bool) -> dict[
 
 def block_to_reference(sd: dict[str, torch.Tensor], prefix: str = "", ref_prefix: str = "",
                        wn: bool = True) -> dict[str, torch.Tensor]:
-    """One ``nsr_residual`` block (reference layout) -> ``RefBlock`` keys."""
+    """One ``nsr_residual`` block (reference layout) -> ``RefBlock`` keys (``ref_prefix`` + ``body.0`` / ``body.2``)."""
     out = {}
-    for i in (1, 2):
-        out.update(_conv_keys(f"{ref_prefix}conv{i}", sd[f"{prefix}weight{i}"], sd.get(f"{prefix}gain{i}"),
+    for i, j in ((1, 0), (2, 2)):
+        out.update(_conv_keys(f"{ref_prefix}body.{j}", sd[f"{prefix}weight{i}"], sd.get(f"{prefix}gain{i}"),
                               sd[f"{prefix}bias{i}"], wn))
-        out[f"{ref_prefix}conv{i}.mlp.0.weight"] = sd[f"{prefix}select{i}.weight"]
-        out[f"{ref_prefix}conv{i}.mlp.0.bias"] = sd[f"{prefix}select{i}.bias"]
+        out[f"{ref_prefix}body.{j}.mlp.0.weight"] = sd[f"{prefix}select{i}.weight"]
+        out[f"{ref_prefix}body.{j}.mlp.0.bias"] = sd[f"{prefix}select{i}.bias"]
     return out
 
 
@@ -125,10 +137,10 @@ def _wn_conv_keys(sd, prefix: str, ref_prefix: str) -> dict[str, torch.Tensor]:
 
 def model_to_reference(sd: dict[str, torch.Tensor], n_blocks: int) -> dict[str, torch.Tensor]:
     """A built ``wdsr_nsr`` / ``edsr_nsr`` spec's state dict -> ``RefModel`` keys."""
-    out = _wn_conv_keys(sd, "blocks.head", "head")
-    out.update(_wn_conv_keys(sd, "blocks.tail", "tail"))
+    out = _wn_conv_keys(sd, "blocks.head", "body.0")
+    out.update(_wn_conv_keys(sd, "blocks.tail", f"body.{n_blocks + 1}"))
     if "blocks.skip.weight_v" in sd:
-        out.update(_wn_conv_keys(sd, "blocks.skip", "skip"))
+        out.update(_wn_conv_keys(sd, "blocks.skip", "skip.0"))
     for i in range(n_blocks):
-        out.update(block_to_reference(sd, f"blocks.nsr{i}.", f"blocks.{i}."))
+        out.update(block_to_reference(sd, f"blocks.nsr{i}.", f"body.{i + 1}."))
     return out
