@@ -78,7 +78,6 @@ class MemoryBlock(Block):
     """One memory block; ``n_memories`` = number of long-term memories it reads (block m reads m)."""
 
     type = "memory_block"
-    family = "memnet"
     paper = "Tai et al., MemNet, ICCV 2017, Eq. (5)-(10), Table 1 (NL/NS)"
 
     channels: int = 64
@@ -190,7 +189,6 @@ class MemNetRecon(Block):
     """
 
     type = "memnet_recon"
-    family = "memnet"
     paper = "Tai et al., MemNet, ICCV 2017, Sec. 3.3; Caffe deploy prototxt of M6R6"
 
     channels: int

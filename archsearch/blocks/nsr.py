@@ -201,7 +201,6 @@ class NSRResBlock(Block):
     """Sparse residual block; ``hidden_channels`` is the dense block's hidden width N."""
 
     type = "nsr_residual"
-    family = "nsr"
     paper = "Fan et al., Neural Sparse Representation for Image Restoration, NeurIPS 2020, Sec. 3, Tables 1-3"
 
     channels: int

@@ -53,7 +53,6 @@ class WNConv(Block):
     weight_v)."""
 
     type = "wn_conv"
-    family = "wdsr"
     paper = "Salimans & Kingma NIPS 2016 (weight normalization), as used in WDSR / pt_ir models/wdsr_nsr.py"
 
     in_channels: int
@@ -94,7 +93,6 @@ class PixelShuffle(Block):
     """``channels`` input channels -> ``channels / factor^2`` at ``factor`` x the resolution."""
 
     type = "pixel_shuffle"
-    family = "wdsr"
     paper = "Shi et al. CVPR 2016 (sub-pixel convolution)"
 
     channels: int
@@ -145,7 +143,6 @@ class MeanShift(Block):
     """``x + shift``: ``shift = -image_mean`` on the input, ``+image_mean`` on the output (pt_ir ``MODEL``)."""
 
     type = "mean_shift"
-    family = "wdsr"
     paper = "pt_ir models/wdsr_nsr.py MODEL.forward (x -= image_mean ... x += image_mean)"
 
     channels: int

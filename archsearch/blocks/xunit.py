@@ -83,7 +83,6 @@ class XUnit(Block):
     """xUnit on ``channels`` channels; defaults are the paper's design with 9x9 depthwise filters."""
 
     type = "xunit"
-    family = "xunit"
     paper = "Kligvasser et al., xUnit, CVPR 2018, Eq. (4), Fig. 2(b), Fig. 6"
 
     channels: int
