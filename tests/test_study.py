@@ -287,6 +287,25 @@ def test_two_local_workers_share_the_ledger(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_successive_halving_prunes_and_records_why(tmp_path):
+    """6 configurations, a rung every 2 steps, keep 1 in 2: some trial must be stopped early (deterministic:
+    fixed sampler and training seeds). A pruned trial stops at a rung and says so."""
+    path = write_study(tmp_path, name="sh", sweep=None, training={**TINY_TRAINING, "steps": 8, "val_every": 2},
+                       search={"sampler": "random", "n_trials": 6, "pruner": "successive_halving",
+                               "reduction_factor": 2})
+    study = load_study(path)
+    summary = run_study(study, progress=False, echo=lambda *_: None)
+    assert summary.pruned >= 1 and summary.complete >= 1 and summary.complete + summary.pruned == 6
+    for t in _trials(study):
+        if t.user_attrs.get("duplicate_of") is not None:  # a proposal answered from an earlier trial
+            continue
+        if t.state.name == "PRUNED":
+            assert t.user_attrs["fail_reason"].startswith("pruned at step")
+            assert max(t.intermediate_values) < 8  # stopped before the end of training
+        else:
+            assert sorted(t.intermediate_values) == [2, 4, 6, 8]
+
+
 def test_tpe_search_with_pruner_and_nsga2(tmp_path):
     path = write_study(tmp_path, name="tpe", sweep=None,
                        search={"sampler": "tpe", "n_trials": 3, "pruner": "median"})

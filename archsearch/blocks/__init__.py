@@ -5,9 +5,10 @@ from .memnet import MemNetRecon, MemoryBlock
 from .merge import Add, Concat
 from .nsr import NSRResBlock
 from .residual import ResidualBlock, Upsampler
+from .wdsr import MeanShift, PixelShuffle, WNConv
 from .xunit import XUNIT_DESIGNS, XUnit
 
 __all__ = [
-    "Add", "BatchNorm", "Concat", "Conv", "Identity", "MemNetRecon", "MemoryBlock", "NSRResBlock", "PReLU",
-    "ReLU", "ResidualBlock", "Upsampler", "XUNIT_DESIGNS", "XUnit",
+    "Add", "BatchNorm", "Concat", "Conv", "Identity", "MeanShift", "MemNetRecon", "MemoryBlock", "NSRResBlock",
+    "PReLU", "PixelShuffle", "ReLU", "ResidualBlock", "Upsampler", "WNConv", "XUNIT_DESIGNS", "XUnit",
 ]

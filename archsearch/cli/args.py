@@ -159,14 +159,31 @@ def add_model_args(p: argparse.ArgumentParser, required: bool) -> None:
 
 
 def add_task_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", help="denoise, sr or jpeg (default: the checkpoint's, else the zoo model's)")
-    p.add_argument("--sigma", type=finite_float,
-                   help="denoise: noise level on the 0-255 scale, in (0, 255] (default 25)")
-    p.add_argument("--scale", type=_int, help="sr: 2, 3 or 4 (default: the model's scale if > 1, else 2)")
-    p.add_argument("--quality", type=_int, help="jpeg: quality 1-100 (default 10)")
+    """``--task`` and one ``--<setting>`` flag per setting of every registered task (:data:`archsearch.tasks.TASKS`):
+    a new task brings its flags with it."""
+    from ..tasks import TASKS, task_settings
+
+    p.add_argument("--task", help=f"{', '.join(TASKS)} (default: the checkpoint's, else the zoo model's)")
     p.add_argument("--channels", type=_int, help="1 (grayscale) or 3 (RGB); default: the model's")
-    p.add_argument("--residual", action="store_true",
-                   help="denoise: the model predicts the noise (output = input - model(input))")
+    seen: set[str] = set()
+    for kind, cls in TASKS.items():
+        for name, tp in task_settings(kind).items():
+            if name in seen:
+                continue
+            seen.add(name)
+            flag, text = "--" + name.replace("_", "-"), f"{kind}: {cls.setting_help.get(name, name)}"
+            if str(tp).startswith("bool"):
+                p.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=text)
+            else:
+                p.add_argument(flag, dest=name, type=finite_float if str(tp).startswith("float") else _int, help=text)
+
+
+def task_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The task settings given on the command line (flags of :func:`add_task_args` that were set)."""
+    from ..tasks import TASKS, task_settings
+
+    names = {n for kind in TASKS for n in task_settings(kind)}
+    return {n: getattr(args, n) for n in sorted(names) if getattr(args, n, None) is not None}
 
 
 def add_data_args(p: argparse.ArgumentParser, default: str) -> None:
@@ -197,7 +214,8 @@ def make_task_from_args(args: argparse.Namespace, spec, checkpoint: dict[str, An
     from ..tasks import make_task, task_from_dict
     from ..zoo import zoo_entry, zoo_names
 
-    given = any(v is not None for v in (args.sigma, args.scale, args.quality, args.channels)) or args.residual
+    settings = task_arguments(args)
+    given = bool(settings) or args.channels is not None
     if args.task is None and checkpoint is not None and "task" in checkpoint and not given:
         return task_from_dict(checkpoint["task"])
     name = args.task
@@ -206,17 +224,17 @@ def make_task_from_args(args: argparse.Namespace, spec, checkpoint: dict[str, An
     if name is None and spec.name in zoo_names():
         name = zoo_entry(spec.name).task or None
     if name is None:
-        raise ArchsearchError("name the task with --task (allowed: denoise, sr, jpeg)")
+        from ..tasks import TASKS
+
+        raise ArchsearchError(f"name the task with --task (allowed: {', '.join(TASKS)})")
     channels = args.channels if args.channels is not None else spec.in_channels
-    scale = args.scale
-    if scale is None and name == "sr":
-        scale = spec.scale if spec.scale > 1 else None
+    if settings.get("scale") is None and name == "sr" and spec.scale > 1:
+        settings["scale"] = spec.scale  # a low-resolution-input SR model: its own scale
     from ..study.schema import task_error
     from ..tasks import TaskError
 
     try:
-        return make_task(name, channels=channels, sigma=args.sigma, scale=scale, quality=args.quality,
-                         residual_learning=True if args.residual else None)
-    except TaskError as err:
-        e = task_error(err, ("sigma", "scale", "quality", "channels"), lambda k: f"--{k}" if k else "--task")
+        return make_task(name, channels=channels, **settings)
+    except TaskError as err:  # "sigma must be in ..." -> "--sigma: must be in ..."
+        e = task_error(err, (*settings, "channels"), lambda k: f"--{k.replace('_', '-')}" if k else "--task")
         raise ArchsearchError(f"{e.path}: {e.message}") from None

@@ -59,6 +59,7 @@ class _StorageRecorder:
 
     def __init__(self, storage, trial_id: int, number: int):
         self.storage, self.trial_id, self.number = storage, trial_id, number
+        self.curve: list[list[float]] = []
 
     def set_attr(self, key: str, value: Any) -> None:
         self.storage.set_trial_user_attr(self.trial_id, key, value)
@@ -66,6 +67,9 @@ class _StorageRecorder:
     def report(self, step: int, value: float) -> None:
         from ray import tune
 
+        # the curve so far: a trial ASHA stops is killed inside tune.report, before run_trial returns
+        self.curve.append([int(step), float(value)])
+        self.set_attr("val_curve", self.curve)
         tune.report({"psnr": float(value), "step": int(step), "finished": False})
 
     def should_prune(self) -> bool:
@@ -132,8 +136,10 @@ def _searcher_class():
                 else:
                     self._ot_study.tell(trial, state=TrialState[state])
             else:
-                if not error:
+                if not error:  # stopped by the scheduler: Tune skips on_trial_result for the deciding result
                     step = (result or {}).get("step")
+                    if step is not None and not isinstance(self.metric, list) and self.metric in result:
+                        trial.report(float(result[self.metric]), int(step))
                     trial.set_user_attr("fail_reason", f"pruned at step {step} (stopped by ASHA)")
                 self._ot_study.tell(trial, state=TrialState.FAIL if error else TrialState.PRUNED)
             self._completed_trials.add(trial_id)

@@ -624,12 +624,11 @@ def _check_task_and_training(config: StudyConfig) -> None:
 
 
 def _check_against_space(config: StudyConfig, space: SearchSpace) -> None:
-    for i, d in enumerate(space.designs):
+    for d in space.designs:
         if config.budget is not None and d.free_knob is None:
             raise SpecError("budget", f"design {d.name!r} of {space.path} has no free_knob to solve for the budget")
         if config.search is not None and config.budget is None and d.free_knob is not None:
             raise SpecError("budget", f"design {d.name!r} has a free_knob but the study gives no budget")
-        del i
     if config.sweep is not None:
         sw = config.sweep
         arg = sw.via if sw.over == "activation_param_pct" else sw.over
