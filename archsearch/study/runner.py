@@ -46,6 +46,7 @@ from .sampling import (
     is_interrupted,
     pruner,
     sampler,
+    sampler_seed,
     search_label,
     search_target,
     suggest_search,
@@ -136,14 +137,14 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _worker_entry(path, profile: str, output_dir: str, mode: str, threads: int, parent: int) -> None:
+def _worker_entry(path, profile: str, output_dir: str, mode: str, threads: int, parent: int, index: int) -> None:
     _die_with_parent(parent)
     try:
         import torch
 
         torch.set_num_threads(threads)
         study = load_study(path, profile, output_dir)  # the parent's output folder, which --output-dir may set
-        ostudy = L.open_study(study, create=False, sampler=sampler(study, seed=os.getpid() % 10_000),
+        ostudy = L.open_study(study, create=False, sampler=sampler(study, seed=sampler_seed(study) + 1 + index),
                               pruner=pruner(study))
         (_sweep_loop if mode == "sweep" else _search_loop)(study, ostudy)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent prints the one line
@@ -288,7 +289,7 @@ def _run_processes(study: Study, ostudy, mode: str, n_workers: int, total: int, 
     ctx = mp.get_context("spawn")  # fork after torch/sqlite initialisation is unsafe
     threads = max(1, (os.cpu_count() or 1) // n_workers)
     args = (study.origin, study.profile, str(study.output_dir), mode, threads, os.getpid())
-    procs = [ctx.Process(target=_worker_entry, args=args, daemon=False) for _ in range(n_workers)]
+    procs = [ctx.Process(target=_worker_entry, args=(*args, i), daemon=False) for i in range(n_workers)]
     for p in procs:
         p.start()
     bar = _bar(total, finished, progress)

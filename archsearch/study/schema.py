@@ -199,6 +199,7 @@ class SearchConfig:
     objectives: tuple[str, ...] = ("psnr",)
     pruner: Literal["none", "median", "successive_halving", "hyperband"] = "none"
     reduction_factor: int = 3  # successive halving / Hyperband (local) and ASHA (Ray): keep 1 in this many
+    seed: int | None = None  # the sampler's seed; default: the study's first training seed
 
     def __post_init__(self) -> None:
         if self.reduction_factor < 2:

@@ -327,6 +327,7 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
     if label is not None:
         rec.set_attr("label", label)
     multi = study.config.search is not None and len(study.config.search.objectives) > 1
+    last_step = int(dict(study.config.training).get("steps", 1000))
     curve: list[list[float]] = []
     spec_attrs: dict[str, Any] = {}
 
@@ -346,7 +347,8 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
         curve.append([int(step), float(val_psnr)])
         if not multi:  # Optuna keeps intermediate values for single-objective studies only
             rec.report(int(step), float(val_psnr))
-            if rec.should_prune():
+            # a trial that has trained every step is finished, never pruned (its test PSNR is the result)
+            if step < last_step and rec.should_prune():
                 raise TrialPruned(f"pruned at step {step} (validation PSNR {val_psnr:.3f} dB)")
 
     try:
