@@ -13,6 +13,8 @@ Layouts (README, "Reference zoo", gives the same table):
 * ``memnet_m6r6`` -- 6 memory blocks x 6 recursions, 64 ch, shared recursion weights, per-recursion BN:
   676,992 conv weights exactly as the original prototxt (paper: 677K), 693,632 parameters with the BNs.
 * ``nsr_dn_*`` -- the NSR paper's denoising residual nets (Table 5): 16 blocks, 32 channels.
+* ``cscnet`` -- CSCNet sigma=25 (Simon & Elad 2019): one convolutional LISTA block, 3 x 175 x 11 x 11
+  dictionaries + 175 thresholds = 63,700; outputs the clean image (no global residual).
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ _add(ZooEntry("nsr_dn_sparse_plus", "nsr_resnet", dict(n_blocks=16, channels=32,
 _add(ZooEntry("wdsr_nsr_x2", "nsr_resnet", dict(n_blocks=16, channels=32, expansion=4, sparsity_groups=4,
                                                  upscale=2, in_channels=3, out_channels=3),
               "Fan et al. NeurIPS 2020, Table 2 (WDSR 16 blocks, k=4, same size, x2, LR input)", "1.2M", "sr"))
+_add(ZooEntry("cscnet", "cscnet", dict(filters=175, kernel_size=11, stride=8, unfoldings=12),
+              "Simon & Elad NeurIPS 2019 (CSCNet sigma=25: 175 filters 11x11, stride 8, 12 unfoldings)", "63K",
+              "denoise"))
 
 
 def zoo_names() -> list[str]:

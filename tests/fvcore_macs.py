@@ -50,6 +50,7 @@ HANDLERS: dict[str, tuple[Any, str]] = {
     "aten::batch_norm": (_batch_norm, "inference BN = 1 MAC per element (fvcore default: 2 when affine)"),
     "aten::avg_pool2d": (_input_numel, "average pooling = 1 MAC per input value (no fvcore default)"),
     "aten::adaptive_avg_pool2d": (_input_numel, "average pooling = 1 MAC per input value (= fvcore default)"),
+    "aten::mean": (_input_numel, "a mean = an average pooling: 1 MAC per input value (CSC shift averaging)"),
 }
 _ZERO_OPS = {
     # elementwise nonlinearities: archsearch counts no MACs for activations and gate functions
@@ -76,6 +77,7 @@ _ZERO_OPS = {
     "aten::constant_pad_nd": "zero padding (NSR patches)",
     "aten::pixel_shuffle": "data movement (sub-pixel upsampler)",
     "aten::im2col": "data movement (unfold of NSR patches with halo)",
+    "aten::col2im": "overlap-add of a transposed conv's columns (CSC synthesis; sums, as fvcore's conv_transpose)",
     "aten::unfold": "data movement",
     "aten::permute": "data movement",
     "aten::reshape": "data movement",

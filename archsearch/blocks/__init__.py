@@ -1,6 +1,7 @@
 """The block library: one file per family. Adding a family = one file + one import line here."""
 
 from .conv import BatchNorm, Conv, Identity, PReLU, ReLU
+from .csc import CSC
 from .memnet import MemNetRecon, MemoryBlock
 from .merge import Add, Concat
 from .nsr import NSRResBlock
@@ -8,6 +9,6 @@ from .residual import ResidualBlock, Upsampler
 from .xunit import XUNIT_DESIGNS, XUnit
 
 __all__ = [
-    "Add", "BatchNorm", "Concat", "Conv", "Identity", "MemNetRecon", "MemoryBlock", "NSRResBlock", "PReLU",
+    "Add", "BatchNorm", "CSC", "Concat", "Conv", "Identity", "MemNetRecon", "MemoryBlock", "NSRResBlock", "PReLU",
     "ReLU", "ResidualBlock", "Upsampler", "XUNIT_DESIGNS", "XUnit",
 ]
