@@ -274,3 +274,17 @@ def csc_hybrid(filters: int = 64, unfoldings: int = 6, kernel_size: int = 7, str
     branch = b.add(Conv(cnn_width, channels, 3), name=f"cnn{cnn_depth - 1}")
     b.add(Add(channels), [csc, branch], name="refine")
     return b.spec(name or f"csc_hybrid_m{filters}_u{unfoldings}_d{cnn_depth}_w{cnn_width}", channels, channels)
+
+
+@register_family("deep_ksvd", atoms=(1, 1024), iterations=(0, 32), patch_size=(2, 16))
+def deep_ksvd(atoms: int = 256, iterations: int = 5, patch_size: int = 8, mlp_hidden: tuple[int, ...] = (128, 64, 32),
+              clamp: bool = True, channels: int = 1, name: str = "") -> GraphSpec:
+    """Deep K-SVD (Scetbon, Elad & Milanfar 2021): one patch-LISTA block (blocks/deep_ksvd.py) on all fully
+    overlapping patches, an MLP-predicted threshold per patch, learned weighted patch averaging; outputs the clean
+    image. Defaults: the reference code's configuration (8 x 8 patches, 256 atoms, T = 5, MLP 64-128-64-32-1).
+    Parameters grow with atoms and patch size and do not depend on the iterations; MACs grow with each knob."""
+    from .blocks import PatchLISTA
+
+    b = SpecBuilder()
+    b.add(PatchLISTA(channels, patch_size, atoms, iterations, tuple(mlp_hidden), clamp), name="patch_lista")
+    return b.spec(name or f"deep_ksvd_p{patch_size}_m{atoms}_t{iterations}", channels, channels)

@@ -62,6 +62,10 @@ _ZERO_OPS = {
     "aten::sigmoid": "elementwise (xUnit official gate, NSR sigmoid selection)",
     "aten::softmax": "elementwise normalisation (NSR selection)",
     "aten::neg": "elementwise (xUnit Gaussian gate exponent)",
+    "aten::sign": "elementwise (Deep K-SVD soft threshold)",
+    "aten::abs": "elementwise (Deep K-SVD soft threshold)",
+    "aten::eye": "a constant (Deep K-SVD's identity in I - D^T D / c)",
+    "aten::expand_as": "data movement (Deep K-SVD averaging weights)",
     # elementwise arithmetic: products with a gate, residual additions, scalings, the weighted average of
     # MemNet's multi-supervised outputs, the softmax temperature
     "aten::mul": "elementwise product",

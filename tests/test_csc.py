@@ -191,9 +191,12 @@ def test_authors_init_scales_the_dictionary_by_the_power_method():
 # ---------------------------------------------------------------------------------------------------------
 # Set12 under the dncnn protocol
 # ---------------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # 136 s of CPU on one core (52 s user + 84 s system), 6.3 min wall on the shared 2 cores
 @requires_shared
 def test_cscnet_fidelity_set12():
-    """30.256 dB: the authors' code under the dncnn protocol (issue 12); measured here 30.256 dB."""
+    """30.256 dB: the authors' code under the dncnn protocol (issue 12); measured here 30.256 dB (also with
+    ``archsearch evaluate --zoo cscnet --weights ../shared/pretrained/cscnet_sigma25.pt --dataset Set12
+    --protocol dncnn``)."""
     from archsearch.data import load_dataset
     from archsearch.evaluate import evaluate
     from archsearch.tasks import make_task
@@ -230,3 +233,52 @@ def test_hybrid_counts_equal_built_module():
     x = torch.rand(1, 1, 20, 18)
     assert fvcore_macs(module, x).total == macs(spec, 20, 18)
     assert module(x).shape == x.shape
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Deep K-SVD (patch LISTA)
+# ---------------------------------------------------------------------------------------------------------
+def test_deep_ksvd_reference_configuration_size():
+    """p = 8, 256 atoms, MLP 64-128-64-32-1: D 16,384 + MLP 18,689 + c 1 + w 64 (github meyerscetbon/Deep-K-SVD,
+    DKSVD_train_model.py)."""
+    spec = get_family("deep_ksvd")()
+    assert count(spec).params == 16_384 + 18_689 + 1 + 64 == sum(p.numel() for p in build(spec).parameters())
+
+
+def test_patch_lista_equals_a_direct_patch_loop():
+    """The block == the Deep K-SVD recursion written per patch with explicit loops (one patch at a time)."""
+    from archsearch.blocks import PatchLISTA
+
+    block = PatchLISTA(patch_size=3, atoms=9, iterations=2, mlp_hidden=(5,))
+    torch.manual_seed(1)
+    m = block.build().eval()
+    x = torch.rand(1, 1, 7, 6)
+    with torch.no_grad():
+        y = m(x)
+        d, c, wt = m.dictionary, m.step, m.weight
+        num, den = torch.zeros(7, 6), torch.zeros(7, 6)
+        for i in range(7 - 2):
+            for j in range(6 - 2):
+                patch = (2 * x[0, 0, i:i + 3, j:j + 3] - 1).reshape(9)
+                lam = m.threshold_mlp(patch) / c
+                z = torch.sign(d.t() @ patch) * torch.relu((d.t() @ patch).abs() - lam)
+                for _ in range(2):
+                    u = z - d.t() @ (d @ z) / c + d.t() @ patch / c
+                    z = torch.sign(u) * torch.relu(u.abs() - lam)
+                est = (d @ z).clamp(-1, 1)
+                num[i:i + 3, j:j + 3] += (wt * est).reshape(3, 3)
+                den[i:i + 3, j:j + 3] += wt.reshape(3, 3)
+        torch.testing.assert_close(y[0, 0], (num / den + 1) / 2, rtol=1e-5, atol=1e-5)
+
+
+def test_overcomplete_dct_is_the_references():
+    """init_dct of github meyerscetbon/Deep-K-SVD, Deep_KSVD.py: unit-norm columns, a constant DC atom, and
+    the 2-D atoms are outer products of the 1-D ones."""
+    from archsearch.blocks.deep_ksvd import overcomplete_dct
+
+    d = overcomplete_dct(8, 256)
+    assert d.shape == (64, 256)
+    torch.testing.assert_close(d.norm(dim=0), torch.ones(256))
+    torch.testing.assert_close(d[:, 0], torch.full((64,), 1 / 8))
+    atom = d[:, 1 * 16 + 3].reshape(8, 8)  # 1-D atoms 1 and 3
+    assert torch.linalg.matrix_rank(atom).item() == 1

@@ -14,7 +14,7 @@ from archsearch.study.trial import execute, solve_design
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "studies" / "compact_denoiser.yaml"
-FAMILIES = {"convnet", "xnet", "nsr_resnet", "memnet", "cscnet"}
+FAMILIES = {"convnet", "xnet", "nsr_resnet", "memnet", "cscnet", "deep_ksvd"}
 
 
 @pytest.mark.parametrize("profile", [None, "paper", "smoke"])

@@ -2,6 +2,7 @@
 
 from .conv import BatchNorm, Conv, Identity, PReLU, ReLU
 from .csc import CSC
+from .deep_ksvd import PatchLISTA
 from .memnet import MemNetRecon, MemoryBlock
 from .merge import Add, Concat
 from .nsr import NSRResBlock
@@ -10,5 +11,5 @@ from .xunit import XUNIT_DESIGNS, XUnit
 
 __all__ = [
     "Add", "BatchNorm", "CSC", "Concat", "Conv", "Identity", "MemNetRecon", "MemoryBlock", "NSRResBlock", "PReLU",
-    "ReLU", "ResidualBlock", "Upsampler", "XUNIT_DESIGNS", "XUnit",
+    "PatchLISTA", "ReLU", "ResidualBlock", "Upsampler", "XUNIT_DESIGNS", "XUnit",
 ]
