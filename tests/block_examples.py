@@ -132,7 +132,7 @@ EXAMPLES: dict[str, list[Example]] = {
         _ex("patch_lista", "p4", patch_size=4, atoms=16, iterations=2, mlp_hidden=(8, 4)),
         _ex("patch_lista", "p5-nonsquare-T0", patch_size=5, atoms=12, iterations=0, mlp_hidden=(6,)),
         _ex("patch_lista", "p3-rgb-noclamp", (9, 11), channels=3, patch_size=3, atoms=9, iterations=1,
-            mlp_hidden=(), clamp=False),
+            mlp_hidden=(4,), clamp=False),
     ],
     "memnet_recon": [
         _ex("memnet_recon", "m1", channels=8, out_channels=1, n_outputs=1),

@@ -65,6 +65,8 @@ _ZERO_OPS = {
     "aten::sign": "elementwise (Deep K-SVD soft threshold)",
     "aten::abs": "elementwise (Deep K-SVD soft threshold)",
     "aten::eye": "a constant (Deep K-SVD's identity in I - D^T D / c)",
+    "aten::where": "selection of an index (CSC reflect padding)",
+    "aten::index_select": "data movement (CSC reflect-padded shifted copies)",
     "aten::expand_as": "data movement (Deep K-SVD averaging weights)",
     # elementwise arithmetic: products with a gate, residual additions, scalings, the weighted average of
     # MemNet's multi-supervised outputs, the softmax temperature

@@ -18,7 +18,7 @@ from restore_data import requires_shared, shared_root
 
 from archsearch import build, count, get_family, macs, zoo_spec
 from archsearch.blocks import CSC
-from archsearch.blocks.csc import csc_pads, reflect_index
+from archsearch.blocks.csc import csc_pads, csc_reflect, reflect_index
 from archsearch.weights import load_weights, read_weights, state_dict_of
 
 CSCNET_PARAMS = 63_700  # 3 x 175 x 11 x 11 + 175 (shared/datasets/README.md, the authors' file)
@@ -122,6 +122,8 @@ def test_reflect_index_is_torch_reflect_padding(n):
     # iterated mirror beyond torch's limit: period 2(n - 1)
     if n > 1:
         assert all(reflect_index(i, n) == reflect_index(i + 2 * (n - 1), n) for i in range(-3 * n, 3 * n))
+    positions = torch.arange(-3 * n - 2, 3 * n + 2)
+    assert csc_reflect(positions, n).tolist() == [reflect_index(int(i), n) for i in positions]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -82,10 +82,21 @@ def reflect_index(i: int, n: int) -> int:
     return period - i if i >= n else i
 
 
+def csc_reflect(positions: torch.Tensor, n) -> torch.Tensor:
+    """:func:`reflect_index` of a tensor of positions (``n`` an int, or a traced image size)."""
+    period = 2 * n - 2
+    period = period.clamp(min=1) if isinstance(period, torch.Tensor) else max(period, 1)
+    p = torch.remainder(positions, period)
+    return torch.where(p >= n, period - p, p)
+
+
 def csc_synthesis(code: torch.Tensor, weight: torch.Tensor, kernel_size: int, stride: int) -> torch.Tensor:
     """``F.conv_transpose2d(code, weight, stride=stride)`` as one matrix product (``filters`` x ``channels k^2``
     per code position) and an overlap-add (``F.fold``): the same numbers, 4x faster than PyTorch's CPU transposed
-    convolution for CSCNet's shapes, and the same MAC count (the products; the overlap-add is sums)."""
+    convolution for CSCNet's shapes, and the same MAC count (the products; the overlap-add is sums). Traced
+    (TorchScript / ONNX export, fvcore), it is the transposed convolution itself: ONNX opset 17 has no col2im."""
+    if torch.jit.is_tracing():
+        return F.conv_transpose2d(code, weight, stride=stride)
     n, m, hc, wc = code.shape
     k = kernel_size
     cols = torch.matmul(code.flatten(2).transpose(1, 2), weight.reshape(m, -1)).transpose(1, 2)
@@ -134,18 +145,19 @@ class CSCModule(nn.Module):
         return self.decoder, self.encoder, self.output
 
     def _copies(self, x: torch.Tensor) -> torch.Tensor:
-        """The padded shifted copies, (N * copies, C, H_pad, W_pad), copy number ``i * s + j`` for shift (i, j)."""
+        """The padded shifted copies, (N * copies, C, H_pad, W_pad), copy number ``i * s + j`` for shift (i, j).
+
+        Written with tensor operations on the image size (no Python lists), so that a traced model (TorchScript,
+        ONNX) keeps a dynamic height and width."""
         n, c, h, w = x.shape
         s, k = self.stride, self.kernel_size
-        top, bottom = csc_pads(h, k, s)
-        left, right = csc_pads(w, k, s)
-        shifts = range(s) if self.average_shifts else range(1)
-        rows = torch.tensor([[reflect_index(u - top + i, h) for u in range(top + h + bottom)] for i in shifts],
-                            device=x.device)
-        cols = torch.tensor([[reflect_index(v - left + j, w) for v in range(left + w + right)] for j in shifts],
-                            device=x.device)
-        copies = x[:, :, rows[:, None, :, None], cols[None, :, None, :]]  # (N, C, shifts, shifts, Hp, Wp)
-        return copies.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, rows.shape[1], cols.shape[1])
+        shifts = s if self.average_shifts else 1
+        hp, wp = h + 2 * s + (k - h) % s, w + 2 * s + (k - w) % s  # csc_pads: s before, s + (k - size) % s after
+        shift = torch.arange(shifts, device=x.device)[:, None]
+        rows = csc_reflect(torch.arange(hp, device=x.device)[None, :] - s + shift, h).flatten()
+        cols = csc_reflect(torch.arange(wp, device=x.device)[None, :] - s + shift, w).flatten()
+        y = x.index_select(2, rows).index_select(3, cols)  # (N, C, shifts * Hp, shifts * Wp)
+        return y.reshape(n, c, shifts, hp, shifts, wp).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, hp, wp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b, c_out = self._weights()
@@ -235,6 +247,6 @@ class CSC(Block):
         return CSCModule(self)
 
     def export(self, ctx) -> str:
-        for helper in (csc_pads, reflect_index, csc_synthesis, csc_power_norm):
+        for helper in (csc_reflect, csc_synthesis, csc_power_norm):
             ctx.need(helper)
         return f"{ctx.need(CSCModule)}({self.namespace()})"
