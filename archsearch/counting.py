@@ -71,7 +71,3 @@ def macs(spec: GraphSpec, height: int, width: int) -> int:
         s = spec.node_input_scale(node)
         total += node.block.macs(height * s, width * s)
     return total
-
-
-def params(spec: GraphSpec) -> int:
-    return count(spec).params

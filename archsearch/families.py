@@ -9,19 +9,24 @@ checks it on each family).
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .blocks import (
+    Add,
     BatchNorm,
     Conv,
+    MeanShift,
     MemNetRecon,
     MemoryBlock,
     NSRResBlock,
+    PixelShuffle,
     ReLU,
     ResidualBlock,
     Upsampler,
+    WNConv,
     XUnit,
 )
 from .errors import RegistryError, SpecError, did_you_mean
@@ -167,25 +172,33 @@ def srcnn(n1: int = 64, n2: int = 32, f1: int = 9, f2: int = 5, f3: int = 5, act
 @register_family("memnet", n_blocks=(1, 64), recursions=(1, 64), channels=(1, 512))
 def memnet(n_blocks: int = 6, recursions: int = 6, channels: int = 64, long_term: bool = True,
            short_term: bool = True, multi_supervised: bool = False, share_weights: bool = True,
-           in_channels: int = 1, out_channels: int = 1, name: str = "") -> GraphSpec:
-    """MemNet (Tai et al. ICCV 2017): FENet conv -> M memory blocks (dense long-term links) -> ReconNet
-    (BN-ReLU-conv) + input skip. ``multi_supervised`` sends every block through a shared ReconNet and averages
-    the M predictions with learned weights. All convs without bias (each follows a BN)."""
+           bias: bool = True, fenet_norm: bool = True, gate_order: str = "long_first", in_channels: int = 1,
+           out_channels: int = 1, name: str = "") -> GraphSpec:
+    """MemNet (Tai et al. ICCV 2017) as the Caffe model (github tyshiwo/MemNet, M6R6 prototxts): FENet
+    BN+Scale -> ReLU -> conv (``bn_conv1``, ``relu1``, ``conv1``), M memory blocks (dense long-term links), ReconNet
+    BN+Scale -> ReLU -> conv, plus the input. ``multi_supervised`` is the deploy prototxt's graph: every block's
+    output through its own BN+Scale and ReLU, one shared conv, plus the input, and a learned weighted sum of the M
+    predictions. Convs with biases as in Caffe (``bias: false`` drops them); ``fenet_norm: false`` makes the FENet
+    a bare conv (the paper's text); ``gate_order`` as in :class:`~archsearch.blocks.MemoryBlock`."""
     b = SpecBuilder()
-    fe = b.add(Conv(in_channels, channels, 3, bias=False), name="fenet")
+    if fenet_norm:
+        b.add(BatchNorm(in_channels), name="fenet_bn")
+        b.add(ReLU(in_channels), name="fenet_relu")
+    fe = b.add(Conv(in_channels, channels, 3, bias=bias), name="fenet")
     states = [fe]
     for m in range(1, n_blocks + 1):
         inputs = states if long_term else states[-1:]
-        blk = MemoryBlock(channels, recursions, len(inputs), long_term, short_term, share_weights)
+        blk = MemoryBlock(channels, recursions, len(inputs), long_term, short_term, share_weights, bias=bias,
+                          gate_order=gate_order)  # type: ignore[arg-type]
         states.append(b.add(blk, inputs, name=f"memory{m}"))
     suffix = ("_nl" if not long_term else "") + ("_ns" if not short_term else "") + ("_ms" if multi_supervised else "")
     spec_name = name or f"memnet_m{n_blocks}r{recursions}{suffix}"
     if multi_supervised:
-        b.add(MemNetRecon(channels, out_channels, n_blocks), [INPUT] + states[1:], name="recon")
+        b.add(MemNetRecon(channels, out_channels, n_blocks, bias=bias), [INPUT] + states[1:], name="recon")
         return b.spec(spec_name, in_channels, out_channels)
     b.add(BatchNorm(channels), name="recon_bn")
     b.add(ReLU(channels), name="recon_relu")
-    b.add(Conv(channels, out_channels, 3, bias=False), name="recon")
+    b.add(Conv(channels, out_channels, 3, bias=bias), name="recon")
     return b.spec(spec_name, in_channels, out_channels, global_residual="add")
 
 
@@ -214,18 +227,72 @@ def resnet(n_blocks: int = 16, channels: int = 32, expansion: int = 2, activatio
                   global_residual=gr)
 
 
+def _wdsr_nsr(n_blocks: int, channels: int, expansion: int, sparsity_groups: int, cardinality: int, upscale: int,
+              in_channels: int, out_channels: int, image_mean: float, name: str) -> GraphSpec:
+    """The network of pt_ir ``models/wdsr_nsr.py`` (``MODEL``, commit bb6933c), node by node: ``x - mean``;
+    body = weight-normed head conv, n NSR blocks (reference layout, weight norm, each of the k groups as wide as
+    the hidden layer ``channels * expansion`` -- the code's ``out_channels *= num_sparsity_groups``, i.e. our
+    same_flops regime; conv2's gain initialised to 1/sqrt(n_blocks)), weight-normed tail conv to
+    ``upscale^2 * out`` channels; plus a weight-normed 5x5 skip conv from the shifted input (when the channel counts
+    differ; else the identity); pixel shuffle; ``+ mean``."""
+    b = SpecBuilder()
+    shifted = b.add(MeanShift(in_channels, -image_mean), name="sub_mean")
+    b.add(WNConv(in_channels, channels, 3), name="head")
+    for i in range(n_blocks):
+        b.add(NSRResBlock(channels, channels * expansion, 3, sparsity_groups, cardinality, "same_flops",
+                          weight_norm=True, branch_scale=1 / math.sqrt(n_blocks)), name=f"nsr{i}")
+    n_out = out_channels * upscale * upscale
+    tail = b.add(WNConv(channels, n_out, 3), name="tail")
+    if in_channels != n_out:
+        skip = b.add(WNConv(in_channels, n_out, 5), [shifted], name="skip")
+        b.add(Add(n_out), [skip, tail], name="sum")
+    else:
+        b.add(Add(n_out), [shifted, tail], name="sum")
+    if upscale > 1:
+        b.add(PixelShuffle(n_out, upscale), name="shuffle")
+    b.add(MeanShift(out_channels, image_mean), name="add_mean")
+    return b.spec(name, in_channels, out_channels)
+
+
+# channels in steps of 16: the reference's 16 cardinal groups must divide conv2's output channels
+@register_family("wdsr_nsr", n_blocks=(1, 256), channels=(16, 1024, 16), expansion=(1, 16), sparsity_groups=(1, 64))
+def wdsr_nsr(n_blocks: int = 16, channels: int = 32, expansion: int = 4, sparsity_groups: int = 4,
+             cardinality: int = 16, upscale: int = 2, in_channels: int = 3, out_channels: int = 3,
+             image_mean: float = 0.5, name: str = "") -> GraphSpec:
+    """WDSR with NSR blocks as in the authors' code (pt_ir ``models/wdsr_nsr.py``); defaults = that file's argparse
+    defaults (16 blocks, 32 residual units, width multiplier 4, 4 sparsity groups, 16 cardinals). ``image_mean``:
+    the constant subtracted before and added after the network (0.5, pt_ir's DIV2K setting)."""
+    return _wdsr_nsr(n_blocks, channels, expansion, sparsity_groups, cardinality, upscale, in_channels,
+                     out_channels, image_mean,
+                     name or f"wdsr_nsr_b{n_blocks}_c{channels}_e{expansion}_k{sparsity_groups}_x{upscale}")
+
+
+@register_family("edsr_nsr", n_blocks=(1, 256), channels=(16, 1024, 16), sparsity_groups=(1, 64))
+def edsr_nsr(n_blocks: int = 16, channels: int = 64, sparsity_groups: int = 4, cardinality: int = 16,
+             upscale: int = 2, in_channels: int = 3, out_channels: int = 3, image_mean: float = 0.5,
+             name: str = "") -> GraphSpec:
+    """"EDSR+NSR" of the NSR README (github ychfan/nsr): the same ``wdsr_nsr`` code run with 64 residual units and
+    width multiplier 1 (``--num_residual_units 64 --width_multiplier 1 --num_sparsity_groups 4``)."""
+    return _wdsr_nsr(n_blocks, channels, 1, sparsity_groups, cardinality, upscale, in_channels, out_channels,
+                     image_mean, name or f"edsr_nsr_b{n_blocks}_c{channels}_k{sparsity_groups}_x{upscale}")
+
+
 @register_family("nsr_resnet", n_blocks=(1, 256), channels=(1, 1024), expansion=(1, 16), sparsity_groups=(1, 64))
 def nsr_resnet(n_blocks: int = 16, channels: int = 32, expansion: int = 2, sparsity_groups: int = 2,
                cardinality: int = 1, regime: str = "same_size", pool: int = 0, temperature: float = 1.0,
-               selection: str = "softmax", shared_selection: bool = False, upscale: int = 1, in_channels: int = 1,
-               out_channels: int = 1, global_residual: str = "", name: str = "") -> GraphSpec:
+               selection: str = "softmax", shared_selection: bool = False, layout: str = "reference",
+               weight_norm: bool = False, upscale: int = 1, in_channels: int = 1, out_channels: int = 1,
+               global_residual: str = "", name: str = "") -> GraphSpec:
     """Residual network of NSR blocks (Fan et al. NeurIPS 2020): head conv, n sparse residual blocks of hidden
-    width ``channels * expansion``, tail conv or upsampler. ``regime`` same_size / same_flops as in Tables 2/3."""
+    width ``channels * expansion``, tail conv or upsampler. ``regime`` same_size / same_flops as in Tables 2/3;
+    ``layout`` and ``weight_norm`` as in :class:`~archsearch.blocks.NSRResBlock` (the reference layout by default).
+    A generic search family with plain convs around the blocks; the authors' full SR network is ``wdsr_nsr``."""
     b = SpecBuilder()
     b.add(Conv(in_channels, channels, 3), name="head")
     for i in range(n_blocks):
         b.add(NSRResBlock(channels, channels * expansion, 3, sparsity_groups, cardinality, regime, pool,  # type: ignore[arg-type]
-                          temperature, selection, shared_selection), name=f"nsr{i}")  # type: ignore[arg-type]
+                          temperature, selection, shared_selection, layout=layout,  # type: ignore[arg-type]
+                          weight_norm=weight_norm), name=f"nsr{i}")
     _head_tail(b, in_channels, out_channels, channels, upscale)
     gr = global_residual or ("subtract" if upscale == 1 else "none")
     return b.spec(name or f"nsr_resnet_b{n_blocks}_c{channels}_e{expansion}_k{sparsity_groups}_{regime}",

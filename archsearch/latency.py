@@ -3,10 +3,7 @@
 MACs are not time: a 9x9 depthwise conv costs 7x fewer MACs than a full 3x3 conv of the same width but about as
 much wall time on a CPU (see ``../shared/docs/papers.md``, "Reference numbers measured here"), and NSR's Fig. 5
 measures CPU time for the same reason. :func:`measure_latency` times one forward pass of a network on the current
-device; :func:`measure_study` does it for the finished trials of a study ledger and stores one measurement per
-architecture in the ledger -- a study user attribute ``latency:<spec hash>`` holding ``latency_ms_per_mp``,
-``latency_device`` and ``latency_input`` (Optuna refuses new attributes on finished trials; study attributes are
-its public place for them) -- so Pareto fronts can use time as well as MACs. :func:`stored_latency` reads them.
+device; :mod:`archsearch.study.latency` measures a study's trials with it.
 
 Protocol: eval mode, ``torch.inference_mode``, batch 1, a random input of ``size`` (the *input* size; an SR
 network's output is ``scale`` times larger), ``warmup`` untimed passes (allocator, cuDNN autotuning, caches),
@@ -23,8 +20,6 @@ import time
 from typing import Any
 
 from .errors import ArchsearchError
-
-LATENCY_KEYS = ("latency_ms_per_mp", "latency_device", "latency_input")
 
 
 def describe_device(device) -> str:
@@ -101,59 +96,3 @@ def measure_latency(spec_or_model, *, device: str = "auto", size: tuple[int, int
     return {"ms_per_mp": median / (out_h * out_w / 1e6), "median_ms": median, "min_ms": min(times),
             "times_ms": times, "device": describe_device(dev), "input_size": [h, w], "output_size": [out_h, out_w],
             "warmup": warmup, "repeats": repeats}
-
-
-LATENCY_PREFIX = "latency:"
-
-
-def stored_latency(ostudy) -> dict[str, dict[str, Any]]:
-    """``{spec hash: {latency_ms_per_mp, latency_device, latency_input}}`` as stored in the ledger."""
-    return {k[len(LATENCY_PREFIX):]: v for k, v in ostudy.user_attrs.items() if k.startswith(LATENCY_PREFIX)}
-
-
-def measure_study(study, ostudy=None, *, numbers: list[int] | None = None, device: str = "auto",
-                  size: tuple[int, int] = (256, 256), warmup: int = 3, repeats: int = 10, force: bool = False,
-                  echo=print) -> dict[int, dict[str, Any]]:
-    """Measure the COMPLETE trials of a study (only ``numbers`` if given) and store the results in the ledger.
-
-    One measurement per architecture (``spec_hash``): the seeds of a design point share it. Trials that already
-    hold a measurement on the same device and input size are skipped unless ``force``. Returns
-    ``{trial number: measurement}`` for the architectures measured in this call (one trial per architecture).
-    """
-    from optuna.trial import TrialState
-
-    from .evaluate import select_device
-    from .spec import GraphSpec
-    from .study import ledger as L
-
-    ostudy = ostudy or L.open_study(study, create=False)
-    dev_name = describe_device(select_device(device))
-    input_label = f"{size[0]}x{size[1]}"
-    todo = [t for t in ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if numbers is None or t.number in numbers]
-    stored = stored_latency(ostudy)
-    written: dict[int, dict[str, Any]] = {}
-    measured_now: set[str] = set()
-    for t in todo:
-        ua = t.user_attrs
-        key = str(ua.get("spec_hash"))
-        have = stored.get(key)
-        if key in measured_now or (not force and have and have.get("latency_device") == dev_name
-                                   and have.get("latency_input") == input_label):
-            continue
-        measured_now.add(key)
-        path = ua.get("spec_path")
-        try:
-            spec = GraphSpec.from_file(path)
-        except (ArchsearchError, OSError, TypeError) as err:
-            echo(f"trial {t.number}: no latency (cannot read spec {path!r}: {err})")
-            continue
-        res = measure_latency(spec, device=device, size=size, warmup=warmup, repeats=repeats)
-        stored[key] = {"latency_ms_per_mp": res["ms_per_mp"], "latency_device": res["device"],
-                       "latency_input": input_label}
-        ostudy.set_user_attr(LATENCY_PREFIX + key, stored[key])
-        echo(f"trial {t.number} ({ua.get('label') or ua.get('design')}): {res['ms_per_mp']:.2f} ms/MP "
-             f"({res['device']}, {input_label})")
-        written[t.number] = stored[key]
-    return written
-

@@ -54,7 +54,6 @@ class Block:
     """
 
     type: ClassVar[str] = ""
-    family: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     scale: ClassVar[int] = 1
 

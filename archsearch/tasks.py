@@ -22,7 +22,7 @@ Each task is frozen and validated at construction; :func:`make_task` builds one 
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import Color
-from .errors import ArchsearchError, did_you_mean
+from .errors import ArchsearchError, RegistryError, did_you_mean
 
 SR_SCALES = (2, 3, 4)
 CHANNELS = (1, 3)
@@ -57,6 +57,21 @@ def _check_channels(channels: Any) -> None:
         raise TaskError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
 
 
+#: The task registry: a new task is one :class:`Task` subclass decorated with :func:`register_task`.
+TASKS: dict[str, type[Task]] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Add a task class to the registry under its ``kind`` (and ``aliases``); names must be new."""
+    for name in (cls.kind, *cls.aliases):
+        if not name or name in TASKS or name in _ALIASES:
+            raise RegistryError(f"task name {name!r} is empty or already registered")
+    TASKS[cls.kind] = cls
+    _ALIASES.update({a: cls.kind for a in cls.aliases})
+    return cls
+
+
 @dataclass(frozen=True)
 class Task:
     """Base of the tasks. ``static`` tasks have a deterministic degradation, so training pairs are made once
@@ -64,6 +79,9 @@ class Task:
 
     kind: ClassVar[str] = ""
     static: ClassVar[bool] = True
+    aliases: ClassVar[tuple[str, ...]] = ()
+    #: One help line per setting (the CLI's ``--<setting>`` flags are made from these and the field types).
+    setting_help: ClassVar[dict[str, str]] = {}
     channels: int = 1
 
     # --- conventions -------------------------------------------------------------------------------------
@@ -125,6 +143,7 @@ class Task:
         return ", ".join(f"{k}={v}" for k, v in self.to_dict().items())
 
 
+@register_task
 @dataclass(frozen=True)
 class DenoiseTask(Task):
     """Additive white Gaussian noise of standard deviation ``sigma`` (0-255 scale), not clipped (the DnCNN and
@@ -132,6 +151,11 @@ class DenoiseTask(Task):
 
     kind: ClassVar[str] = "denoise"
     static: ClassVar[bool] = False
+    aliases: ClassVar[tuple[str, ...]] = ("denoising",)
+    setting_help: ClassVar[dict[str, str]] = {
+        "sigma": "noise level on the 0-255 scale, in (0, 255] (default 25)",
+        "residual_learning": "the model predicts the noise (output = input - model(input))",
+        "clip_noisy": "clamp the noisy image to [0, 1] (default: not clipped, the DnCNN convention)"}
     sigma: float = 25.0
     residual_learning: bool = False
     clip_noisy: bool = False
@@ -159,11 +183,16 @@ class DenoiseTask(Task):
         return self._finish(clean + noise.mul_(self.sigma / 255.0))
 
 
+@register_task
 @dataclass(frozen=True)
 class SRTask(Task):
     """Bicubic super-resolution by ``scale``. ``y_channel_eval`` (default: on for RGB) scores the Y channel."""
 
     kind: ClassVar[str] = "sr"
+    aliases: ClassVar[tuple[str, ...]] = ("super-resolution", "superres")
+    setting_help: ClassVar[dict[str, str]] = {
+        "scale": "2, 3 or 4 (default: the model's scale if > 1, else 2)",
+        "y_channel_eval": "score PSNR/SSIM on the Y channel (default: on for RGB)"}
     scale: int = 2
     y_channel_eval: bool | None = None
 
@@ -213,11 +242,14 @@ class SRTask(Task):
         return bicubic_resize(lr, (h, w))  # pre-upsampled input, float (SRCNN's test code does not round it)
 
 
+@register_task
 @dataclass(frozen=True)
 class JPEGTask(Task):
     """JPEG compression artefacts at ``quality`` (1-100), encoded and decoded by Pillow."""
 
     kind: ClassVar[str] = "jpeg"
+    aliases: ClassVar[tuple[str, ...]] = ("deblock", "deblocking")
+    setting_help: ClassVar[dict[str, str]] = {"quality": "JPEG quality 1-100 (default 10)"}
     quality: int = 10
 
     def __post_init__(self) -> None:
@@ -241,26 +273,25 @@ class JPEGTask(Task):
         return torch.from_numpy(np.array(out)).to(torch.float32).div_(255.0)
 
 
-TASKS: dict[str, type[Task]] = {"denoise": DenoiseTask, "sr": SRTask, "jpeg": JPEGTask}
-_ALIASES = {"denoising": "denoise", "super-resolution": "sr", "superres": "sr", "deblock": "jpeg",
-            "deblocking": "jpeg"}
-_KEYS = {"denoise": ("sigma", "residual_learning", "clip_noisy"), "sr": ("scale", "y_channel_eval"),
-         "jpeg": ("quality",)}
+def task_settings(kind: str) -> dict[str, Any]:
+    """A registered task's settings (its dataclass fields but ``channels``) and their types."""
+    return {f.name: f.type for f in fields(TASKS[kind]) if f.name != "channels"}
 
 
 def make_task(name: str, *, channels: int = 1, **settings: Any) -> Task:
-    """A task from its name (``denoise``, ``sr``, ``jpeg``) and settings; ``None`` settings are ignored, a
-    setting of another task is refused (e.g. ``sigma`` for ``sr``)."""
+    """A task from its registered name (or an alias) and settings; ``None`` settings are ignored, a setting of
+    another task is refused (e.g. ``sigma`` for ``sr``)."""
     key = _ALIASES.get(name, name)
     if key not in TASKS:
         raise TaskError(f"unknown task {name!r}{did_you_mean(name, TASKS)}; allowed: {', '.join(TASKS)}")
     given = {k: v for k, v in settings.items() if v is not None}
+    own = task_settings(key)
     for k in given:
-        if k not in _KEYS[key]:
-            owner = next((t for t, keys in _KEYS.items() if k in keys), None)
+        if k not in own:
+            owner = next((t for t in TASKS if k in task_settings(t)), None)
             hint = f" (it belongs to the {owner} task)" if owner else ""
             raise TaskError(f"setting {k!r} does not apply to the {key} task{hint}; its settings: "
-                            f"{', '.join(_KEYS[key])}")
+                            f"{', '.join(own)}")
     if key == "sr" and "scale" in given and isinstance(given["scale"], float) and given["scale"].is_integer():
         given["scale"] = int(given["scale"])
     return TASKS[key](channels=channels, **given)

@@ -80,6 +80,15 @@ def _nsr() -> list[Example]:
         _ex("nsr_residual", "none", **base, selection="none", temperature=0.5),
         _ex("nsr_residual", "mlp-hidden-tau", **base, mlp_hidden=4, temperature=10.0),
         _ex("nsr_residual", "nobias-scale", **base, bias=False, branch_scale=0.1),
+        # the reference (pt_ir) form with weight normalisation, cardinals on both convs' outputs
+        _ex("nsr_residual", "wn-card4", channels=8, hidden_channels=8, sparsity_groups=2, cardinality=4,
+            regime="same_flops", weight_norm=True, branch_scale=0.25),
+        _ex("nsr_residual", "wn-card2-pool4", pooled, **base, cardinality=2, weight_norm=True, pool=4),
+        _ex("nsr_residual", "wn-shared-nobias", **base, weight_norm=True, shared_selection=True, bias=False),
+        # today's earlier form (paper Eq. 4/9: W_2 split along the hidden neurons), a named option
+        _ex("nsr_residual", "hidden-groups", **base, layout="hidden_groups", cardinality=2),
+        _ex("nsr_residual", "hidden-groups-pool4", pooled, **base, layout="hidden_groups", pool=4),
+        _ex("nsr_residual", "hidden-groups-shared", **base, layout="hidden_groups", shared_selection=True),
     ]
 
 
@@ -93,7 +102,10 @@ def _memory() -> list[Example]:
         ]
     out += [
         _ex("memory_block", "nl", channels=8, recursions=2, n_memories=1, long_term=False),
-        _ex("memory_block", "nl-ns-bias", channels=8, recursions=2, long_term=False, short_term=False, bias=True),
+        _ex("memory_block", "nl-ns-nobias", channels=8, recursions=2, long_term=False, short_term=False, bias=False),
+        _ex("memory_block", "m2-short-first", channels=8, recursions=2, n_memories=2, gate_order="short_first"),
+        _ex("memory_block", "m2-ns-short-first-nobias", channels=8, recursions=2, n_memories=2, short_term=False,
+            gate_order="short_first", bias=False),
     ]
     return out
 
@@ -136,7 +148,9 @@ EXAMPLES: dict[str, list[Example]] = {
     ],
     "memnet_recon": [
         _ex("memnet_recon", "m1", channels=8, out_channels=1, n_outputs=1),
-        _ex("memnet_recon", "m3-rgb", channels=8, out_channels=3, n_outputs=3, bias=True),
+        _ex("memnet_recon", "m3-rgb", channels=8, out_channels=3, n_outputs=3),
+        _ex("memnet_recon", "m3-shared-norm-nobias", channels=8, out_channels=1, n_outputs=3, shared_norm=True,
+            bias=False),
     ],
     "residual": [
         _ex("residual", "relu"),
@@ -151,6 +165,10 @@ EXAMPLES: dict[str, list[Example]] = {
         _ex("upsampler", "x3", in_channels=8, out_channels=1, factor=3, kernel_size=1),
         _ex("upsampler", "x4-nobias", in_channels=4, out_channels=1, factor=4, bias=False),
     ],
+    "wn_conv": [_ex("wn_conv", "3x3"), _ex("wn_conv", "5x5-gain", in_channels=3, out_channels=12, kernel_size=5,
+                                          gain_init=0.25)],
+    "pixel_shuffle": [_ex("pixel_shuffle", "x2"), _ex("pixel_shuffle", "x3", channels=9, factor=3)],
+    "mean_shift": [_ex("mean_shift", "sub"), _ex("mean_shift", "add-rgb", channels=3, shift=0.4488)],
     "add": [_ex("add", "2"), _ex("add", "3-scaled", n_inputs=3, branch_scale=0.5)],
     "concat": [_ex("concat", "2"), _ex("concat", "3", channels=(2, 3, 4))],
 }

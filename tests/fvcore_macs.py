@@ -51,6 +51,8 @@ HANDLERS: dict[str, tuple[Any, str]] = {
     "aten::avg_pool2d": (_input_numel, "average pooling = 1 MAC per input value (no fvcore default)"),
     "aten::adaptive_avg_pool2d": (_input_numel, "average pooling = 1 MAC per input value (= fvcore default)"),
     "aten::mean": (_input_numel, "a mean = an average pooling: 1 MAC per input value (CSC shift averaging)"),
+    "aten::linalg_vector_norm": (_input_numel, "weight normalisation: a squared norm = 1 MAC per weight "
+                                               "(no fvcore default)"),
 }
 _ZERO_OPS = {
     # elementwise nonlinearities: archsearch counts no MACs for activations and gate functions
@@ -76,7 +78,7 @@ _ZERO_OPS = {
     "aten::add_": "elementwise sum (in place)",
     "aten::sub": "elementwise difference (global residual)",
     "aten::rsub": "elementwise difference",
-    "aten::div": "elementwise division (softmax temperature)",
+    "aten::div": "elementwise division (softmax temperature, weight-norm gain / norm)",
     # data movement
     "aten::cat": "concatenation (MemNet memories, concat block)",
     "aten::pad": "zero padding (NSR patches)",

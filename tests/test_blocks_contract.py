@@ -167,8 +167,10 @@ def test_nsr_patch_selection_equals_per_pixel_kernel_choice(h, w):
     x = torch.randn(1, c, h, w)
     with torch.no_grad():
         y = m(x)
-        pooled = F.avg_pool2d(F.pad(x, (0, nw * p - w, 0, nh * p - h)), p).permute(0, 2, 3, 1).reshape(-1, c)
-        w1, b1, w2, b2 = m._kernels(m._beta(m.select1, pooled), m._beta(m.select2, pooled))
+        def pool(t):
+            return F.avg_pool2d(F.pad(t, (0, nw * p - w, 0, nh * p - h)), p).permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+        w1, b1 = m.kernels1(m._beta(m.select1, pool(x)))
 
         def per_patch(inp, weight, bias, cout):
             out = torch.zeros(1, cout, h, w)
@@ -178,7 +180,9 @@ def test_nsr_patch_selection_equals_per_pixel_kernel_choice(h, w):
                 out[..., p * i:p * i + p, p * j:p * j + p] = full[..., p * i:p * i + p, p * j:p * j + p]
             return out
 
-        ref = x + per_patch(F.relu(per_patch(x, w1, b1, g)), w2, b2, c)
+        hidden = F.relu(per_patch(x, w1, b1, g))
+        w2, b2 = m.kernels2(m._beta(m.select2, pool(hidden)))  # reference layout: conv2 selects from the hidden
+        ref = x + per_patch(hidden, w2, b2, c)
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
 
 
@@ -195,8 +199,10 @@ def test_nsr_global_pool_equals_dense_conv_with_aggregated_kernels():
         y = m(x)
         for n in range(2):
             pooled = x[n:n + 1].mean(dim=(2, 3))
-            w1, b1, w2, b2 = m._kernels(m._beta(m.select1, pooled), m._beta(m.select2, pooled))
-            ref = x[n:n + 1] + F.conv2d(F.relu(F.conv2d(x[n:n + 1], w1, b1, padding=1)), w2, b2, padding=1)
+            w1, b1 = m.kernels1(m._beta(m.select1, pooled))
+            hidden = F.relu(F.conv2d(x[n:n + 1], w1, b1, padding=1))
+            w2, b2 = m.kernels2(m._beta(m.select2, hidden.mean(dim=(2, 3))))
+            ref = x[n:n + 1] + F.conv2d(hidden, w2, b2, padding=1)
             torch.testing.assert_close(y[n:n + 1], ref, rtol=1e-5, atol=1e-5)
 
 

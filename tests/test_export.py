@@ -144,7 +144,7 @@ def test_export_errors(capsys):
 def test_export_trials_from_a_study(tmp_path, capsys, monkeypatch):
     import yaml
 
-    import archsearch.study.runner as runner
+    import archsearch.study.trial as runner
     from archsearch.study.runner import run_study
     from archsearch.study.schema import load_study
 
@@ -189,4 +189,10 @@ def test_export_trials_from_a_study(tmp_path, capsys, monkeypatch):
     with torch.no_grad():
         assert (net(x) - model(x)).abs().max() <= 1e-6
     assert main(["export", str(path), "--trial", "pareto", "--out", str(tmp_path / "pareto")]) == 0
-    assert len(list((tmp_path / "pareto").glob("*.py"))) >= 1
+    done = [t for t in trials.values() if t.state.name == "COMPLETE"]
+    front = [t for t in done if not any(  # non-dominated in (fewer params, higher PSNR), computed here anew
+        u.user_attrs["n_params"] <= t.user_attrs["n_params"] and u.values[0] >= t.values[0]
+        and (u.user_attrs["n_params"] < t.user_attrs["n_params"] or u.values[0] > t.values[0]) for u in done)]
+    assert front and len(front) < len(trials)
+    assert sorted(p.name for p in (tmp_path / "pareto").glob("*.py")) == sorted(
+        f"{study.name}_trial{t.number}.py" for t in front)

@@ -9,8 +9,9 @@ from test_report import add, new_ledger, write_study_file
 
 from archsearch import ArchsearchError, get_family
 from archsearch.cli import main
-from archsearch.latency import measure_latency, stored_latency
+from archsearch.latency import measure_latency
 from archsearch.report import TITLES, ledger_frame
+from archsearch.study.latency import stored_latency
 from archsearch.study.schema import load_study
 
 FAST = {"size": (32, 32), "warmup": 1, "repeats": 3}

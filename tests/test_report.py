@@ -17,6 +17,8 @@ from archsearch.cli import main
 from archsearch.report import (
     TITLES,
     design_points,
+    fig_activation_share,
+    fig_vs_size,
     ledger_frame,
     memnet_grid,
     nsr_table,
@@ -118,6 +120,23 @@ def test_ledger_frame_and_design_points(sweep_ledger):
     assert r9["psnr_mean"] == pytest.approx(28.2)
     assert r9["psnr_std"] == pytest.approx(math.sqrt(0.02))
     assert r9["short"] == "r=9"
+
+
+def test_figures_plot_the_means_and_spreads_over_seeds(sweep_ledger):
+    """The plotted numbers, not only the titles: Fig. 4's xNet line is the mean (and sample std) over the two seeds
+    of each activation share, the ConvNet its own point at 0%."""
+    study, ostudy = sweep_ledger
+    points = design_points(ledger_frame(study, ostudy))
+    fig = fig_activation_share(points)
+    lines = {s.name.split()[0]: s for s in fig.series}
+    xnet = lines["xnet"]
+    assert xnet.x == [6.0, 30.4, 52.0]
+    assert xnet.y == pytest.approx([27.5, 28.0, 28.2])  # base + 0.2 * seed, seeds 0 and 1
+    assert xnet.err == pytest.approx([0.1414214] * 3, rel=1e-5)  # sample std of (base, base + 0.2)
+    assert lines["convnet"].x == [0.0] and lines["convnet"].y == pytest.approx([27.05])
+    size = fig_vs_size(points, "n_params")
+    xs = sorted(x for s in size.series for x in s.x)
+    assert xs == [2860.0, 2950.0, 2990.0, 3000.0]
 
 
 def test_pareto_mask_exact_on_hand_made_example():

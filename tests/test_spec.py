@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import typing
@@ -56,7 +57,8 @@ def test_every_block_example_round_trips_through_yaml(type_name, tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 def test_hash_is_16_hex_digits_and_ignores_name_and_description():
     spec = zoo_spec("xdncnn")
-    assert len(spec.hash) == 16 and int(spec.hash, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{16}", spec.hash)
+    assert zoo_spec("xsrcnn_f").hash != spec.hash  # a different design, a different hash
     renamed = dataclasses.replace(spec, name="other", description="same design, other words")
     assert renamed.hash == spec.hash
 

@@ -15,7 +15,8 @@ import yaml
 
 from archsearch.cli import main
 from archsearch.study import ledger as L
-from archsearch.study.runner import results_frame, run_study
+from archsearch.study.results import results_frame
+from archsearch.study.runner import run_study
 from archsearch.study.schema import ConfigError, load_study
 from archsearch.study.trial import plan_sweep
 
@@ -194,16 +195,16 @@ def test_status_cli(tmp_path, capsys):
 
 
 def test_exception_in_one_trial_does_not_end_the_study(tmp_path, monkeypatch):
-    import archsearch.study.runner as runner
+    import archsearch.study.trial as trial_module
 
-    real = runner.execute
+    real = trial_module.execute
 
     def flaky(study, design, args, seed, **kw):
         if args.get("xunit_kernel_size") == 5:
             raise RuntimeError("boom")
         return real(study, design, args, seed, **kw)
 
-    monkeypatch.setattr(runner, "execute", flaky)
+    monkeypatch.setattr(trial_module, "execute", flaky)
     study = load_study(write_study(tmp_path))
     summary = run_study(study, progress=False, echo=lambda *_: None)
     assert summary.complete == 2 and summary.failed == 1
@@ -284,6 +285,25 @@ def test_two_local_workers_share_the_ledger(tmp_path, capsys):
     assert len({t.user_attrs["pid"] for t in trials}) == 2
     assert all(Path(t.user_attrs["checkpoint"]).is_relative_to(elsewhere) for t in trials)
     assert not (tmp_path / "out").exists()
+
+
+def test_successive_halving_prunes_and_records_why(tmp_path):
+    """6 configurations, a rung every 2 steps, keep 1 in 2: some trial must be stopped early (deterministic:
+    fixed sampler and training seeds). A pruned trial stops at a rung and says so."""
+    path = write_study(tmp_path, name="sh", sweep=None, training={**TINY_TRAINING, "steps": 8, "val_every": 2},
+                       search={"sampler": "random", "n_trials": 6, "pruner": "successive_halving",
+                               "reduction_factor": 2})
+    study = load_study(path)
+    summary = run_study(study, progress=False, echo=lambda *_: None)
+    assert summary.pruned >= 1 and summary.complete >= 1 and summary.complete + summary.pruned == 6
+    for t in _trials(study):
+        if t.user_attrs.get("duplicate_of") is not None:  # a proposal answered from an earlier trial
+            continue
+        if t.state.name == "PRUNED":
+            assert t.user_attrs["fail_reason"].startswith("pruned at step")
+            assert max(t.intermediate_values) < 8  # stopped before the end of training
+        else:
+            assert sorted(t.intermediate_values) == [2, 4, 6, 8]
 
 
 def test_tpe_search_with_pruner_and_nsga2(tmp_path):

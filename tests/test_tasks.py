@@ -98,3 +98,33 @@ def test_residual_learning_predicts_the_noise():
         task.check_model(1, 1, 1, "subtract")
     with pytest.raises(TaskError, match="scale 1"):
         DenoiseTask().check_model(1, 1, 2)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# contract over the task registry: a new task is tested without new test code
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", sorted(__import__("archsearch.tasks", fromlist=["TASKS"]).TASKS))
+def test_every_registered_task_keeps_the_contract(kind):
+    import torch
+
+    from archsearch.cli import build_parser
+    from archsearch.tasks import TASKS, make_task, task_from_dict, task_settings
+
+    task = make_task(kind)
+    assert type(task) is TASKS[kind] and task.kind == kind
+    assert task_from_dict(task.to_dict()) == task  # checkpoints round-trip
+    for alias in TASKS[kind].aliases:
+        assert make_task(alias) == task
+    clean = torch.rand(task.channels, 24, 24)
+    target = task.prepare(clean)
+    degraded = task.degrade(target, model_scale=1, rng=np.random.default_rng(0))
+    assert degraded.shape[0] == task.channels and torch.isfinite(degraded).all()
+    assert not torch.equal(degraded, target[..., : degraded.shape[1], : degraded.shape[2]])
+    # the CLI's task flags come from the registry: every setting has a documented --flag on train and evaluate
+    parser = build_parser()
+    for command in ("train", "evaluate"):
+        sub = parser._subparsers._group_actions[0].choices[command]  # noqa: SLF001
+        flags = {o for a in sub._actions for o in a.option_strings}  # noqa: SLF001
+        for name in task_settings(kind):
+            assert "--" + name.replace("_", "-") in flags, (command, name)
+            assert name in TASKS[kind].setting_help

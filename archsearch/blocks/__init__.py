@@ -7,9 +7,11 @@ from .memnet import MemNetRecon, MemoryBlock
 from .merge import Add, Concat
 from .nsr import NSRResBlock
 from .residual import ResidualBlock, Upsampler
+from .wdsr import MeanShift, PixelShuffle, WNConv
 from .xunit import XUNIT_DESIGNS, XUnit
 
 __all__ = [
-    "Add", "BatchNorm", "CSC", "Concat", "Conv", "Identity", "MemNetRecon", "MemoryBlock", "NSRResBlock", "PReLU",
-    "PatchLISTA", "ReLU", "ResidualBlock", "Upsampler", "XUNIT_DESIGNS", "XUnit",
+    "Add", "BatchNorm", "CSC", "Concat", "Conv", "Identity", "MeanShift", "MemNetRecon", "MemoryBlock",
+    "NSRResBlock", "PReLU", "PatchLISTA", "PixelShuffle", "ReLU", "ResidualBlock", "Upsampler", "WNConv",
+    "XUNIT_DESIGNS", "XUnit",
 ]

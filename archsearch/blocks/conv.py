@@ -24,7 +24,6 @@ class Conv(Block):
     """k x k convolution, stride 1, 'same' zero padding."""
 
     type = "conv"
-    family = "conv"
     paper = "standard convolution"
 
     in_channels: int
@@ -65,7 +64,6 @@ class BatchNorm(Block):
     """BatchNorm2d. ``eps`` is a field because checkpoints depend on it (DnCNN's official model uses 1e-4)."""
 
     type = "batchnorm"
-    family = "conv"
     paper = "Ioffe & Szegedy 2015"
 
     channels: int
@@ -105,7 +103,6 @@ class BatchNorm(Block):
 class _Pointwise(Block):
     """A parameter-free elementwise map on ``channels`` channels."""
 
-    family = "conv"
     channels: int
 
     def check(self) -> None:
@@ -160,7 +157,6 @@ class PReLU(Block):
     """Parametric ReLU (He et al. 2015); one slope per channel or one shared slope (SRResNet uses per-channel)."""
 
     type = "prelu"
-    family = "conv"
     paper = "He et al. ICCV 2015"
 
     channels: int

@@ -188,7 +188,6 @@ class CSC(Block):
     """Convolutional LISTA on ``channels`` image channels (in = out); defaults are CSCNet's sigma=25 model."""
 
     type = "csc"
-    family = "csc"
     paper = "Simon & Elad, CSCNet, NeurIPS 2019 (ConvLista_T); Gregor & LeCun, LISTA, ICML 2010"
 
     channels: int = 1

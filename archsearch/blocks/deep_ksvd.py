@@ -107,7 +107,6 @@ class PatchLISTA(Block):
     """Deep K-SVD on ``channels`` image channels (in = out); defaults are the reference code's configuration."""
 
     type = "patch_lista"
-    family = "deep_ksvd"
     paper = "Scetbon, Elad & Milanfar, Deep K-SVD Denoising, TIP 2021 (DenoisingNet_MLP)"
 
     channels: int = 1

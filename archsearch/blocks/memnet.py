@@ -5,19 +5,31 @@ block ``H <- H + W2 t(W1 t(H))`` with ``t`` = BN then ReLU (Eq. (6)); in the ori
 **share** the conv weights W1, W2 within the block while each recursion has its own BNs. The R outputs are the
 short-term memory; the long-term memory is the list of earlier states ``[B_0, ..., B_{m-1}]`` (FENet output and
 previous blocks), which the graph feeds to this node as its inputs (dense concatenation edges, last input =
-current state). The *gate unit* is BN -> ReLU -> 1x1 conv over [short-term, long-term] back to ``channels``.
+current state). The *gate unit* is BN -> ReLU -> 1x1 conv over the concatenated memories back to ``channels``.
+
+As the Caffe model (github tyshiwo/MemNet ``caffe_files/MemNet_M6R6_80C64/MemNet_M6R6_80C64_train.prototxt`` and
+``test/MemNet_M6R6_80C64/MemNet_M6R6_80C64_deploy.prototxt``, commit 10b18e9): every conv has a bias (Caffe's
+default ``bias_term``; BN comes *before* each conv here, so a bias is not redundant); a Caffe ``BatchNorm`` +
+``Scale`` pair is one affine ``nn.BatchNorm2d`` (eps 1e-5 in both); the recursions of block m share
+``conv0m_wa/ba`` and ``conv0m_wb/bb`` (train prototxt param names) while each has its own BN+Scale; the gate's
+``concat0m`` reads the **long-term memories first** (``conv1``, ``conv_transition_01`` .. ``_0{m-1}``), then the
+recursions' outputs ``eltwise0m_01`` .. ``_0R`` (``gate_order: long_first``). ``gate_order: short_first`` is this
+repository's earlier order (short-term first), kept only so that its checkpoints still load; use
+:func:`gate_weight_permutation` to carry gate weights between the two orders.
 
 Ablations of Table 1: ``long_term=False`` (MemNet_NL) -- the node reads only B_{m-1} and the gate sees the
 short-term memory only; ``short_term=False`` (MemNet_NS) -- the gate sees only the last recursion's output.
 
 Roles: the recursions' convs ``conv``, their BNs ``normalization``, the gate's BN and 1x1 conv ``gate``.
-MACs per pixel: R x (2 convs + 2 BNs) + gate BN + gate 1x1 conv; residual additions and ReLUs excluded.
+MACs per pixel: R x (2 convs + 2 BNs) + gate BN + gate 1x1 conv; conv bias additions, residual additions and
+ReLUs excluded (the convention of every conv here).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Literal
 
 import torch
 from torch import nn
@@ -44,6 +56,7 @@ class MemoryBlockModule(nn.Module):
         self.gate = _BNReLUConv(spec.gate_in_channels, c, 1, spec.bias)
         self.short_term = spec.short_term
         self.long_term = spec.long_term
+        self.long_first = spec.gate_order == "long_first"
         self.relu = nn.ReLU()
 
     def forward(self, *memories: torch.Tensor) -> torch.Tensor:
@@ -55,7 +68,7 @@ class MemoryBlockModule(nn.Module):
             short.append(h)
         parts = short if self.short_term else short[-1:]
         if self.long_term:
-            parts = parts + list(memories)
+            parts = list(memories) + parts if self.long_first else parts + list(memories)
         return self.gate(torch.cat(parts, dim=1))
 
 
@@ -65,7 +78,6 @@ class MemoryBlock(Block):
     """One memory block; ``n_memories`` = number of long-term memories it reads (block m reads m)."""
 
     type = "memory_block"
-    family = "memnet"
     paper = "Tai et al., MemNet, ICCV 2017, Eq. (5)-(10), Table 1 (NL/NS)"
 
     channels: int = 64
@@ -75,7 +87,8 @@ class MemoryBlock(Block):
     short_term: bool = True
     share_weights: bool = True  # the original Caffe model shares the convs across recursions of a block
     kernel_size: int = 3
-    bias: bool = False  # every conv follows a BN; a bias would be redundant
+    bias: bool = True  # Caffe's convs have biases (BN precedes each conv, so a bias is not redundant)
+    gate_order: Literal["long_first", "short_first"] = "long_first"  # Caffe's concat0m: long-term first
 
     def check(self) -> None:
         positive(self, "channels", "recursions", "n_memories")
@@ -120,16 +133,40 @@ class MemoryBlock(Block):
         return f"{ctx.need(MemoryBlockModule)}({self.namespace('gate_in_channels')})"
 
 
+def gate_weight_permutation(block: MemoryBlock, order_from: str, order_to: str) -> list[int]:
+    """Index map for the gate's input channels (its BN parameters/statistics and its 1x1 conv's input axis) from
+    one ``gate_order`` to the other: ``new[..., j] = old[..., perm[j]]``."""
+    c = block.channels
+    short = (block.recursions if block.short_term else 1) * c
+    long = block.n_memories * c if block.long_term else 0
+    spans = {"short_first": {"short": (0, short), "long": (short, short + long)},
+             "long_first": {"long": (0, long), "short": (long, long + short)}}
+    if order_from not in spans or order_to not in spans:
+        raise SpecError("gate_order", f"must be long_first or short_first, got {order_from!r} -> {order_to!r}")
+    perm: list[int] = []
+    for part in ("long", "short") if order_to == "long_first" else ("short", "long"):
+        a, b = spans[order_from][part]
+        perm.extend(range(a, b))
+    return perm
+
+
 class MemNetReconModule(nn.Module):
     def __init__(self, spec: MemNetRecon):
         super().__init__()
-        self.recon = _BNReLUConv(spec.channels, spec.out_channels, spec.kernel_size, spec.bias)
-        # w_m initialised to 1/M: the ensemble starts as a plain average of the intermediate predictions.
+        n_norms = 1 if spec.shared_norm else spec.n_outputs
+        self.norms = nn.ModuleList(nn.BatchNorm2d(spec.channels) for _ in range(n_norms))
+        self.relu = nn.ReLU()
+        k = spec.kernel_size
+        self.conv = nn.Conv2d(spec.channels, spec.out_channels, k, padding=k // 2, bias=spec.bias)  # shared
+        # w_m initialised to 1/M: the ensemble starts as a plain average of the intermediate predictions (Caffe's
+        # Scale filler would start at 1; only the initialisation differs).
         self.weights = nn.Parameter(torch.full((spec.n_outputs,), 1.0 / spec.n_outputs))
         self.intermediate: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor, *states: torch.Tensor) -> torch.Tensor:
-        preds = [x + self.recon(b) for b in states]  # y_m = x + f_rec(B_m), Eq. (11)
+        # y_m = x + f_rec(B_m), Eq. (11): Caffe's bn/scale_conv_end_0m -> relu -> conv_end_0m (shared Recon_w/b)
+        preds = [x + self.conv(self.relu(self.norms[0 if len(self.norms) == 1 else i](b)))
+                 for i, b in enumerate(states)]
         if self.training:
             self.intermediate = preds  # read by the trainer for the multi-supervised loss, Eq. (12)
         out = preds[0] * self.weights[0]
@@ -141,23 +178,25 @@ class MemNetReconModule(nn.Module):
 @register_block
 @dataclass(frozen=True)
 class MemNetRecon(Block):
-    """Multi-supervised output: a shared ReconNet (BN-ReLU-conv) on every block's state, plus the input, and a
-    learned weighted average (paper Sec. 3.3, Eq. (11)-(12)). Inputs: the network input, then B_1..B_M.
+    """Multi-supervised output (paper Sec. 3.3, Eq. (11)-(12)), as the Caffe deploy prototxt: for every block
+    state B_m its own BN+Scale (``bn_conv_end_0m``), ReLU, then *one shared* conv (``Recon_w``, ``Recon_b``), plus
+    the input (``HR_recovery_0m``), times a learned weight (``weight_output_end_0m``), summed. Inputs: the network
+    input, then B_1..B_M. ``shared_norm: true`` is this repository's earlier variant (one BN for all outputs).
 
-    Roles: ReconNet conv ``conv``, its BN ``normalization``, the M averaging weights ``gate``.
+    Roles: ReconNet conv ``conv``, its BNs ``normalization``, the M averaging weights ``gate``.
     MACs per pixel: M x (BN + conv); the weighted average (M multiply-adds per output value) is elementwise
     and excluded.
     """
 
     type = "memnet_recon"
-    family = "memnet"
-    paper = "Tai et al., MemNet, ICCV 2017, Sec. 3.3"
+    paper = "Tai et al., MemNet, ICCV 2017, Sec. 3.3; Caffe deploy prototxt of M6R6"
 
     channels: int
     out_channels: int
     n_outputs: int
     kernel_size: int = 3
-    bias: bool = False
+    bias: bool = True  # Caffe's Recon_b
+    shared_norm: bool = False  # Caffe: one BN+Scale per output
 
     def check(self) -> None:
         positive(self, "channels", "out_channels", "n_outputs")
@@ -169,7 +208,9 @@ class MemNetRecon(Block):
 
     def params_by_role(self) -> dict[str, int]:
         c, o, k = self.channels, self.out_channels, self.kernel_size
-        return {"conv": c * o * k * k + (o if self.bias else 0), "normalization": 2 * c, "gate": self.n_outputs}
+        n_norms = 1 if self.shared_norm else self.n_outputs
+        return {"conv": c * o * k * k + (o if self.bias else 0), "normalization": 2 * c * n_norms,
+                "gate": self.n_outputs}
 
     def macs_per_pixel(self) -> Fraction:
         c, o, k = self.channels, self.out_channels, self.kernel_size
@@ -179,5 +220,4 @@ class MemNetRecon(Block):
         return MemNetReconModule(self)
 
     def export(self, ctx) -> str:
-        ctx.need(_BNReLUConv)
         return f"{ctx.need(MemNetReconModule)}({self.namespace()})"

@@ -39,7 +39,6 @@ class Add(Block):
     """Sum of ``n_inputs`` tensors of equal shape; the last input (the branch) is scaled by ``branch_scale``."""
 
     type = "add"
-    family = "merge"
     paper = "He et al. CVPR 2016 (residual learning)"
 
     channels: int
@@ -78,7 +77,6 @@ class Concat(Block):
     """Channel concatenation of inputs with the given channel counts."""
 
     type = "concat"
-    family = "merge"
     paper = "Huang et al. CVPR 2017 (dense links)"
 
     channels: tuple[int, ...]

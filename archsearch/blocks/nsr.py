@@ -14,18 +14,39 @@ Regimes (paper Tables 2 and 3):
 * ``same_flops`` -- each group is as wide as the dense hidden layer: conv MACs ~ the dense block's, parameters
   ~ k x.
 
-Selection: softmax with temperature tau, sigmoid, or none (raw MLP output), as in the Table 1 ablation; separate
-MLPs for the two convs around the ReLU (the paper's better choice, 34.87 vs 34.85 dB) or one shared. Pooling:
-``pool: 0`` is global average pooling (the reference code, github ychfan/pt_ir ``models/wdsr_nsr.py``);
-``pool: p`` pools p x p patches, each with its own kernels (the paper's per-patch selection). With patches the
-image is padded to a multiple of p, and each patch's conv reads a halo of (kernel_size - 1) / 2 pixels from its
-neighbours, so the result equals a per-pixel choice of kernel by the pixel's patch.
+Layouts (``layout``):
 
-Roles: grouped conv weights ``conv``; the selection MLP(s) ``selection``.
+* ``reference`` (default) -- the authors' code, github ychfan/pt_ir ``models/wdsr_nsr.py`` (commit bb6933c):
+  *each* conv is a sparse conv with its own selection MLP reading the pooled *input of that conv* (conv1: the
+  block input, c values; conv2: the hidden activation after ReLU, g values); the k groups and d cardinal groups
+  lie on each conv's **output** channels (paper Eq. 10: "concat is concatenation along the axis of output
+  channels"), and each of the k groups has its own bias, aggregated with the same weights as the kernels.
+* ``hidden_groups`` -- the block as the paper's Eq. 4 and 9 write it, kept as an ablation: "the hidden neurons
+  are divided into k groups" and ``W_2 = [W_2^1, ..., W_2^k]`` is split along the hidden neurons it reads, so
+  conv2's groups and cardinal groups lie on its *input* channels, both MLPs read the pooled block input, and
+  conv2 has one bias of c values. (It was this repository's only form before issue 10.)
+
+``weight_norm`` (reference layout): every conv's (k x out)-row weight is ``W = gain * V / ||V||`` with one gain per
+row (``torch.nn.utils.weight_norm``, dim 0), *before* the aggregation, as in the reference. The reference
+initialises conv1's gains to 2 and conv2's to ``res_scale`` (1/sqrt(#blocks)) with zero biases: its residual
+scaling is conv2's learnable gain, so here ``branch_scale`` is that initial gain and no fixed multiplier is applied;
+without ``weight_norm`` it multiplies the branch.
+
+Selection: softmax over the k groups (``temperature`` tau; the reference has none, tau = 1), sigmoid, or none (raw
+MLP output), as in the Table 1 ablation; the MLP's k x d outputs are read group-major (the reference's
+``view(-1, k, d)``); separate MLPs for the two convs around the ReLU (the paper's better choice, 34.87 vs
+34.85 dB) or one shared (both convs use conv1's weights beta). Pooling: ``pool: 0`` is global average pooling (the
+reference code); ``pool: p`` pools p x p patches, each with its own kernels (the paper's per-patch selection).
+With patches the image is padded to a multiple of p, and each patch's conv reads a halo of (kernel_size - 1) / 2
+pixels from its neighbours, so the result equals a per-pixel choice of kernel by the pixel's patch.
+
+Roles: grouped conv weights, biases and weight-norm gains ``conv``; the selection MLP(s) ``selection``.
 MACs for one image (exact, :meth:`NSRResBlock.macs`): conv1 + conv2 on the (padded) pixels with the aggregated
-kernels, one average pooling (1 MAC per pooled input value), and per selection unit (the image, or each patch):
-the MLP(s) and the kernel aggregation (k MACs per aggregated weight or bias). ReLU, softmax/sigmoid and the
-residual addition are elementwise and excluded.
+kernels, the average poolings (1 MAC per pooled value: the input, and in the reference layout the hidden
+activation), per selection unit (the image, or each patch) the MLP(s) and the kernel aggregation (k MACs per
+aggregated weight or bias), and once per forward pass the weight-norm squared norms (1 MAC per weight; the
+rescaling by gain / norm is elementwise). ReLU, softmax/sigmoid and the residual addition are elementwise and
+excluded.
 """
 
 from __future__ import annotations
@@ -56,65 +77,109 @@ class NSRResBlockModule(nn.Module):
         c, g, k, d, ks = spec.channels, spec.group_width, spec.sparsity_groups, spec.cardinality, spec.kernel_size
         self.c, self.g, self.k, self.d, self.ks = c, g, k, d, ks
         self.pool, self.temperature, self.selection = spec.pool, spec.temperature, spec.selection
-        self.branch_scale = spec.branch_scale
-        # Kernels laid out by (group, cardinal group, ...) so that aggregation is one bmm per conv.
+        self.reference = spec.layout == "reference"
+        self.weight_norm = spec.weight_norm
+        self.branch_scale = 1.0 if spec.weight_norm else spec.branch_scale  # with weight norm: gain2's init
+        # Kernels laid out (sparsity group, cardinal group, output channels of the cardinal group, ...): the row
+        # order of the reference's (k * out, in, ks, ks) weight, so aggregation is one bmm per conv.
         self.weight1 = nn.Parameter(torch.empty(k, d, g // d, c, ks, ks))
-        self.weight2 = nn.Parameter(torch.empty(k, d, c, g // d, ks, ks))
         self.bias1 = nn.Parameter(torch.empty(k, d, g // d)) if spec.bias else None
-        self.bias2 = nn.Parameter(torch.empty(c)) if spec.bias else None
+        if self.reference:  # groups and cardinals on conv2's *output* channels, k biases aggregated (Eq. 10)
+            self.weight2 = nn.Parameter(torch.empty(k, d, c // d, g, ks, ks))
+            self.bias2 = nn.Parameter(torch.empty(k, d, c // d)) if spec.bias else None
+        else:  # hidden_groups: groups and cardinals on conv2's *input* (hidden) channels, one bias
+            self.weight2 = nn.Parameter(torch.empty(k, d, c, g // d, ks, ks))
+            self.bias2 = nn.Parameter(torch.empty(c)) if spec.bias else None
         # Same bounds as nn.Conv2d's default init (kaiming_uniform with a=sqrt(5) -> U(+-1/sqrt(fan_in))).
         for p, fan_in in ((self.weight1, c * ks * ks), (self.weight2, g * ks * ks),
                           (self.bias1, c * ks * ks), (self.bias2, g * ks * ks)):
             if p is not None:
                 nn.init.uniform_(p, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
-        self.select1 = _mlp(c, spec.mlp_hidden, d * k)
-        self.select2 = None if spec.shared_selection else _mlp(c, spec.mlp_hidden, d * k)
+        if spec.weight_norm:
+            # torch.nn.utils.weight_norm(dim=0) on each (k * out)-row weight: W = gain * V / ||V||, one gain per
+            # row. Init as the reference Block: conv1's gain 2.0, conv2's gain the residual scale, zero biases.
+            self.gain1 = nn.Parameter(torch.full((k, d, g // d), 2.0))
+            self.gain2 = nn.Parameter(torch.full((k, d, c // d), float(spec.branch_scale)))
+            for p in (self.bias1, self.bias2):
+                if p is not None:
+                    nn.init.zeros_(p)
+        self.select1 = _mlp(c, spec.mlp_hidden, k * d)
+        # the reference's conv2 MLP reads its own input, the pooled hidden activation (width g)
+        self.select2 = None if spec.shared_selection else _mlp(g if self.reference else c, spec.mlp_hidden, k * d)
 
     def _beta(self, mlp: nn.Module, pooled: torch.Tensor) -> torch.Tensor:
-        logits = mlp(pooled).view(-1, self.d, self.k)
+        """Selection weights (units, k, d): the MLP's outputs read group-major, as the reference's view."""
+        logits = mlp(pooled).view(-1, self.k, self.d)
         if self.selection == "softmax":
-            return torch.softmax(logits / self.temperature, dim=-1)
+            return torch.softmax(logits / self.temperature if self.temperature != 1.0 else logits, dim=1)
         if self.selection == "sigmoid":
             return torch.sigmoid(logits)
         return logits
 
     @staticmethod
     def _aggregate(beta: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """sum_i beta[n, j, i] * weight[i, j, ...] for every unit n and cardinal group j -> (n, d, rest)."""
+        """sum_i beta[n, i, j] * weight[i, j, ...] for every unit n and cardinal group j -> (n, d, rest)."""
         k, d = weight.shape[:2]
-        out = torch.bmm(beta.permute(1, 0, 2), weight.reshape(k, d, -1).permute(1, 0, 2))
+        out = torch.bmm(beta.permute(2, 0, 1), weight.reshape(k, d, -1).permute(1, 0, 2))
         return out.permute(1, 0, 2)
 
-    def _kernels(self, beta1: torch.Tensor, beta2: torch.Tensor):
-        n, c, g, ks = beta1.shape[0], self.c, self.g, self.ks
-        w1 = self._aggregate(beta1, self.weight1).reshape(n * g, c, ks, ks)
-        w2 = self._aggregate(beta2, self.weight2).reshape(n, self.d, c, g // self.d, ks, ks)
+    @staticmethod
+    def _normed(v: torch.Tensor, gain) -> torch.Tensor:
+        if gain is None:
+            return v
+        return v * (gain[..., None, None, None] / torch.linalg.vector_norm(v, dim=(-3, -2, -1), keepdim=True))
+
+    def kernels1(self, beta1: torch.Tensor):
+        """conv1's aggregated kernels and biases for every unit: (n * g, c, ks, ks), (n * g)."""
+        n, ks = beta1.shape[0], self.ks
+        w = self._normed(self.weight1, getattr(self, "gain1", None))
+        w1 = self._aggregate(beta1, w).reshape(n * self.g, self.c, ks, ks)
+        b1 = self._aggregate(beta1, self.bias1).reshape(n * self.g) if self.bias1 is not None else None
+        return w1, b1
+
+    def kernels2(self, beta2: torch.Tensor):
+        """conv2's aggregated kernels and biases for every unit: (n * c, g, ks, ks), (n * c)."""
+        n, c, g, ks = beta2.shape[0], self.c, self.g, self.ks
+        w = self._normed(self.weight2, getattr(self, "gain2", None))
+        if self.reference:
+            w2 = self._aggregate(beta2, w).reshape(n * c, g, ks, ks)
+            b2 = self._aggregate(beta2, self.bias2).reshape(n * c) if self.bias2 is not None else None
+            return w2, b2
+        w2 = self._aggregate(beta2, w).reshape(n, self.d, c, g // self.d, ks, ks)
         w2 = w2.permute(0, 2, 1, 3, 4, 5).reshape(n * c, g, ks, ks)
-        b1 = self._aggregate(beta1, self.bias1).reshape(n * g) if self.bias1 is not None else None
         b2 = self.bias2.repeat(n) if self.bias2 is not None else None
-        return w1, b1, w2, b2
+        return w2, b2
+
+    def _beta2(self, beta1: torch.Tensor, pooled: torch.Tensor, pooled_hidden) -> torch.Tensor:
+        if self.select2 is None:
+            return beta1
+        return self._beta(self.select2, pooled_hidden() if self.reference else pooled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         if self.pool == 0:
             pooled = F.adaptive_avg_pool2d(x, 1).flatten(1)
             beta1 = self._beta(self.select1, pooled)
-            beta2 = beta1 if self.select2 is None else self._beta(self.select2, pooled)
-            w1, b1, w2, b2 = self._kernels(beta1, beta2)
+            w1, b1 = self.kernels1(beta1)
             # Batched grouped conv: every image has its own aggregated kernel (groups = batch).
-            y = F.conv2d(x.reshape(1, b * c, h, w), w1, b1, padding=self.ks // 2, groups=b)
-            y = F.conv2d(F.relu(y), w2, b2, padding=self.ks // 2, groups=b).view(b, c, h, w)
+            y = F.relu(F.conv2d(x.reshape(1, b * c, h, w), w1, b1, padding=self.ks // 2, groups=b))
+            beta2 = self._beta2(beta1, pooled,
+                                lambda: F.adaptive_avg_pool2d(y.view(b, self.g, h, w), 1).flatten(1))
+            w2, b2 = self.kernels2(beta2)
+            y = F.conv2d(y, w2, b2, padding=self.ks // 2, groups=b).view(b, c, h, w)
         else:
             p = self.pool
             hp, wp = -(-h // p) * p, -(-w // p) * p
             xp = F.pad(x, (0, wp - w, 0, hp - h)) if (hp, wp) != (h, w) else x
             pooled = F.avg_pool2d(xp, p).permute(0, 2, 3, 1).reshape(-1, c)  # (b * nh * nw, c)
             beta1 = self._beta(self.select1, pooled)
-            beta2 = beta1 if self.select2 is None else self._beta(self.select2, pooled)
-            w1, b1, w2, b2 = self._kernels(beta1, beta2)
+            w1, b1 = self.kernels1(beta1)
             y = F.relu(self._patch_conv(xp, w1, b1, self.g))
             if (hp, wp) != (h, w):  # the second conv must see zeros outside the image, as a full conv would
                 y = F.pad(y[:, :, :h, :w], (0, wp - w, 0, hp - h))
+            beta2 = self._beta2(beta1, pooled,
+                                lambda: F.avg_pool2d(y, p).permute(0, 2, 3, 1).reshape(-1, self.g))
+            w2, b2 = self.kernels2(beta2)
             y = self._patch_conv(y, w2, b2, c)[:, :, :h, :w]
         return x + (y * self.branch_scale if self.branch_scale != 1.0 else y)
 
@@ -136,7 +201,6 @@ class NSRResBlock(Block):
     """Sparse residual block; ``hidden_channels`` is the dense block's hidden width N."""
 
     type = "nsr_residual"
-    family = "nsr"
     paper = "Fan et al., Neural Sparse Representation for Image Restoration, NeurIPS 2020, Sec. 3, Tables 1-3"
 
     channels: int
@@ -146,12 +210,14 @@ class NSRResBlock(Block):
     cardinality: int = 1
     regime: Literal["same_size", "same_flops"] = "same_size"
     pool: int = 0  # 0: global average pooling (reference code); p: p x p patches
-    temperature: float = 1.0  # tau = 1 was best in Table 1 (34.87 dB)
+    temperature: float = 1.0  # tau = 1 was best in Table 1 (34.87 dB); the reference code has none (= 1)
     selection: Literal["softmax", "sigmoid", "none"] = "softmax"
     shared_selection: bool = False  # separate selection for the two convs was better (paper Sec. 4.1)
     mlp_hidden: int = 0  # 0: a single Linear layer (reference code)
     bias: bool = True
-    branch_scale: float = 1.0
+    branch_scale: float = 1.0  # fixed multiplier of the branch; with weight_norm: conv2's initial gain
+    layout: Literal["reference", "hidden_groups"] = "reference"
+    weight_norm: bool = False  # the reference wraps every conv in torch.nn.utils.weight_norm
 
     def check(self) -> None:
         positive(self, "channels", "hidden_channels", "sparsity_groups", "cardinality")
@@ -162,6 +228,12 @@ class NSRResBlock(Block):
         if self.group_width % self.cardinality:
             raise SpecError("cardinality", f"must divide the group width {self.group_width} "
                                            f"(hidden_channels / sparsity_groups for same_size), got {self.cardinality}")
+        if self.layout == "reference" and self.channels % self.cardinality:
+            raise SpecError("cardinality", f"must divide channels {self.channels} (conv2's output channels carry "
+                                           f"the cardinal groups in the reference layout), got {self.cardinality}")
+        if self.weight_norm and self.layout != "reference":
+            raise SpecError("weight_norm", "is defined for layout 'reference' only (one gain per output row of "
+                                           "each conv's k groups), got layout 'hidden_groups'")
         if self.pool < 0:
             raise SpecError("pool", f"must be 0 (global) or a patch size >= 1, got {self.pool}")
         if not self.temperature > 0:
@@ -185,43 +257,76 @@ class NSRResBlock(Block):
         return self.channels
 
     # -- counting -------------------------------------------------------------------------------------
-    def _n_mlp(self) -> int:
-        return 1 if self.shared_selection else 2
+    @property
+    def _reference(self) -> bool:
+        return self.layout == "reference"
 
-    def _mlp_params(self) -> tuple[int, int]:
-        """(parameters, MACs) of one selection MLP for one selection unit."""
-        c, dk, h = self.channels, self.cardinality * self.sparsity_groups, self.mlp_hidden
+    def _mlp_inputs(self) -> tuple[int, ...]:
+        """Input width of each selection MLP: conv1's reads the block input; conv2's its own input (hidden, g)
+        in the reference layout, the block input in hidden_groups."""
+        if self.shared_selection:
+            return (self.channels,)
+        return (self.channels, self.group_width if self._reference else self.channels)
+
+    def _mlp_counts(self, cin: int) -> tuple[int, int]:
+        """(parameters, MACs) of one selection MLP reading ``cin`` pooled values, for one selection unit."""
+        dk, h = self.cardinality * self.sparsity_groups, self.mlp_hidden
         if h == 0:
-            return c * dk + dk, c * dk
-        return c * h + h + h * dk + dk, c * h + h * dk
+            return cin * dk + dk, cin * dk
+        return cin * h + h + h * dk + dk, cin * h + h * dk
+
+    def _conv_weights(self) -> int:
+        """Weights of one conv's k groups (both convs have g * c * ks^2 per group)."""
+        return self.sparsity_groups * self.group_width * self.channels * self.kernel_size**2
+
+    def _bias_counts(self) -> tuple[int, int]:
+        """(conv1 biases, conv2 biases): k per-group biases each in the reference layout; one conv2 bias in
+        hidden_groups."""
+        if not self.bias:
+            return 0, 0
+        k = self.sparsity_groups
+        return k * self.group_width, (k * self.channels if self._reference else self.channels)
 
     def _conv_params(self) -> int:
-        c, g, k, kk = self.channels, self.group_width, self.sparsity_groups, self.kernel_size**2
-        return k * (g * c * kk + (g if self.bias else 0)) + k * c * g * kk + (c if self.bias else 0)
+        k = self.sparsity_groups
+        gains = k * (self.group_width + self.channels) if self.weight_norm else 0
+        return 2 * self._conv_weights() + sum(self._bias_counts()) + gains
+
+    def _pooled_per_pixel(self) -> int:
+        """Values averaged per pixel: the block input, and the hidden activation for conv2's reference MLP."""
+        return self.channels + (self.group_width if self._reference and not self.shared_selection else 0)
 
     def _unit_macs(self) -> int:
-        """MACs paid once per selection unit (image or patch): MLP(s) and kernel aggregation."""
-        c, g, k, kk = self.channels, self.group_width, self.sparsity_groups, self.kernel_size**2
-        agg = k * (g * c * kk + (g if self.bias else 0)) + k * c * g * kk
-        return self._n_mlp() * self._mlp_params()[1] + agg
+        """MACs paid once per selection unit (image or patch): MLP(s) and kernel aggregation (k MACs per
+        aggregated weight; biases aggregated too where there are k of them)."""
+        b1, b2 = self._bias_counts()
+        agg = 2 * self._conv_weights() + b1 + (b2 if self._reference else 0)
+        return sum(self._mlp_counts(cin)[1] for cin in self._mlp_inputs()) + agg
+
+    def _image_macs(self) -> int:
+        """MACs paid once per forward pass: weight normalisation's squared norms (1 MAC per weight)."""
+        return 2 * self._conv_weights() if self.weight_norm else 0
 
     def params_by_role(self) -> dict[str, int]:
-        return {"conv": self._conv_params(), "selection": self._n_mlp() * self._mlp_params()[0]}
+        return {"conv": self._conv_params(),
+                "selection": sum(self._mlp_counts(cin)[0] for cin in self._mlp_inputs())}
+
+    def _pixel_macs(self) -> int:
+        c, g, kk = self.channels, self.group_width, self.kernel_size**2
+        return 2 * g * c * kk + self._pooled_per_pixel()  # conv1 + conv2 with aggregated kernels, + pooling
 
     def macs_per_pixel(self) -> Fraction:
-        c, g, kk = self.channels, self.group_width, self.kernel_size**2
-        per_pixel = Fraction(2 * g * c * kk + c)  # conv1 + conv2 with aggregated kernels, + pooling
+        per_pixel = Fraction(self._pixel_macs())
         if self.pool:
             per_pixel += Fraction(self._unit_macs(), self.pool**2)
         return per_pixel
 
     def macs(self, h: int, w: int) -> int:
-        c, g, kk = self.channels, self.group_width, self.kernel_size**2
         if self.pool == 0:
-            return (2 * g * c * kk + c) * h * w + self._unit_macs()
+            return self._pixel_macs() * h * w + self._unit_macs() + self._image_macs()
         p = self.pool
         nh, nw = -(-h // p), -(-w // p)
-        return (2 * g * c * kk + c) * nh * nw * p * p + nh * nw * self._unit_macs()
+        return self._pixel_macs() * nh * nw * p * p + nh * nw * self._unit_macs() + self._image_macs()
 
     def build(self) -> nn.Module:
         return NSRResBlockModule(self)

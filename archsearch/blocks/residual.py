@@ -50,7 +50,6 @@ class _ResidualModule(nn.Module):
 @dataclass(frozen=True)
 class ResidualBlock(Block):
     type = "residual"
-    family = "residual"
     paper = "He et al. 2016; EDSR (Lim et al. 2017); WDSR (Yu et al. 2018); SRResNet (Ledig et al. 2017)"
 
     channels: int
@@ -107,7 +106,6 @@ class ResidualBlock(Block):
 @dataclass(frozen=True)
 class Upsampler(Block):
     type = "upsampler"
-    family = "residual"
     paper = "Shi et al. CVPR 2016 (sub-pixel convolution); WDSR tail"
 
     in_channels: int

@@ -5,9 +5,13 @@ Paper, Eq. (3)-(4) and Fig. 2(b): ``d = H * ReLU(BN(z))`` with H a depthwise r x
 without bias, 2C per BN) -- the paper's count, reproduced exactly by the default fields.
 
 Every design of the paper's Fig. 6 is a choice of stages in the pipeline BN -> ReLU -> depthwise -> BN -> gate
-(see :data:`XUNIT_DESIGNS`); the official code (github kligvasser/xUnit) gates with a sigmoid, gives the depthwise
-conv a bias, and has a *slim* (depthwise -> BN -> sigmoid) and a *dense* (1x1 conv -> BN -> ReLU -> depthwise ->
-BN -> sigmoid) variant.
+(see :data:`XUNIT_DESIGNS`). The official code (github kligvasser/xUnit ``*/models/modules/activations.py``,
+commit 1643cd6) gates with a sigmoid, gives the depthwise conv a bias, defaults to **7x7** kernels and **no BN**
+(``batch_norm=False``: its BNs become identities), and has three modules: ``xUnit`` ([BN] -> ReLU -> depthwise ->
+[BN] -> sigmoid), ``xUnitS`` -- *slim* (depthwise -> [BN] -> sigmoid; the one its xSRResNet/xSRGAN generator uses,
+without BN, and its xDnCNN uses with BN) -- and ``xUnitD`` -- *dense* (1x1 conv -> [BN] -> ReLU -> depthwise -> [BN]
+-> sigmoid). The designs ``official``, ``slim`` and ``dense`` are those modules with the official defaults (no BN,
+7x7); ``official_bn``, ``slim_bn`` and ``dense_bn`` the same with ``batch_norm=True``.
 
 All parameters of an xUnit, its BNs included, have role ``activation``: that is the quantity of the paper's
 Fig. 4 ("percentage of parameters invested in the activations").
@@ -35,10 +39,14 @@ XUNIT_DESIGNS: dict[str, dict[str, object]] = {
     "BN+RL+CD": dict(pre_bn=True, relu=True, post_bn=False, gate="none"),
     "CD+GS": dict(pre_bn=False, relu=False, post_bn=False, gate="gaussian"),
     "RL+CD": dict(pre_bn=False, relu=True, post_bn=False, gate="none"),
-    "official": dict(pre_bn=True, relu=True, post_bn=True, gate="sigmoid", depthwise_bias=True),
-    "slim": dict(pre_bn=False, relu=False, post_bn=True, gate="sigmoid", depthwise_bias=True),
-    "dense": dict(pre_bn=True, relu=True, post_bn=True, gate="sigmoid", depthwise_bias=True, pointwise=True),
 }
+# The official code's modules (kernel_size=7, batch_norm=False by default), and their batch_norm=True forms.
+for _name, _stages in (("official", dict(relu=True)), ("slim", dict(relu=False)),
+                       ("dense", dict(relu=True, pointwise=True))):
+    XUNIT_DESIGNS[_name] = dict(pre_bn=False, post_bn=False, gate="sigmoid", depthwise_bias=True, kernel_size=7,
+                                **_stages)
+    # official_bn/dense_bn: BN before the ReLU; slim_bn: BN after the depthwise conv only (xUnitS has no pre-BN)
+    XUNIT_DESIGNS[f"{_name}_bn"] = {**XUNIT_DESIGNS[_name], "pre_bn": _name != "slim", "post_bn": True}
 
 
 class XUnitModule(nn.Module):
@@ -75,7 +83,6 @@ class XUnit(Block):
     """xUnit on ``channels`` channels; defaults are the paper's design with 9x9 depthwise filters."""
 
     type = "xunit"
-    family = "xunit"
     paper = "Kligvasser et al., xUnit, CVPR 2018, Eq. (4), Fig. 2(b), Fig. 6"
 
     channels: int
@@ -88,14 +95,18 @@ class XUnit(Block):
     pointwise: bool = False  # the official "dense" variant's leading 1x1 conv
 
     @classmethod
-    def design(cls, name: str, channels: int, kernel_size: int = 9) -> XUnit:
-        """An xUnit of a named design (keys of :data:`XUNIT_DESIGNS`)."""
+    def design(cls, name: str, channels: int, kernel_size: int | None = None) -> XUnit:
+        """An xUnit of a named design (keys of :data:`XUNIT_DESIGNS`); ``kernel_size`` None: the design's own
+        default (7 for the official code's designs, else the paper's 9)."""
         from ..errors import SpecError, did_you_mean
 
         if name not in XUNIT_DESIGNS:
             raise SpecError("design", f"unknown xUnit design {name!r}{did_you_mean(name, XUNIT_DESIGNS)}; "
                                       f"allowed: {', '.join(XUNIT_DESIGNS)}")
-        return cls(channels=channels, kernel_size=kernel_size, **XUNIT_DESIGNS[name])  # type: ignore[arg-type]
+        fields = {"kernel_size": 9, **XUNIT_DESIGNS[name]}
+        if kernel_size is not None:
+            fields["kernel_size"] = kernel_size
+        return cls(channels=channels, **fields)  # type: ignore[arg-type]
 
     def check(self) -> None:
         positive(self, "channels")

@@ -15,13 +15,11 @@ import hashlib
 import json
 import os
 import socket
-from pathlib import Path
 from typing import Any
 
 from ..errors import ArchsearchError
+from .sampling import INTERRUPTED, OBJECTIVE_ATTRS  # noqa: F401  (INTERRUPTED re-exported for readers)
 from .schema import Study
-
-INTERRUPTED = "interrupted: the worker running it died (crash, kill, power loss); re-queued"
 
 
 def _optuna():
@@ -48,46 +46,83 @@ def directions(study: Study) -> list[str]:
     return ["maximize"] + ["minimize"] * (len(study.config.search.objectives) - 1)
 
 
+def metric_names(study: Study) -> list[str]:
+    """Optuna's names of the objective values (optuna-dashboard and ``optuna trials`` show them)."""
+    objectives = study.config.search.objectives if study.config.search is not None else ("psnr",)
+    return [OBJECTIVE_ATTRS[o] for o in objectives]
+
+
+def display_url(study: Study) -> str:
+    """The ledger's URL as it may be printed: any password masked."""
+    from .storage import mask_url
+
+    return mask_url(study.storage_url)
+
+
 def storage_for(study: Study):
-    optuna = _optuna()
-    if study.storage_url.startswith("sqlite:///"):
-        Path(study.storage_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        # A generous lock timeout: several local workers write to one SQLite file.
-        return optuna.storages.RDBStorage(study.storage_url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.storages.RDBStorage(study.storage_url)
+    """The study's Optuna storage (:func:`archsearch.study.storage.make_storage`: checked, masked in errors,
+    safe when several processes create a new ledger at once)."""
+    from .storage import make_storage
+
+    return make_storage(study.storage_url)
+
+
+def check_storage(study: Study) -> None:
+    """A database server that cannot be reached is one line (masked URL and reason), before anything is written.
+    A default SQLite ledger needs no check: it is created inside the study folder."""
+    from .storage import sqlite_path
+
+    if sqlite_path(study.storage_url) is None:
+        storage_for(study)
+
+
+def _no_ledger(study: Study) -> ArchsearchError:
+    return ArchsearchError(f"no ledger for study {study.name!r} in {display_url(study)} "
+                           f"(run `archsearch run {study.path}` first)")
 
 
 def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None):
-    """The Optuna study of ``study`` (created if ``create``); refuses a ledger made by a different config."""
+    """The Optuna study of ``study`` (created if ``create``); refuses a ledger made by a different config.
+    Reading (``create=False``) a ledger that does not exist creates nothing."""
+    from .storage import create_or_load, sqlite_path
+
     optuna = _optuna()
+    path = sqlite_path(study.storage_url)
+    if not create and path is not None and not path.exists():
+        raise _no_ledger(study)
     storage = storage_for(study)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-    if study.name not in names:
-        if not create:
-            raise ArchsearchError(f"no ledger for study {study.name!r} in {study.storage_url} "
-                                  f"(run `archsearch run {study.path}` first)")
-        ostudy = optuna.create_study(study_name=study.name, storage=storage, directions=directions(study),
-                                     sampler=sampler, pruner=pruner)
-        ostudy.set_user_attr("fingerprint", config_fingerprint(study))
-        ostudy.set_user_attr("study_file", str(study.path))
-        ostudy.set_user_attr("profile", study.profile)
-        ostudy.set_user_attr("fidelity", study.config.fidelity)
-        ostudy.set_user_attr("search_space", study.space.name)
+    if not create:
+        try:
+            return optuna.load_study(study_name=study.name, storage=storage, sampler=sampler, pruner=pruner)
+        except KeyError:  # Optuna's "no such study"
+            raise _no_ledger(study) from None
+    ostudy, created = create_or_load(storage, study.name, directions(study), sampler=sampler, pruner=pruner,
+                                     user_attrs={"fingerprint": config_fingerprint(study),
+                                                 "study_file": str(study.path), "profile": study.profile,
+                                                 "fidelity": study.config.fidelity,
+                                                 "search_space": study.space.name})
+    if created:
+        import warnings
+
+        with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna 5, and the only way
+            warnings.simplefilter("ignore")
+            ostudy.set_metric_names(metric_names(study))
         return ostudy
-    ostudy = optuna.load_study(study_name=study.name, storage=storage, sampler=sampler, pruner=pruner)
     stored = ostudy.user_attrs.get("fingerprint")
-    if create and stored and stored != config_fingerprint(study):
+    if stored and stored != config_fingerprint(study):
         raise ArchsearchError(
-            f"{study.path}: the ledger of study {study.name!r} ({study.storage_url}) was written with a different "
-            "configuration; results would mix. Use --fresh to start over, or give the study a new name")
+            f"{study.path}: the ledger of study {study.name!r} ({display_url(study)}) was written with a "
+            "different configuration; results would mix. Use --fresh to start over, or give the study a new name")
     return ostudy
 
 
 def delete_study(study: Study) -> None:
     optuna = _optuna()
     storage = storage_for(study)
-    if study.name in [s.study_name for s in optuna.get_all_study_summaries(storage)]:
+    try:
         optuna.delete_study(study_name=study.name, storage=storage)
+    except KeyError:  # nothing to delete
+        pass
 
 
 def this_host() -> str:
@@ -104,23 +139,39 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def recover_stale(ostudy, *, all_hosts: bool = False) -> list[Any]:
+#: A RUNNING trial with no host/pid yet is taken for dead after this long (its worker died between Optuna's
+#: ``ask()`` and recording who runs it; a live worker records itself within milliseconds).
+UNCLAIMED_AFTER_S = 30.0
+
+
+def recover_stale(ostudy, *, owner_only: bool = False) -> list[Any]:
     """Mark RUNNING trials whose worker is gone as FAIL (reason :data:`INTERRUPTED`) and return them.
 
-    A trial is stale if it runs on this host under a pid that no longer exists (or any host with
-    ``all_hosts``, for a single-machine SQL server after a crash). The caller re-queues their configuration.
+    A trial is stale when it runs on this host under a pid that no longer exists, or has no host/pid recorded
+    and started over :data:`UNCLAIMED_AFTER_S` ago. ``owner_only``: the caller holds the study folder's run lock
+    and the ledger is a local SQLite file, so no live worker can run a trial it did not start -- every RUNNING
+    trial is stale. The caller re-queues what is missing (:func:`archsearch.study.runner.prepare`).
     """
-    optuna = _optuna()
+    import datetime as dt
+
     from optuna.trial import TrialState
 
     stale = []
     host = this_host()
+    now = dt.datetime.now()
     for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         t_host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
-        if all_hosts or (t_host == host and (pid is None or not _alive(int(pid)))):
-            storage = ostudy._storage  # noqa: SLF001 - Optuna's storage API is the only way to fail another's trial
+        if owner_only:
+            dead = True
+        elif t_host is None or pid is None:
+            started = t.datetime_start or now
+            dead = (now - started).total_seconds() > UNCLAIMED_AFTER_S
+        else:
+            dead = t_host == host and not _alive(int(pid))
+        if dead:
+            # Optuna's public API finishes only the caller's own trials; its storage API finishes another's.
+            storage = ostudy._storage  # noqa: SLF001
             storage.set_trial_user_attr(t._trial_id, "fail_reason", INTERRUPTED)  # noqa: SLF001
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001
             stale.append(t)
-    del optuna
     return stale

@@ -1,10 +1,14 @@
 """Ray Tune executor: the same trials, the same Optuna ledger, fanned out over a Ray cluster.
 
-* Sweeps: the grid points are queued in the ledger as for the local executor; Ray runs one Tune trial per
-  queued point (``tune.grid_search`` over slots), each claiming a point and running it with the same code.
+Every trial runs through :func:`archsearch.study.trial.run_trial`, as locally, so a Ray trial's attributes are the
+local executor's, key for key.
+
+* Sweeps: the grid points are queued in the ledger as for the local executor; Ray runs one Tune trial per queued
+  point (``tune.grid_search`` over slots), each claiming a point with the local executor's ``claim_and_run``.
 * Searches: Ray Tune's ``OptunaSearch`` with ``storage`` and ``study_name`` set to the study's ledger samples the
-  configurations (define-by-run, the same ``suggest_search`` as locally), and an ASHA scheduler stops weak
-  trials early on the validation PSNR; stopped trials are recorded PRUNED, diverged ones FAIL with their reason.
+  configurations (define-by-run, the same ``suggest_search`` as locally), and an ASHA scheduler stops weak trials
+  early on the validation PSNR. Each validation PSNR is written once, by the searcher, at its *training step*
+  (not Ray's iteration count); scheduler-stopped trials are recorded PRUNED, failed ones FAIL with their reason.
 
 ``executor.address`` connects to an existing cluster (``auto`` or ``ray://head:10001``); without it a local Ray
 runtime is started for the run and shut down afterwards. ``cpus_per_trial`` / ``gpus_per_trial`` set each
@@ -20,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from . import ledger as L
+from .sampling import count_states, distributions, sampler, search_label, search_target, suggest_search
 from .schema import Study, load_study
+from .trial import run_trial
+
+
+def _origin(study: Study):
+    """The study file (absolute: Ray workers may run elsewhere) or the mapping it was loaded from."""
+    return study.source if study.source is not None else str(Path(study.path).resolve())
 
 
 def _set_threads(cpus: float) -> None:
@@ -29,103 +40,121 @@ def _set_threads(cpus: float) -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
-def _sweep_trainable(config: dict[str, Any], *, path: str, profile: str, output_dir: str, cpus: float) -> None:
+def _sweep_trainable(config: dict[str, Any], *, path, profile: str, output_dir: str, cpus: float) -> None:
     from ray import tune
 
-    from .runner import _distributions, claim_and_run
+    from .claims import claim_and_run
     from .trial import plan_sweep
 
     _set_threads(cpus)
     study = load_study(path, profile, output_dir)
     ostudy = L.open_study(study, create=False)
-    dists = _distributions(plan_sweep(study)[0])
-    claim_and_run(study, ostudy, dists,
-                  extra_report=lambda step, v: tune.report({"val_psnr": float(v), "step": int(step)}))
+    claim_and_run(study, ostudy, distributions(plan_sweep(study)[0]))
     tune.report({"claimed": 1})
 
 
-def _search_trainable(config: dict[str, Any], *, path: str, profile: str, output_dir: str, cpus: float) -> None:
-    from ray import tune
+class _StorageRecorder:
+    """:class:`~archsearch.study.trial.Recorder` over the ledger row of the trial OptunaSearch asked for. The
+    validation PSNR goes to Ray Tune only: the searcher writes it to the ledger (once, at its step)."""
 
-    from .runner import suggest_search
-    from .trial import TrialFailed, execute, failure_log, worker_identity
+    def __init__(self, storage, trial_id: int, number: int):
+        self.storage, self.trial_id, self.number = storage, trial_id, number
+        self.curve: list[list[float]] = []
+
+    def set_attr(self, key: str, value: Any) -> None:
+        self.storage.set_trial_user_attr(self.trial_id, key, value)
+
+    def report(self, step: int, value: float) -> None:
+        from ray import tune
+
+        # the curve so far: a trial ASHA stops is killed inside tune.report, before run_trial returns
+        self.curve.append([int(step), float(value)])
+        self.set_attr("val_curve", self.curve)
+        tune.report({"psnr": float(value), "step": int(step), "finished": False})
+
+    def should_prune(self) -> bool:
+        return False  # ASHA stops the trial between reports
+
+
+def _search_trainable(config: dict[str, Any], *, path, profile: str, output_dir: str, cpus: float) -> None:
+    import optuna
+    from ray import tune
 
     _set_threads(cpus)
     study = load_study(path, profile, output_dir)
     ostudy = L.open_study(study, create=False)
     number = int(config["trial_number"])
     frozen = next(t for t in ostudy.get_trials(deepcopy=False) if t.number == number)
-    storage, trial_id = ostudy._storage, frozen._trial_id  # noqa: SLF001 - writing attrs of Ray's Optuna trial
-    import optuna
-
     design, args = suggest_search(study, optuna.trial.FixedTrial(frozen.params, number))
-    for k, v in worker_identity().items():
-        storage.set_trial_user_attr(trial_id, k, v)
-
-    def report(step: int, val_psnr: float) -> None:
-        if val_psnr is not None and math.isfinite(val_psnr):
-            storage.set_trial_intermediate_value(trial_id, int(step), float(val_psnr))
-            tune.report({"psnr": float(val_psnr), "step": int(step), "finished": False})
-
-    def on_spec(attrs: dict[str, Any]) -> None:
-        for k, v in attrs.items():
-            storage.set_trial_user_attr(trial_id, k, v)
-
-    try:
-        results = [execute(study, design, args, seed, report=report if i == 0 else None,
-                           on_spec=on_spec if i == 0 else None)
-                   for i, seed in enumerate(study.config.seeds)]
-    except TrialFailed as err:
-        storage.set_trial_user_attr(trial_id, "fail_reason", err.reason)
-        tune.report({"failed": True, "finished": False})
-        return
-    except Exception as err:
-        storage.set_trial_user_attr(trial_id, "fail_reason", failure_log(study, number, err))
-        raise
-    attrs = dict(results[0])
-    attrs["psnr"] = sum(r["psnr"] for r in results) / len(results)
-    attrs["psnr_per_seed"] = [r["psnr"] for r in results]
-    for k, v in attrs.items():
-        storage.set_trial_user_attr(trial_id, k, v)
-    tune.report({"psnr": attrs["psnr"], "n_params": float(attrs["n_params"]),
-                 "macs": float(attrs["macs_per_pixel"]), "finished": True})
+    rec = _StorageRecorder(ostudy._storage, frozen._trial_id, number)  # noqa: SLF001 - Ray's Optuna trial
+    outcome = run_trial(study, ostudy, rec, design, args, list(study.config.seeds),
+                        label=search_label(design, args), dedupe=True)
+    for k, v in outcome.attrs.items():
+        rec.set_attr(k, v)
+    result: dict[str, Any] = {"finished": True, "state": outcome.state}
+    if outcome.values is not None:
+        result.update(zip(L.metric_names(study), outcome.values))
+    tune.report(result)
 
 
 class _DefineByRun:
     """OptunaSearch's define-by-run space: the same suggestions as the local executor, plus the Optuna trial number
     so the trainable can write its attributes to that trial. A picklable class (Tune checkpoints the searcher)."""
 
-    def __init__(self, path: str, profile: str):
+    def __init__(self, path, profile: str):
         self.path, self.profile = path, profile
 
     def __call__(self, trial) -> dict[str, Any]:
-        from .runner import suggest_search
-
         suggest_search(load_study(self.path, self.profile), trial)  # only the search space is read
         return {"trial_number": trial.number}
 
 
 def _searcher_class():
+    from optuna.trial import TrialState
     from ray.tune.search.optuna import OptunaSearch
 
     class LedgerOptunaSearch(OptunaSearch):
-        """OptunaSearch that records scheduler-stopped trials as PRUNED and failed ones as FAIL, so the ledger
-        reads the same as the local executor's (plain OptunaSearch would store their last intermediate value as a
-        COMPLETE result)."""
+        """OptunaSearch that writes each validation PSNR once, at its training step, and records trials as the
+        local executor does: scheduler-stopped trials PRUNED, failed ones FAIL, duplicates as their original."""
 
-        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-            if result is not None and not result.get("finished", False):
-                return super().on_trial_complete(trial_id, None, error or bool(result.get("failed")))
-            return super().on_trial_complete(trial_id, result, error)
+        def on_trial_result(self, trial_id: str, result: dict) -> None:
+            if isinstance(self.metric, list) or trial_id in self._completed_trials or result.get("finished"):
+                return  # Optuna keeps intermediate values for single-objective studies only
+            if "step" in result and self.metric in result:
+                self._ot_trials[trial_id].report(float(result[self.metric]), int(result["step"]))
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            if trial_id in self._completed_trials:
+                return
+            trial = self._ot_trials[trial_id]
+            metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+            if result and result.get("finished"):
+                state = result.get("state", "COMPLETE")
+                if state == "COMPLETE":
+                    values = [float(result[m]) for m in metrics]
+                    self._ot_study.tell(trial, values if len(values) > 1 else values[0])
+                else:
+                    self._ot_study.tell(trial, state=TrialState[state])
+            else:
+                if not error:  # stopped by the scheduler: Tune skips on_trial_result for the deciding result
+                    step = (result or {}).get("step")
+                    if step is not None and not isinstance(self.metric, list) and self.metric in result:
+                        trial.report(float(result[self.metric]), int(step))
+                    trial.set_user_attr("fail_reason", f"pruned at step {step} (stopped by ASHA)")
+                self._ot_study.tell(trial, state=TrialState.FAIL if error else TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
 
     return LedgerOptunaSearch
 
 
-def run_ray(study: Study, *, mode: str, workers: int) -> None:
+#: Rounds of Tuner.fit a search may take to train its target number of distinct configurations (proposals of an
+#: already-trained architecture are answered from the ledger and do not count).
+MAX_ROUNDS = 5
+
+
+def run_ray(study: Study, ostudy, *, mode: str, workers: int) -> None:
     import ray
     from ray import tune
-
-    from .runner import _counts, _pruner, _sampler
 
     ex = study.config.executor
     started = False
@@ -139,54 +168,55 @@ def run_ray(study: Study, *, mode: str, workers: int) -> None:
         started = True
     try:
         resources = {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial}
-        common = dict(path=str(Path(study.path).resolve()), profile=study.profile,
+        common = dict(path=_origin(study), profile=study.profile,
                       output_dir=str(Path(study.output_dir).resolve()), cpus=ex.cpus_per_trial)
         run_config = tune.RunConfig(storage_path=str((Path(study.output_dir) / "ray").resolve()),
                                     name=f"{mode}", verbose=0)
-        ostudy = L.open_study(study, create=False)
         if mode == "sweep":
-            n = _counts(ostudy)["waiting"]
-            if n == 0:
-                return
-            tuner = tune.Tuner(
-                tune.with_resources(partial(_sweep_trainable, **common), resources),
-                param_space={"slot": tune.grid_search(list(range(n)))},
-                tune_config=tune.TuneConfig(max_concurrent_trials=workers),
-                run_config=run_config,
-            )
-        else:
-            s = study.config.search
-            assert s is not None
-            c = _counts(ostudy)
-            remaining = s.n_trials - (c["complete"] + c["failed"] + c["pruned"])
+            n = count_states(ostudy.get_trials(deepcopy=False)).waiting
+            if n:
+                tune.Tuner(tune.with_resources(partial(_sweep_trainable, **common), resources),
+                           param_space={"slot": tune.grid_search(list(range(n)))},
+                           tune_config=tune.TuneConfig(max_concurrent_trials=workers),
+                           run_config=run_config).fit()
+            return
+        target = search_target(study)
+        for _ in range(MAX_ROUNDS):
+            c = count_states(ostudy.get_trials(deepcopy=False))
+            remaining = target - c.finished
             if remaining <= 0:
                 return
-
-            space = _DefineByRun(str(Path(study.path).resolve()), study.profile)
-            multi = len(s.objectives) > 1
-            metric = ["psnr"] + [("n_params" if o == "params" else "macs") for o in s.objectives[1:]] if multi \
-                else "psnr"
-            mode_ = ["max"] + ["min"] * (len(s.objectives) - 1) if multi else "max"
-            searcher = _searcher_class()(space=space, metric=metric, mode=mode_, study_name=study.name,
-                                         storage=L.storage_for(study), sampler=_sampler(study))
-            del _pruner  # the ASHA scheduler plays the pruner's role under Ray
-            scheduler = None
-            if not multi:
-                from ray.tune.schedulers import ASHAScheduler
-
-                steps = int(dict(study.config.training).get("steps", 1000))
-                every = int(dict(study.config.training).get("val_every", max(1, steps // 4))) or steps
-                scheduler = ASHAScheduler(time_attr="training_iteration", metric="psnr", mode="max",
-                                          max_t=max(2, steps // max(1, every) + 1), grace_period=1)
-            from ray.tune.search import ConcurrencyLimiter
-
-            tuner = tune.Tuner(
-                tune.with_resources(partial(_search_trainable, **common), resources),
-                tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=workers),
-                                            scheduler=scheduler, num_samples=remaining),
-                run_config=run_config,
-            )
-        tuner.fit()
+            _search_tuner(study, common, resources, run_config, workers, remaining).fit()
     finally:
         if started:
             ray.shutdown()
+
+
+def _search_tuner(study: Study, common: dict[str, Any], resources: dict[str, float], run_config, workers: int,
+                  n: int):
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    s = study.config.search
+    assert s is not None
+    space = _DefineByRun(_origin(study), study.profile)
+    names = L.metric_names(study)
+    multi = len(names) > 1
+    metric = names if multi else names[0]
+    mode = (["max"] + ["min"] * (len(names) - 1)) if multi else "max"
+    searcher = _searcher_class()(space=space, metric=metric, mode=mode, study_name=study.name,
+                                 storage=L.storage_for(study), sampler=sampler(study))
+    scheduler = None
+    if not multi and s.pruner != "none":  # ASHA plays the pruner's role under Ray
+        from ray.tune.schedulers import ASHAScheduler
+
+        from .sampling import validation_every
+
+        steps = int(dict(study.config.training).get("steps", 1000))
+        scheduler = ASHAScheduler(time_attr="training_iteration", metric="psnr", mode="max",
+                                  max_t=max(2, steps // validation_every(study) + 1), grace_period=1,
+                                  reduction_factor=s.reduction_factor)
+    return tune.Tuner(tune.with_resources(partial(_search_trainable, **common), resources),
+                      tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=workers),
+                                                  scheduler=scheduler, num_samples=n),
+                      run_config=run_config)

@@ -198,9 +198,12 @@ class SearchConfig:
     n_trials: int = 20
     objectives: tuple[str, ...] = ("psnr",)
     pruner: Literal["none", "median", "successive_halving", "hyperband"] = "none"
+    reduction_factor: int = 3  # successive halving / Hyperband (local) and ASHA (Ray): keep 1 in this many
 
     def __post_init__(self) -> None:
-        allowed = ("psnr", "params", "macs")
+        if self.reduction_factor < 2:
+            raise SpecError("reduction_factor", f"must be an integer >= 2, got {self.reduction_factor}")
+        allowed = ("psnr", "params", "macs", "latency")
         for i, o in enumerate(self.objectives):
             if o not in allowed:
                 raise SpecError(f"objectives[{i}]", f"must be one of {', '.join(allowed)}, got {o!r}")
@@ -239,6 +242,23 @@ class ExecutorConfig:
 
 
 @dataclass(frozen=True)
+class LatencyConfig:
+    """Inference latency measured at the end of every trial, on the training device, and stored with the trial
+    (``latency_ms_per_mp``: Optuna's tools sort and plot it; ``latency`` can be a search objective)."""
+
+    enabled: bool = True
+    size: tuple[int, int] = (128, 128)
+    warmup: int = 2
+    repeats: int = 5
+
+    def __post_init__(self) -> None:
+        if len(self.size) != 2 or any(v < 8 for v in self.size):
+            raise SpecError("size", f"must be [height, width], each >= 8, got {list(self.size)}")
+        if self.warmup < 0 or self.repeats < 1:
+            raise SpecError("repeats", f"need warmup >= 0 and repeats >= 1, got {self.warmup}, {self.repeats}")
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     name: str
     search_space: str
@@ -250,6 +270,7 @@ class StudyConfig:
     training: Mapping[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
     storage: str | None = None  # an SQLAlchemy URL; default: sqlite in the output folder
     output_dir: str | None = None  # default: runs/<name>
     description: str = ""
@@ -261,6 +282,8 @@ class StudyConfig:
             raise SpecError("sweep", "give exactly one of `sweep` (a grid) or `search` (TPE / NSGA-II)")
         if not self.seeds:
             raise SpecError("seeds", "must list at least one seed")
+        if self.search is not None and "latency" in self.search.objectives and not self.latency.enabled:
+            raise SpecError("latency.enabled", "the search minimises latency: it must be measured (true)")
 
 
 @dataclass(frozen=True)
@@ -273,17 +296,29 @@ class Study:
     profile: str
     output_dir: Path
     storage_url: str
+    source: Mapping[str, Any] | None = None  # the mapping a study was loaded from (None: from ``path``)
+
+    @property
+    def origin(self) -> str | Mapping[str, Any]:
+        """What :func:`load_study` re-reads in a worker process: the file, or the mapping."""
+        return self.source if self.source is not None else str(self.path)
 
     @property
     def name(self) -> str:
         return self.config.name if self.profile == "default" else f"{self.config.name}-{self.profile}"
 
 
-def load_study(path: str | Path, profile: str | None = None, output_dir: str | Path | None = None) -> Study:
-    """Load and validate a study file (and its search space); nothing is written. ``output_dir`` overrides the
-    file's output folder (``--output-dir``), and with it the default SQLite ledger inside it."""
-    path = Path(path)
-    data = _read_yaml(path)
+def load_study(path: str | Path | Mapping[str, Any], profile: str | None = None,
+               output_dir: str | Path | None = None) -> Study:
+    """Load and validate a study file -- or a mapping holding what such a file would (its search-space path is
+    then read from the working directory) -- and its search space; nothing is written. ``output_dir`` overrides
+    the file's output folder (``--output-dir``), and with it the default SQLite ledger inside it."""
+    source = None
+    if isinstance(path, Mapping):
+        source, data, path = dict(path), dict(path), Path("<mapping>")
+    else:
+        path = Path(path)
+        data = _read_yaml(path)
     if not isinstance(data, Mapping):
         raise ConfigError("", f"must be a mapping, got {type(data).__name__}", file=str(path))
     profiles = data.get("profiles") or {}
@@ -325,7 +360,12 @@ def load_study(path: str | Path, profile: str | None = None, output_dir: str | P
     else:
         out = Path("runs") / (config.name if chosen == "default" else f"{config.name}-{chosen}")
     storage = config.storage or f"sqlite:///{(out / 'ledger.db').resolve()}"
-    return Study(config, space, path, chosen, out, storage)
+    from .storage import check_url
+
+    problem = check_url(storage)
+    if problem:
+        raise ConfigError("storage", problem, file=str(path))
+    return Study(config, space, path, chosen, out, storage, source)
 
 
 def _check_task_and_training(config: StudyConfig) -> None:
@@ -342,12 +382,11 @@ def _check_task_and_training(config: StudyConfig) -> None:
 
 
 def _check_against_space(config: StudyConfig, space: SearchSpace) -> None:
-    for i, d in enumerate(space.designs):
+    for d in space.designs:
         if config.budget is not None and d.free_knob is None:
             raise SpecError("budget", f"design {d.name!r} of {space.path} has no free_knob to solve for the budget")
         if config.search is not None and config.budget is None and d.free_knob is not None:
             raise SpecError("budget", f"design {d.name!r} has a free_knob but the study gives no budget")
-        del i
     if config.sweep is not None:
         sw = config.sweep
         arg = sw.via if sw.over == "activation_param_pct" else sw.over

@@ -12,12 +12,13 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import ArchsearchError, BudgetError, SpecError
 from ..families import get_family
 from ..solver import Solution, solve
 from ..spec import GraphSpec
+from .sampling import OBJECTIVE_ATTRS
 from .schema import Design, Study
 
 
@@ -168,7 +169,7 @@ def _load_datasets(study: Study):
 
 
 def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int, *, report=None,
-            trial_number: int | None = None, progress: bool = False, on_spec=None) -> dict[str, Any]:
+            checkpoint_name: str | None = None, progress: bool = False, on_spec=None) -> dict[str, Any]:
     """Run one trial and return its attributes (counts, metrics, timings, paths).
 
     ``on_spec(attrs)`` receives the spec's attributes (hash, path, counts) before training starts, so a trial that
@@ -228,8 +229,7 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
         raise TrialFailed(f"diverged: test PSNR is {ev.psnr}")
     attrs["psnr"], attrs["ssim"], attrs["n_test_images"] = ev.psnr, ev.ssim, ev.n_images
     t2 = time.perf_counter()
-    ckpt = out / "checkpoints" / (f"trial_{trial_number}.safetensors" if trial_number is not None
-                                  else f"{spec.hash}_seed{seed}.safetensors")
+    ckpt = out / "checkpoints" / f"{checkpoint_name or f'{spec.hash}_seed{seed}'}.safetensors"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
 
@@ -239,6 +239,161 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
     attrs["overhead_s"] = t_overhead + (time.perf_counter() - t2)
     attrs["wall_time_s"] = time.perf_counter() - t_start
     return attrs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the one trial path: both executors call run_trial and record its Outcome
+# ---------------------------------------------------------------------------------------------------------
+class Recorder(Protocol):
+    """Where a running trial writes: the local executor wraps an Optuna trial, the Ray executor the storage row of
+    the trial that Ray Tune's OptunaSearch asked for. Each intermediate value is written once, at its step."""
+
+    number: int
+
+    def set_attr(self, key: str, value: Any) -> None: ...
+
+    def report(self, step: int, value: float) -> None: ...
+
+    def should_prune(self) -> bool: ...
+
+
+@dataclass
+class Outcome:
+    """How a trial ended: ``state`` (COMPLETE, PRUNED or FAIL), the attributes to store and, for COMPLETE, the
+    objective values in the order of the study's objectives."""
+
+    state: str
+    attrs: dict[str, Any]
+    values: list[float] | None = None
+
+
+def objective_values(study: Study, attrs: dict[str, Any]) -> list[float]:
+    """The objective values of a finished trial (PSNR first), in the order of ``search.objectives``."""
+    values = [float(attrs["psnr"])]
+    if study.config.search is not None:
+        for obj in study.config.search.objectives[1:]:
+            values.append(float(attrs[OBJECTIVE_ATTRS[obj]]))
+    return values
+
+
+def aggregate(results: list[dict[str, Any]], curve: list[list[float]]) -> dict[str, Any]:
+    """One trial's stored attributes from its seeds' results: the first seed's description (spec, counts,
+    arguments), the means of PSNR/SSIM/validation PSNR over the seeds, the per-seed values, summed times, every
+    checkpoint, and the validation curve of the first seed."""
+    attrs = dict(results[0])
+    n = len(results)
+    attrs["seeds"] = [r["seed"] for r in results]
+    for key in ("psnr", "ssim", "val_psnr"):
+        vals = [r.get(key) for r in results]
+        attrs[f"{key}_per_seed"] = vals
+        attrs[key] = sum(vals) / n if all(isinstance(v, (int, float)) for v in vals) else None
+    for key in ("wall_time_s", "train_time_s", "eval_time_s", "overhead_s"):
+        attrs[key] = sum(float(r.get(key) or 0.0) for r in results)
+    attrs["checkpoints"] = [r["checkpoint"] for r in results]
+    attrs["val_curve"] = curve
+    return attrs
+
+
+def find_finished(ostudy, spec_hash: str, *, exclude: int, wait_s: float = 2.0):
+    """The first finished trial that trained ``spec_hash`` (not itself a duplicate), waiting while another worker
+    still trains it; None when no trial has that architecture. Interrupted trials do not count."""
+    from .sampling import is_interrupted
+
+    while True:
+        same = [t for t in ostudy.get_trials(deepcopy=False)
+                if t.number != exclude and t.user_attrs.get("spec_hash") == spec_hash
+                and t.user_attrs.get("duplicate_of") is None and not is_interrupted(t)]
+        done = [t for t in same if t.state.name in ("COMPLETE", "PRUNED", "FAIL")]
+        if done:
+            return min(done, key=lambda t: t.number)
+        if not any(t.state.name == "RUNNING" and t.number < exclude for t in same):
+            return None
+        time.sleep(wait_s)
+
+
+def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[str, Any], seeds: list[int], *,
+              label: str | None = None, dedupe: bool = False, progress: bool = False) -> Outcome:
+    """Run one trial -- every seed -- and return how it ended; the only place trials are trained.
+
+    Records the worker's identity and the spec's attributes first (a trial that later fails or is pruned still
+    says what it was). With ``dedupe`` (searches), an architecture already trained by a finished trial is not
+    trained again: the outcome repeats that trial's, with ``duplicate_of`` set. Ctrl-C and kills propagate after
+    the trial is marked interrupted, so the caller re-queues it.
+    """
+    from .sampling import INTERRUPTED
+
+    for k, v in worker_identity().items():
+        rec.set_attr(k, v)
+    if label is not None:
+        rec.set_attr("label", label)
+    multi = study.config.search is not None and len(study.config.search.objectives) > 1
+    curve: list[list[float]] = []
+    spec_attrs: dict[str, Any] = {}
+
+    def on_spec(attrs: dict[str, Any]) -> None:
+        spec_attrs.update(attrs)
+        for k, v in attrs.items():
+            if k != "seed":
+                rec.set_attr(k, v)
+        if dedupe:
+            prev = find_finished(ostudy, attrs["spec_hash"], exclude=rec.number)
+            if prev is not None:
+                raise _Duplicate(prev)
+
+    def report(step: int, val_psnr: float) -> None:
+        if val_psnr is None or not math.isfinite(val_psnr):
+            return
+        curve.append([int(step), float(val_psnr)])
+        if not multi:  # Optuna keeps intermediate values for single-objective studies only
+            rec.report(int(step), float(val_psnr))
+            if rec.should_prune():
+                raise TrialPruned(f"pruned at step {step} (validation PSNR {val_psnr:.3f} dB)")
+
+    try:
+        results = []
+        for i, seed in enumerate(seeds):
+            name = f"trial_{rec.number}" if len(seeds) == 1 else f"trial_{rec.number}_seed{seed}"
+            results.append(execute(study, design, arguments, seed, report=report if i == 0 else None,
+                                   checkpoint_name=name, progress=progress, on_spec=on_spec if i == 0 else None))
+        attrs = aggregate(results, curve)
+        if study.config.latency.enabled:
+            attrs.update(trial_latency(study, attrs["spec_path"]))
+        return Outcome("COMPLETE", attrs, objective_values(study, attrs))
+    except _Duplicate as dup:
+        prev = dup.trial
+        keep = {k: v for k, v in prev.user_attrs.items() if k not in ("host", "pid", "label")}
+        attrs = {**keep, "duplicate_of": prev.number}
+        values = list(prev.values) if prev.state.name == "COMPLETE" else None
+        return Outcome(prev.state.name, attrs, values)
+    except TrialPruned as err:
+        return Outcome("PRUNED", {"fail_reason": str(err), "val_curve": curve})
+    except TrialFailed as err:
+        return Outcome("FAIL", {"fail_reason": err.reason, "val_curve": curve})
+    except (KeyboardInterrupt, SystemExit):
+        rec.set_attr("fail_reason", INTERRUPTED)
+        raise
+    except Exception as err:  # one trial's bug never ends the study
+        return Outcome("FAIL", {"fail_reason": failure_log(study, rec.number, err)})
+
+
+class _Duplicate(Exception):
+    def __init__(self, trial):
+        super().__init__(f"same architecture as trial {trial.number}")
+        self.trial = trial
+
+
+def trial_latency(study: Study, spec_path: str) -> dict[str, Any]:
+    """Latency of the trial's architecture measured where it was trained (fresh weights: the architecture, not
+    the trained values, sets the time), stored per trial so Optuna's tools can sort and plot it."""
+    from ..latency import measure_latency
+    from ..spec import GraphSpec
+
+    lat = study.config.latency
+    res = measure_latency(GraphSpec.from_file(spec_path), device=str(dict(study.config.training).get("device",
+                                                                                                     "auto")),
+                          size=tuple(lat.size), warmup=lat.warmup, repeats=lat.repeats)
+    return {"latency_ms_per_mp": res["ms_per_mp"], "latency_device": res["device"],
+            "latency_input": f"{lat.size[0]}x{lat.size[1]}"}
 
 
 def failure_log(study: Study, trial_number: int, err: BaseException) -> str:

@@ -1,19 +1,32 @@
-"""``archsearch run`` and ``archsearch status``."""
+"""``archsearch run`` and ``archsearch status``.
+
+``run`` exits 0 when the study is complete, 3 when trials are left (queued or interrupted: re-run to resume), 4
+when every trial failed, 2 on bad input (one line, nothing written) and 130 on Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from .args import add_study_args, load_study_args
+
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .study.runner import run_study
-    from .study.schema import load_study
+    from ..study.runner import run_study
 
-    study = load_study(args.study, args.profile, args.output_dir)
+    study = load_study_args(args)
     summary = run_study(study, executor=args.executor, workers=args.workers, fresh=args.fresh)
-    print(f"done in {summary.wall_time_s:.0f} s: {summary.complete} complete, {summary.failed} failed, "
-          f"{summary.pruned} pruned, {summary.infeasible} grid points off the budget")
+    dups = f", {summary.duplicates} proposals answered from earlier trials" if summary.duplicates else ""
+    counts = (f"{summary.complete} complete, {summary.failed} failed, {summary.pruned} pruned, "
+              f"{summary.infeasible} grid points off the budget{dups}")
+    if summary.status == "complete":
+        print(f"done in {summary.wall_time_s:.0f} s: {counts}")
+    elif summary.status == "failed":
+        print(f"failed in {summary.wall_time_s:.0f} s: every trial failed ({counts}); see "
+              f"`archsearch status {args.study}`")
+    else:
+        print(f"incomplete after {summary.wall_time_s:.0f} s: {summary.left} planned trials not finished "
+              f"({counts}); re-run the same command to resume")
     for name in ("results.csv", "summary.csv", "psnr_vs_activation.png", "psnr_vs_params.png"):
         path = summary.output_dir / name
         if path.exists():
@@ -27,20 +40,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             view = s[cols].rename(columns={"activation_param_pct": "act %", "psnr_mean": "PSNR mean",
                                            "psnr_std": "PSNR std"})
             print(view.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    return 0
+    return summary.exit_code
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .study.runner import results_frame
-    from .study.schema import load_study
+    from ..study.ledger import display_url, open_study
+    from ..study.results import ledger_frame
 
-    study = load_study(args.study, args.profile, args.output_dir)
-    df = results_frame(study)
+    study = load_study_args(args)
+    df = ledger_frame(study, open_study(study, create=False))
     if args.format == "csv":
         df.to_csv(sys.stdout, index=False)
         return 0
     counts = df["state"].value_counts().to_dict()
-    print(f"study {study.name} ({study.storage_url}): " + ", ".join(f"{v} {k.lower()}" for k, v in counts.items()))
+    print(f"study {study.name} ({display_url(study)}): " + ", ".join(f"{v} {k.lower()}" for k, v in counts.items()))
     if df.empty:
         print("no trials yet")
         return 0
@@ -58,17 +71,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 def add_subcommands(sub) -> None:
     p = sub.add_parser("run", help="run or resume a study (sweep or search)",
                        description="Run a study file; re-running the same command resumes it.")
-    p.add_argument("study", help="a study file, e.g. studies/xunit_budget.yaml")
+    add_study_args(p)
     p.add_argument("--executor", choices=("local", "ray"), help="override the study's executor")
     p.add_argument("--workers", type=int, help="worker processes (local) or concurrent trials (ray)")
     p.add_argument("--fresh", action="store_true", help="delete this study's ledger and outputs first")
-    p.add_argument("--profile", help="a profile of the study file (e.g. paper)")
-    p.add_argument("--output-dir", help="override the output folder (default runs/<study>)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="table of a study's trials and their state")
-    p.add_argument("study")
-    p.add_argument("--profile")
-    p.add_argument("--output-dir")
+    add_study_args(p)
     p.add_argument("--format", choices=("table", "csv"), default="table")
     p.set_defaults(func=cmd_status)

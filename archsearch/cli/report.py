@@ -10,25 +10,27 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .args import add_study_args
+
 
 def _load(args: argparse.Namespace):
-    from .report import open_ledger
+    from ..report.data import open_ledger
 
     return open_ledger(args.study, args.profile, args.output_dir)
 
 
 def _size(text: str) -> tuple[int, int]:
-    from .cli import _parse_size
+    from .args import parse_size
 
-    return _parse_size(text)
+    return parse_size(text)
 
 
 def _measure(study, ostudy, args: argparse.Namespace) -> int:
-    from .latency import measure_study
+    from ..study.latency import measure_study
 
     numbers = None
     if args.pareto_only:
-        from .report import design_points, ledger_frame, pareto_front
+        from ..report import design_points, ledger_frame, pareto_front
 
         points = design_points(ledger_frame(study, ostudy))
         numbers = []
@@ -43,22 +45,24 @@ def _measure(study, ostudy, args: argparse.Namespace) -> int:
 
 
 def cmd_latency(args: argparse.Namespace) -> int:
+    from ..study.ledger import display_url
+
     study, ostudy = _load(args)
     n = _measure(study, ostudy, args)
-    print(f"stored latency for {n} architecture(s) in {study.storage_url} (study user attributes "
+    print(f"stored latency for {n} architecture(s) in {display_url(study)} (study user attributes "
           "latency:<spec hash>)")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import ledger_frame, write_report, write_table
-    from .study import ledger as L
+    from ..report import ledger_frame, write_report, write_table
+    from ..study.ledger import open_study
 
     study, ostudy = _load(args)
     if args.latency:
         n = _measure(study, ostudy, args)
         print(f"stored latency for {n} architecture(s)")
-        ostudy = L.open_study(study, create=False)  # a fresh view: the measurements bypassed Optuna's cache
+        ostudy = open_study(study, create=False)  # a fresh view: the measurements bypassed Optuna's cache
     for path in (args.csv, args.parquet):
         if path:
             written = write_table(ledger_frame(study, ostudy), path)
@@ -74,12 +78,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     for s in report.skipped:
         print(f"  not shown: {s}")
     return 0
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("study", help="a study file, e.g. studies/xunit_budget.yaml")
-    p.add_argument("--profile", help="a profile of the study file (e.g. paper)")
-    p.add_argument("--output-dir", help="the study's output folder, if `run` was given --output-dir")
 
 
 def _latency_options(p: argparse.ArgumentParser) -> None:
@@ -99,7 +97,7 @@ def add_subcommands(sub) -> None:
                        description="Read a study's ledger; write report.html with the papers' figures (PSNR vs "
                                    "activation share, parameters, MACs; Pareto fronts; NSR and MemNet tables; "
                                    "parameter importances) and a PNG of each; optionally export the trials.")
-    _common(p)
+    add_study_args(p)
     p.add_argument("--out", help="folder for report.html and report_png/ (default: the study's output folder)")
     p.add_argument("--csv", help="also write the trial table to this CSV file")
     p.add_argument("--parquet", help="also write the trial table to this parquet file (needs pyarrow)")
@@ -113,6 +111,6 @@ def add_subcommands(sub) -> None:
                        description="Time one forward pass of every complete trial's architecture on this device "
                                    "(median of repeats after warm-up) and store latency_ms_per_mp and "
                                    "latency_device in the ledger's trial attributes.")
-    _common(p)
+    add_study_args(p)
     _latency_options(p)
     p.set_defaults(func=cmd_latency)

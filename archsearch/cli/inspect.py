@@ -1,31 +1,22 @@
-"""The ``archsearch`` command line. User errors print one line (no traceback) and exit with status 2."""
+"""``archsearch inspect``: parameters, MACs and roles of zoo models, spec files and search-space designs, counted
+from the spec alone."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from .errors import ArchsearchError
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-        if h < 1 or w < 1:
-            raise ValueError
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 256x256, got {text!r}") from None
-    return h, w
+from ..errors import ArchsearchError
+from .args import parse_size
 
 
 def _resolve(target: str, budget=None) -> list:
     """Specs from a zoo name, a spec file, or a search-space file (one spec per design and searched choice;
     with ``budget`` the design's free knob is solved for it)."""
-    from .schema import load_yaml
-    from .spec import GraphSpec
-    from .zoo import zoo_names, zoo_spec
+    from ..schema import load_yaml
+    from ..spec import GraphSpec
+    from ..zoo import zoo_names, zoo_spec
 
     if target in zoo_names():
         return [zoo_spec(target)]
@@ -45,8 +36,8 @@ def _resolve(target: str, budget=None) -> list:
 
 
 def _space_specs(path: Path, budget) -> list:
-    from .families import get_family
-    from .solver import solve
+    from ..families import get_family
+    from ..solver import solve
 
     out = []
     for design in _load_space(path).designs:
@@ -64,7 +55,7 @@ def _space_specs(path: Path, budget) -> list:
 
 
 def _load_space(path: Path):
-    from .study.schema import load_search_space
+    from ..study.schema import load_search_space
 
     return load_search_space(path)
 
@@ -77,7 +68,7 @@ class GraphSpecLabel:
 
 
 def _row(item, size):
-    from .counting import count, macs
+    from ..counting import count, macs
 
     spec = item.spec if isinstance(item, GraphSpecLabel) else item
     c = count(spec)
@@ -98,8 +89,8 @@ def _row(item, size):
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .spec import ROLES
-    from .zoo import zoo_entry, zoo_names
+    from ..spec import ROLES
+    from ..zoo import zoo_entry, zoo_names
 
     if args.list:
         if args.format == "json":
@@ -117,7 +108,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise ArchsearchError("inspect: name a zoo model or a spec file (or use --list to see the zoo)")
     budget = None
     if args.budget is not None:
-        from .solver import Budget
+        from ..solver import Budget
 
         budget = Budget(args.budget_metric, args.budget)
     rows = [_row(item, args.input_size) for t in args.targets for item in _resolve(t, budget)]
@@ -138,13 +129,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    parser = argparse.ArgumentParser(prog="archsearch", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"archsearch {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_subcommands(sub) -> None:
     p = sub.add_parser("inspect", help="parameters, MACs/pixel, activation-parameter %% and roles of models",
                        description="Count zoo models, spec files (YAML/JSON) or the designs of a search-space file "
                                    "without building them.")
@@ -154,35 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the reference zoo")
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="table (default) or one JSON object per model")
-    p.add_argument("--input-size", type=_parse_size, metavar="HxW",
+    p.add_argument("--input-size", type=parse_size, metavar="HxW",
                    help="also give the exact MACs of one forward pass at this input size")
     p.set_defaults(func=cmd_inspect)
-    from .cli_study import add_subcommands as add_study_commands
-
-    add_study_commands(sub)
-    from .cli_restore import add_subcommands as add_restore_commands
-
-    add_restore_commands(sub)
-    from .cli_report import add_subcommands as add_report_commands
-
-    add_report_commands(sub)
-    from .cli_export import add_subcommands as add_export_commands
-
-    add_export_commands(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except ArchsearchError as err:
-        print(f"archsearch {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # `archsearch inspect ... | head`
-        return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

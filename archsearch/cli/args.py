@@ -1,0 +1,116 @@
+"""Argument helpers shared by the subcommands: sizes, the study trio (file, ``--profile``, ``--output-dir``),
+models, tasks and datasets."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArchsearchError
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+        if h < 1 or w < 1:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 256x256, got {text!r}") from None
+    return h, w
+
+
+def add_study_args(p: argparse.ArgumentParser) -> None:
+    """The three arguments that name a study's ledger: the file, its profile, and the output folder."""
+    p.add_argument("study", help="a study file, e.g. studies/xunit_budget.yaml")
+    p.add_argument("--profile", help="a profile of the study file (e.g. paper, smoke)")
+    p.add_argument("--output-dir", help="the study's output folder (default runs/<study>; give the same one to "
+                                        "every command of a study run with --output-dir)")
+
+
+def load_study_args(args: argparse.Namespace):
+    """The study named by :func:`add_study_args`'s arguments, validated (nothing is written)."""
+    from ..study.schema import load_study
+
+    return load_study(args.study, args.profile, args.output_dir)
+
+
+def add_model_args(p: argparse.ArgumentParser, required: bool) -> None:
+    g = p.add_mutually_exclusive_group(required=required)
+    g.add_argument("--zoo", metavar="NAME", help="a reference zoo model (see `archsearch inspect --list`)")
+    g.add_argument("--spec", metavar="FILE", help="a spec file (YAML/JSON)")
+
+
+def add_task_args(p: argparse.ArgumentParser) -> None:
+    """``--task`` and one ``--<setting>`` flag per setting of every registered task (:data:`archsearch.tasks.TASKS`):
+    a new task brings its flags with it."""
+    from ..tasks import TASKS, task_settings
+
+    p.add_argument("--task", help=f"{', '.join(TASKS)} (default: the checkpoint's, else the zoo model's)")
+    p.add_argument("--channels", type=int, help="1 (grayscale) or 3 (RGB); default: the model's")
+    seen: set[str] = set()
+    for kind, cls in TASKS.items():
+        for name, tp in task_settings(kind).items():
+            if name in seen:
+                continue
+            seen.add(name)
+            flag, text = "--" + name.replace("_", "-"), f"{kind}: {cls.setting_help.get(name, name)}"
+            if str(tp).startswith("bool"):
+                p.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=text)
+            else:
+                p.add_argument(flag, dest=name, type=float if str(tp).startswith("float") else int, help=text)
+
+
+def task_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The task settings given on the command line (flags of :func:`add_task_args` that were set)."""
+    from ..tasks import TASKS, task_settings
+
+    names = {n for kind in TASKS for n in task_settings(kind)}
+    return {n: getattr(args, n) for n in sorted(names) if getattr(args, n, None) is not None}
+
+
+def add_data_args(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--dataset", default=default,
+                   help=f"default[:train|val|test] (embedded), a standard set (Train400, BSD68, Set12, Set5, Set14, "
+                        f"classic5, LIVE1; read from the data root) or a folder of images (default {default})")
+    p.add_argument("--data-root", metavar="DIR",
+                   help="folder holding the standard sets (default: $ARCHSEARCH_DATA_ROOT)")
+
+
+def load_spec(args: argparse.Namespace, checkpoint: dict[str, Any] | None):
+    from ..spec import GraphSpec
+    from ..zoo import zoo_spec
+
+    if args.zoo:
+        return zoo_spec(args.zoo)
+    if args.spec:
+        path = Path(args.spec)
+        if not path.is_file():
+            raise ArchsearchError(f"{path}: no such spec file")
+        return GraphSpec.from_file(path)
+    if checkpoint is not None and "spec" in checkpoint:
+        return GraphSpec.from_dict(checkpoint["spec"])
+    raise ArchsearchError("name the model with --zoo NAME or --spec FILE (or give a checkpoint with --weights)")
+
+
+def make_task_from_args(args: argparse.Namespace, spec, checkpoint: dict[str, Any] | None):
+    from ..tasks import make_task, task_from_dict
+    from ..zoo import zoo_entry, zoo_names
+
+    settings = task_arguments(args)
+    given = bool(settings) or args.channels is not None
+    if args.task is None and checkpoint is not None and "task" in checkpoint and not given:
+        return task_from_dict(checkpoint["task"])
+    name = args.task
+    if name is None and checkpoint is not None and "task" in checkpoint:
+        name = checkpoint["task"]["task"]
+    if name is None and spec.name in zoo_names():
+        name = zoo_entry(spec.name).task or None
+    if name is None:
+        from ..tasks import TASKS
+
+        raise ArchsearchError(f"name the task with --task (allowed: {', '.join(TASKS)})")
+    channels = args.channels if args.channels is not None else spec.in_channels
+    if settings.get("scale") is None and name == "sr" and spec.scale > 1:
+        settings["scale"] = spec.scale  # a low-resolution-input SR model: its own scale
+    return make_task(name, channels=channels, **settings)

@@ -1,0 +1,228 @@
+"""The report page: ``report.html`` (plotly.js embedded once, so it works offline) with every figure the ledger
+supports, a PNG copy of each under ``report_png/``, and the trial tables."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..study.ledger import display_url
+from ..study.results import _isnan, ledger_frame
+from .data import design_points, memnet_grid, nsr_table, param_importances
+from .figures import (
+    TITLES,
+    FigureData,
+    fig_activation_share,
+    fig_grid,
+    fig_importances,
+    fig_pareto,
+    fig_vs_size,
+    to_plotly,
+    to_png,
+)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the page
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class Report:
+    html: Path
+    pngs: list[Path]
+    frame: Any
+    figures: list[FigureData]
+    n_complete: int
+    skipped: list[str]  # figures not drawn, with the reason
+
+
+def _cli_args(study) -> str:
+    """The ``--profile`` / ``--output-dir`` options that name this study's ledger on the command line."""
+    c = study.config
+    default = Path(c.output_dir) if c.output_dir else Path("runs") / (
+        c.name if study.profile == "default" else f"{c.name}-{study.profile}")
+    args = f" --profile {study.profile}" if study.profile != "default" else ""
+    if Path(study.output_dir) != default:
+        args += f" --output-dir {study.output_dir}"
+    return args
+
+
+def _fidelity_note(study, ostudy) -> str:
+    return str(ostudy.user_attrs.get("fidelity") or study.config.fidelity or "fidelity not stated in the study file")
+
+
+def build_figures(study, df, ostudy) -> tuple[list[FigureData], list[str], dict[str, Any]]:
+    """Every figure the ledger supports, the reasons for those left out, and the tables (NSR, MemNet)."""
+    note = _fidelity_note(study, ostudy)
+    points = design_points(df)
+    figs: list[FigureData] = []
+    skipped: list[str] = []
+    tables: dict[str, Any] = {}
+    if points.empty:
+        return figs, ["no complete trials: nothing to plot"], tables
+    for make, what in ((lambda: fig_activation_share(points, note), "activation share"),
+                       (lambda: fig_vs_size(points, "n_params", note), "parameters"),
+                       (lambda: fig_vs_size(points, "macs_per_pixel", note), "MACs")):
+        f = make()
+        figs.append(f) if f else skipped.append(f"PSNR vs {what}: no values in the ledger" if what != "activation share"
+                                                else "PSNR vs activation share: no design has parameters in "
+                                                     "its activations")
+    for x in ("n_params", "macs_per_pixel", "latency_ms_per_mp"):
+        sub = points
+        if x == "latency_ms_per_mp":
+            lat = df[(df["state"] == "COMPLETE") & df["latency_ms_per_mp"].notna()]
+            if lat.empty:
+                skipped.append(f"{TITLES['pareto_latency']}: no latency measured yet "
+                               f"(run `archsearch latency {study.path}{_cli_args(study)}`)")
+                continue
+            devices = lat["latency_device"].value_counts()
+            if len(devices) > 1:  # never mix devices on one time axis
+                keep = devices.index[0]
+                skipped.append(f"{TITLES['pareto_latency']}: latency measured on {len(devices)} devices; "
+                               f"showing {keep} only")
+                sub = design_points(df[(df["latency_device"] == keep) | df["latency_device"].isna()])
+            f = fig_pareto(sub, x, note + f" | latency: {lat['latency_device'].iloc[0]}, input "
+                                          f"{lat['latency_input'].iloc[0]}")
+        else:
+            f = fig_pareto(sub, x, note)
+        if f:
+            figs.append(f)
+    nsr = nsr_table(df)
+    if nsr is not None:
+        tables["nsr"] = nsr
+        figs.append(fig_grid(nsr, "nsr_table", TITLES["nsr"], "sparsity groups k", "residual blocks", note))
+    mem = memnet_grid(df)
+    if mem is not None:
+        tables["memnet"] = mem
+        figs.append(fig_grid(mem, "memnet_grid", TITLES["memnet"], "memory blocks M", "recursions R", note))
+    imp, why = param_importances(study, ostudy)
+    if imp:
+        tables["importances"] = imp
+        figs.append(fig_importances(imp, note))
+    else:
+        skipped.append(f"parameter importances: {why}")
+    return figs, skipped, tables
+
+
+def _esc(v: Any) -> str:
+    if v is None or _isnan(v):
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)  # trial numbers and seeds read back from a frame with NaNs
+    return html.escape(str(v))
+
+
+def _html_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_esc(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _header(study, ostudy, df) -> str:
+    c = study.config
+    counts = df["state"].value_counts().to_dict()
+    training = dict(c.training)
+    facts = [
+        ("task", ", ".join(f"{k}={v}" for k, v in dict(c.task).items())),
+        ("data", f"train {c.data.train}, validation {c.data.val}, test {c.data.test}"
+                 + (f" (root {c.data.data_root})" if c.data.data_root else "")),
+        ("training", f"{training.get('steps', '?')} steps, batch {training.get('batch_size', '?')}, "
+                     f"patch {training.get('patch_size', '?')}, "
+                     + ", ".join(f"{k} {v}" for k, v in training.items()
+                                 if k not in ("steps", "batch_size", "patch_size"))),
+        ("training device", f"{training.get('device', 'auto')} (auto: CUDA when available, else CPU); hosts: "
+                            + (", ".join(sorted({str(h) for h in df["host"].dropna()})) or "none yet")),
+        ("seeds", ", ".join(str(s) for s in c.seeds)),
+        ("budget", f"{c.budget.value:,.0f} {c.budget.metric} (tolerance {c.budget.tolerance})" if c.budget
+         else "none"),
+        ("design", f"sweep over {c.sweep.over}: {list(c.sweep.values)}" if c.sweep else
+         f"search: {c.search.sampler}, {c.search.n_trials} trials, objectives {list(c.search.objectives)}"),
+        ("search space", f"{study.space.name} ({', '.join(d.name for d in study.space.designs)})"),
+        ("ledger", f"{display_url(study)} (study {study.name})"),
+        ("trials", ", ".join(f"{v} {k.lower()}" for k, v in counts.items()) or "none"),
+    ]
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts)
+    return (f"<h1>Study {html.escape(study.name)}</h1><p>{html.escape(c.description)}</p>"
+            f"<p class='fidelity'><b>Fidelity:</b> {html.escape(_fidelity_note(study, ostudy))}</p>"
+            f"<table class='facts'>{rows}</table>")
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:8px 0 18px;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;
+text-align:left;vertical-align:top}table.facts th{background:#f3f3f3;width:150px}
+.fidelity{background:#fff4d6;border:1px solid #e0b84c;padding:8px 12px;font-size:15px}
+.empty{background:#eef3ff;border:1px solid #88a;padding:12px;font-size:15px}.muted{color:#666}"""
+
+
+def write_report(study, ostudy=None, out_dir: str | Path | None = None, *, png: bool = True) -> Report:
+    """Write ``report.html`` (and ``report_png/<figure>.png`` per figure) for a study; see the module docstring.
+
+    Only finished trials are plotted; RUNNING and WAITING trials are listed, FAIL/PRUNED trials and infeasible
+    grid points are listed with their reasons. Without a COMPLETE trial the page says so instead of drawing
+    empty axes.
+    """
+    from ..study.ledger import open_study
+
+    ostudy = ostudy or open_study(study, create=False)
+    df = ledger_frame(study, ostudy)
+    out = Path(out_dir) if out_dir else Path(study.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figs, skipped, tables = build_figures(study, df, ostudy)
+    n_complete = int((df["state"] == "COMPLETE").sum())
+    parts = [_header(study, ostudy, df)]
+    pngs: list[Path] = []
+    if n_complete == 0:
+        parts.append("<p class='empty'><b>No complete trials yet</b> — nothing to plot. "
+                     "The trials in the ledger are listed below; re-run <code>archsearch report</code> when some "
+                     "have finished.</p>")
+    first = True
+    for f in figs:
+        parts.append(f"<h2>{html.escape(f.title)}</h2>")
+        parts.append(to_plotly(f).to_html(full_html=False, include_plotlyjs=first, default_width="100%"))
+        first = False
+        if f.key == "nsr_table":
+            parts.append(tables["nsr"].round(3).to_html(na_rep="", border=0))
+        if f.key == "memnet_grid":
+            parts.append(tables["memnet"].round(3).to_html(na_rep="", border=0))
+        if png:
+            p = to_png(f, out / "report_png" / f"{f.key}.png")
+            pngs.append(p)
+            parts.append(f"<p class='muted'>PNG copy (matplotlib): <a href='{html.escape(str(p.relative_to(out)))}'>"
+                         f"{html.escape(p.name)}</a></p>")
+    if figs:
+        points = design_points(df)
+        parts.append("<h2>Design points (mean over seeds)</h2>")
+        cols = ["label", "design", "n_seeds", "psnr_mean", "psnr_std", "n_params", "macs_per_pixel",
+                "activation_param_pct", "latency_ms_per_mp"]
+        view = points[cols].copy()
+        for col in ("psnr_mean", "psnr_std", "macs_per_pixel", "activation_param_pct", "latency_ms_per_mp"):
+            view[col] = view[col].astype(float).round(3)
+        parts.append(view.to_html(index=False, na_rep="", border=0))
+    if skipped:
+        parts.append("<h2>Not shown</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in skipped) + "</ul>")
+    parts.append(_status_tables(df))
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>archsearch report: {html.escape(study.name)}</title><style>{_CSS}</style></head><body>"
+            + "\n".join(parts) + "</body></html>")
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return Report(path, pngs, df, figs, n_complete, skipped)
+
+
+def _status_tables(df) -> str:
+    parts = []
+    active = df[df["state"].isin(["RUNNING", "WAITING"])]
+    parts.append(f"<h2>Running and queued trials ({len(active)})</h2>")
+    parts.append(_html_table(active.to_dict("records"), ["number", "state", "label", "seed"]) if len(active)
+                 else "<p class='muted'>none</p>")
+    bad = df[df["state"].isin(["FAIL", "PRUNED"])]
+    parts.append(f"<h2>Failed and pruned trials ({len(bad)})</h2>")
+    parts.append(_html_table(bad.to_dict("records"), ["number", "state", "label", "seed", "fail_reason"]) if len(bad)
+                 else "<p class='muted'>none</p>")
+    inf = df[df["state"] == "INFEASIBLE"]
+    parts.append(f"<h2>Infeasible grid points ({len(inf)})</h2>")
+    parts.append(_html_table(inf.to_dict("records"), ["design", "sweep_value", "label", "fail_reason"]) if len(inf)
+                 else "<p class='muted'>none</p>")
+    return "\n".join(parts)

@@ -1,0 +1,105 @@
+"""Claiming queued trials and recording their outcomes through Optuna's ask/tell -- used by the local workers
+and by the Ray executor's sweep trials alike."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArchsearchError
+from .schema import Study
+from .trial import Outcome, run_trial
+
+
+# ---------------------------------------------------------------------------------------------------------
+# locks
+# ---------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _file_lock(path: Path, *, blocking: bool = True):
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            fh.seek(0)
+            owner = fh.read().strip() or "another process"
+            raise ArchsearchError(f"study output {path.parent} is in use by a running `archsearch run` ({owner}); "
+                                  "wait for it, or add workers with --workers") from None
+        if not blocking:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}")
+            fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _claim_lock(study: Study):
+    # Serialises "is anything left? -> ask()" between local workers so none creates a stray trial.
+    return _file_lock(Path(study.output_dir) / ".claim.lock")
+
+
+class OptunaRecorder:
+    """:class:`~archsearch.study.trial.Recorder` over an Optuna trial this process asked for."""
+
+    def __init__(self, trial):
+        self.trial, self.number = trial, trial.number
+
+    def set_attr(self, key: str, value: Any) -> None:
+        self.trial.set_user_attr(key, value)
+
+    def report(self, step: int, value: float) -> None:
+        self.trial.report(value, step)
+
+    def should_prune(self) -> bool:
+        return self.trial.should_prune()
+
+
+def tell(ostudy, trial, outcome: Outcome) -> None:
+    """Store an outcome's attributes and finish the trial in its state."""
+    from optuna.trial import TrialState
+
+    for k, v in outcome.attrs.items():
+        trial.set_user_attr(k, v)
+    if outcome.state == "COMPLETE":
+        ostudy.tell(trial, outcome.values if len(outcome.values) > 1 else outcome.values[0])
+    else:
+        ostudy.tell(trial, state=TrialState[outcome.state])
+
+
+def _run_and_tell(study: Study, ostudy, trial, design: str, args: dict[str, Any], seeds: list[int], *,
+                  label: str, dedupe: bool, progress: bool) -> Outcome:
+    from optuna.trial import TrialState
+
+    try:
+        outcome = run_trial(study, ostudy, OptunaRecorder(trial), design, args, seeds, label=label, dedupe=dedupe,
+                            progress=progress)
+    except (KeyboardInterrupt, SystemExit):
+        ostudy.tell(trial, state=TrialState.FAIL)  # fail_reason is `interrupted`; prepare() re-queues it
+        raise
+    tell(ostudy, trial, outcome)
+    return outcome
+
+
+def claim_and_run(study: Study, ostudy, dists, *, progress: bool = False) -> bool:
+    """Claim one queued grid point and run it; False when nothing is left."""
+    from optuna.trial import TrialState
+
+    with _claim_lock(study):
+        if not ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return False
+        trial = ostudy.ask()
+    fixed = trial.user_attrs.get("point_params")  # set when the point was queued
+    if not fixed:  # another machine took the last point between our check and ask()
+        trial.set_user_attr("fail_reason", "no grid point left to claim (concurrent worker)")
+        ostudy.tell(trial, state=TrialState.FAIL)
+        return False
+    params = {k: trial.suggest_categorical(k, dists[k].choices) for k in fixed}
+    args = {k: v for k, v in params.items() if k not in ("design", "seed")}
+    _run_and_tell(study, ostudy, trial, params["design"], args, [params["seed"]],
+                  label=trial.user_attrs.get("label"), dedupe=False, progress=progress)
+    return True

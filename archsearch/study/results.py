@@ -1,0 +1,137 @@
+"""The ledger as frames -- the one place that turns trials into rows.
+
+* :func:`results_frame` -- one row per trial (state from the ledger) plus one per infeasible grid point;
+* :func:`ledger_frame` -- the same with each trial's family ``arguments``, Optuna ``params``, host and measured
+  latency (the report and the analysis scripts read this one);
+* :func:`summary_frame` -- one row per design point: mean and spread over *distinct* seeds;
+* :func:`export_frame` / :func:`write_table` -- the frame as CSV or parquet.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArchsearchError
+from . import ledger as L
+from .schema import Study
+
+RESULT_COLUMNS = ["number", "state", "design", "label", "sweep_value", "seed", "n_params", "macs_per_pixel",
+                  "activation_param_pct", "psnr", "ssim", "val_psnr", "wall_time_s", "train_time_s", "eval_time_s",
+                  "spec_hash", "checkpoint", "fail_reason", "duplicate_of", "seeds", "psnr_per_seed",
+                  "ssim_per_seed", "latency_ms_per_mp"]
+
+
+def results_frame(study: Study, ostudy=None):
+    """One row per trial (state from the ledger) plus one per infeasible grid point (state INFEASIBLE)."""
+    import pandas as pd
+
+    ostudy = ostudy or L.open_study(study, create=False)
+    rows = []
+    for t in ostudy.get_trials(deepcopy=False):
+        ua = t.user_attrs
+        rows.append({"number": t.number, "state": t.state.name, **{c: ua.get(c) for c in RESULT_COLUMNS[2:]},
+                     "seed": ua.get("seed", t.params.get("seed"))})
+    for inf in ostudy.user_attrs.get("infeasible", []) or []:
+        rows.append({"number": None, "state": "INFEASIBLE", "design": inf.get("design"), "label": inf.get("label"),
+                     "sweep_value": inf.get("sweep_value"), "fail_reason": inf.get("reason")})
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def seed_frame(df):
+    """One row per (COMPLETE trial, seed): a search trial trains every seed and stores each seed's PSNR/SSIM;
+    proposals answered from an earlier trial (``duplicate_of``) add nothing."""
+    import pandas as pd
+
+    done = df[(df["state"] == "COMPLETE") & df["duplicate_of"].isna()] if "duplicate_of" in df else \
+        df[df["state"] == "COMPLETE"]
+    rows = []
+    for _, r in done.iterrows():
+        seeds = r.get("seeds") if isinstance(r.get("seeds"), list) else [r.get("seed")]
+        psnr = r.get("psnr_per_seed") if isinstance(r.get("psnr_per_seed"), list) else [r.get("psnr")]
+        ssim = r.get("ssim_per_seed") if isinstance(r.get("ssim_per_seed"), list) else [r.get("ssim")]
+        for seed, p, q in zip(seeds, psnr, ssim):
+            rows.append({**r.to_dict(), "seed": seed, "psnr": p, "ssim": q})
+    out = pd.DataFrame(rows, columns=list(df.columns))
+    return out.drop_duplicates(subset=["label", "design", "seed"], keep="first")
+
+
+def summary_frame(df):
+    """Mean and spread (sample std, NaN for one seed) of PSNR/SSIM over *distinct* seeds, one row per design
+    point; ``n_seeds`` counts distinct seeds, never repeated trials."""
+    done = seed_frame(df)
+    if done.empty:
+        return done
+    done = done.astype({"psnr": float, "ssim": float})
+    g = done.groupby(["label", "design"], dropna=False)
+    s = g.agg(n_seeds=("seed", "nunique"), psnr_mean=("psnr", "mean"), psnr_std=("psnr", "std"),
+              ssim_mean=("ssim", "mean"), n_params=("n_params", "first"),
+              macs_per_pixel=("macs_per_pixel", "first"), activation_param_pct=("activation_param_pct", "first"),
+              sweep_value=("sweep_value", "first")).reset_index()
+    return s.sort_values("activation_param_pct")
+
+
+def ledger_frame(study, ostudy=None):
+    """One row per trial (and per infeasible grid point), as ``results_frame`` plus ``arguments`` (dict of the
+    family arguments incl. the solved knob), ``params`` (Optuna's trial params), ``host``,
+    ``latency_ms_per_mp``, ``latency_device`` and ``latency_input``. Trials without a label get one from their
+    design and searched params."""
+    ostudy = ostudy or L.open_study(study, create=False)
+    df = results_frame(study, ostudy)
+    from .latency import stored_latency
+
+    latency = stored_latency(ostudy)
+    extra = {}
+    for t in ostudy.get_trials(deepcopy=False):
+        ua = t.user_attrs
+        # measured in the trial (per-trial attributes) or afterwards by `archsearch latency` (study attributes)
+        lat = ua if ua.get("latency_ms_per_mp") is not None else latency.get(str(ua.get("spec_hash")), {})
+        extra[t.number] = {"arguments": ua.get("arguments") or {}, "params": dict(t.params), "host": ua.get("host"),
+                           "latency_ms_per_mp": lat.get("latency_ms_per_mp"),
+                           "latency_device": lat.get("latency_device"), "latency_input": lat.get("latency_input")}
+    for col in ("arguments", "params", "host", "latency_ms_per_mp", "latency_device", "latency_input"):
+        df[col] = [extra.get(n, {}).get(col) if n is not None and not _isnan(n) else None for n in df["number"]]
+    df["latency_ms_per_mp"] = df["latency_ms_per_mp"].astype(float)
+    df["label"] = [lab if isinstance(lab, str) and lab else _label_from_params(d, p)
+                   for lab, d, p in zip(df["label"], df["design"], df["params"])]
+    return df
+
+
+def _isnan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def _label_from_params(design: Any, params: Any) -> str | None:
+    if not isinstance(params, dict):
+        return design if isinstance(design, str) else None
+    name = design if isinstance(design, str) else params.get("design")
+    args = [f"{k.split('.', 1)[-1]}={v}" for k, v in sorted(params.items()) if k not in ("design", "seed")]
+    return " ".join([str(name), *args]) if name is not None else None
+
+
+def export_frame(df):
+    """The frame with dict columns (``arguments``, ``params``) as JSON text, ready for CSV or parquet."""
+    out = df.copy()
+    for col in ("arguments", "params"):
+        if col in out:
+            out[col] = [json.dumps(v, sort_keys=True, default=str) if isinstance(v, dict) else None
+                        for v in out[col]]
+    return out
+
+
+def write_table(df, path: str | Path) -> Path:
+    """Write the ledger frame to ``.csv`` or ``.parquet`` (parquet needs pyarrow)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = export_frame(df)
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ArchsearchError("parquet export needs pyarrow: pip install pyarrow") from None
+        out.to_parquet(path, index=False)
+    else:
+        out.to_csv(path, index=False)
+    return path

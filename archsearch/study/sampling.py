@@ -1,0 +1,152 @@
+"""How a study explores: Optuna samplers and pruners, the distributions of a sweep's grid, the define-by-run
+suggestions of a search, and the counting of trial states -- shared by the local and the Ray executor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .schema import Study
+
+#: ``fail_reason`` of a trial whose worker died (crash, kill, Ctrl-C) -- it is re-queued on resume.
+INTERRUPTED = "interrupted: the worker running it died (crash, kill, Ctrl-C); re-queued"
+
+
+#: The trial attribute behind each objective name (also Optuna's metric names).
+OBJECTIVE_ATTRS = {"psnr": "psnr", "params": "n_params", "macs": "macs_per_pixel", "latency": "latency_ms_per_mp"}
+
+
+def is_interrupted(trial) -> bool:
+    return trial.state.name == "FAIL" and str(trial.user_attrs.get("fail_reason", "")).startswith("interrupted")
+
+
+def sampler(study: Study, seed: int = 0):
+    """The search's sampler (a sweep's queued grid points need none: Optuna's RandomSampler, never consulted)."""
+    import optuna
+
+    s = study.config.search
+    if s is None or s.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if s.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, s.n_trials // 2)))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, s.n_trials // 3)))
+
+
+def pruner(study: Study):
+    """The local executor's pruner; its resource is the training step at which validation PSNR is reported."""
+    import optuna
+
+    s = study.config.search
+    steps = int(dict(study.config.training).get("steps", 1000))
+    if s is None or s.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if s.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    every = validation_every(study)
+    if s.pruner == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=every, reduction_factor=s.reduction_factor)
+    return optuna.pruners.HyperbandPruner(min_resource=every, max_resource=max(steps, 2),
+                                          reduction_factor=s.reduction_factor)
+
+
+def validation_every(study: Study) -> int:
+    """The training steps between two validation reports (``val_every``; 0 validates at the end only)."""
+    training = dict(study.config.training)
+    every = int(training.get("val_every", 0) or 0)
+    return every if every > 0 else max(1, int(training.get("steps", 1000)))
+
+
+def distributions(points) -> dict[str, Any]:
+    """One categorical distribution per grid parameter, holding every value the sweep's points take."""
+    from optuna.distributions import CategoricalDistribution
+
+    values: dict[str, set] = {}
+    for p in points:
+        for k, v in p.params.items():
+            values.setdefault(k, set()).add(v)
+    return {k: CategoricalDistribution(sorted(v, key=lambda x: (str(type(x)), x))) for k, v in values.items()}
+
+
+def suggest_search(study: Study, trial) -> tuple[str, dict[str, Any]]:
+    """Define-by-run: the design and its searched arguments for one search trial."""
+    designs = study.space.designs
+    name = trial.suggest_categorical("design", [d.name for d in designs]) if len(designs) > 1 else designs[0].name
+    design = study.space.design(name)
+    args: dict[str, Any] = {}
+    for key, rng in design.search.items():
+        pname = f"{name}.{key}" if len(designs) > 1 else key  # conditional params keep their own distribution
+        if rng.choices is not None:
+            args[key] = trial.suggest_categorical(pname, list(rng.choices))
+        elif rng.is_int:
+            args[key] = trial.suggest_int(pname, int(rng.low), int(rng.high), step=int(rng.step or 1), log=rng.log)
+        else:
+            args[key] = trial.suggest_float(pname, rng.low, rng.high, step=rng.step, log=rng.log)
+    return name, args
+
+
+def space_size(study: Study) -> int | None:
+    """How many distinct configurations a search can propose (None: a continuous range makes it unbounded)."""
+    total = 0
+    for d in study.space.designs:
+        n = 1
+        for rng in d.search.values():
+            if rng.choices is not None:
+                n *= len(rng.choices)
+            elif rng.is_int and not rng.log:
+                n *= int((rng.high - rng.low) // (rng.step or 1)) + 1
+            elif rng.is_int:
+                n *= int(rng.high - rng.low) + 1  # an upper bound: log-spaced integers may collide
+            else:
+                return None
+        total += n
+    return total
+
+
+def search_target(study: Study) -> int:
+    """Trials a search trains: ``n_trials``, or fewer when the space has fewer distinct configurations."""
+    n = study.config.search.n_trials  # type: ignore[union-attr]
+    size = space_size(study)
+    return n if size is None else min(n, size)
+
+
+def search_label(design: str, args: dict[str, Any]) -> str:
+    """The label of a search trial (``design key=value ...``), as a sweep's grid points are labelled."""
+    return design + "".join(f" {k}={v}" for k, v in args.items())
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Trials by state; ``interrupted`` are FAIL trials whose worker died (re-queued), ``duplicates`` search
+    proposals answered from an earlier trial of the same architecture (not trained again)."""
+
+    complete: int = 0
+    failed: int = 0
+    pruned: int = 0
+    running: int = 0
+    waiting: int = 0
+    interrupted: int = 0
+    duplicates: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.failed + self.pruned
+
+
+def count_states(trials) -> Counts:
+    c = dict.fromkeys(Counts.__dataclass_fields__, 0)
+    for t in trials:
+        if t.user_attrs.get("duplicate_of") is not None and t.state.name != "RUNNING":
+            c["duplicates"] += 1
+        elif t.state.name == "COMPLETE":
+            c["complete"] += 1
+        elif t.state.name == "PRUNED":
+            c["pruned"] += 1
+        elif t.state.name == "RUNNING":
+            c["running"] += 1
+        elif t.state.name == "WAITING":
+            c["waiting"] += 1
+        elif is_interrupted(t):
+            c["interrupted"] += 1
+        else:
+            c["failed"] += 1
+    return Counts(**c)

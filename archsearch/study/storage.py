@@ -1,0 +1,373 @@
+"""Where the trial ledger lives: storage URLs checked, masked and opened safely.
+
+A ledger is an Optuna study in any SQLAlchemy database Optuna supports: an SQLite file (the default, next to a
+study's outputs) or a PostgreSQL / MySQL server shared by several machines. This module is the one place that
+turns a URL into an Optuna storage:
+
+- :func:`mask_url` is what every printed URL goes through (a password never reaches a terminal, a log or a report);
+- :func:`check_url` refuses an unknown dialect or an unusable URL when a study file is loaded;
+- :func:`normalize_url` makes a bare ``postgresql://`` work with whichever PostgreSQL driver is installed;
+- :func:`make_storage` opens the storage: an unreachable database becomes one :class:`StorageError` line, and
+  several processes creating the same new ledger at once all succeed (Optuna creates its tables and stamps its
+  Alembic revision without a lock, so today all but one crash with ``UNIQUE constraint failed: alembic_version``
+  or ``table studies already exists``; see optuna/optuna#1092 and #4621, where the advice is to create the
+  storage once before starting workers. Here creation is serialised: a lock file next to an SQLite ledger
+  (deleted after), an advisory lock on PostgreSQL and MySQL, and a retry for anything that still races);
+- :func:`create_or_load` creates a named study or loads the one another process just created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArchsearchError
+
+#: ``dialect+driver`` names a ledger may use (Optuna's storage is synchronous: no async drivers).
+ALLOWED_DRIVERS: dict[str, tuple[str, ...]] = {
+    "sqlite": ("sqlite", "sqlite+pysqlite"),
+    "postgresql": ("postgresql", "postgresql+psycopg2", "postgresql+psycopg", "postgresql+pg8000"),
+    "mysql": ("mysql", "mysql+pymysql", "mysql+mysqldb", "mysql+mysqlconnector"),
+}
+#: The forms shown to a user whose URL was refused.
+ALLOWED_FORMS = (
+    "sqlite:///PATH",
+    "postgresql://USER:PASSWORD@HOST:PORT/DB (also postgresql+psycopg2://, postgresql+psycopg://, "
+    "postgresql+pg8000://)",
+    "mysql+pymysql://USER:PASSWORD@HOST:PORT/DB (also mysql+mysqldb://, mysql+mysqlconnector://)",
+)
+#: The Python module each driver needs, and how to get it.
+_DRIVER_MODULES: dict[str, tuple[str, str]] = {
+    "postgresql+psycopg2": ("psycopg2", 'pip install -e ".[postgres]" (or pip install psycopg2-binary)'),
+    "postgresql+psycopg": ("psycopg", 'pip install "psycopg[binary]" (or use postgresql+psycopg2:// with '
+                                      'pip install -e ".[postgres]")'),
+    "postgresql+pg8000": ("pg8000", "pip install pg8000"),
+    "mysql": ("MySQLdb", "pip install mysqlclient (or use mysql+pymysql:// with pip install pymysql)"),
+    "mysql+mysqldb": ("MySQLdb", "pip install mysqlclient (or use mysql+pymysql:// with pip install pymysql)"),
+    "mysql+pymysql": ("pymysql", "pip install pymysql"),
+    "mysql+mysqlconnector": ("mysql.connector", "pip install mysql-connector-python"),
+}
+#: Seconds to wait for a database server to answer before calling it unreachable.
+CONNECT_TIMEOUT_S = 10
+#: Seconds to wait for another process that is creating the same ledger.
+CREATE_LOCK_TIMEOUT_S = 120
+#: SQLite's own lock timeout: several local workers write to one file.
+SQLITE_TIMEOUT_S = 60
+_QUERY_SECRETS = ("password", "passwd", "pwd", "sslpassword", "secret", "token")
+_QUERY_SECRET_RE = re.compile(r"((?:" + "|".join(_QUERY_SECRETS) + r")=)[^&\s]*", re.IGNORECASE)
+_LOCK_KEY = 0x0A4C_5345_4152_4348  # "archsearch" schema-creation advisory lock (a signed 64-bit value)
+
+
+class StorageError(ArchsearchError):
+    """A ledger storage that cannot be used: a refused URL, a missing driver, an unreachable database."""
+
+
+def _optuna():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def _parse(url: str):
+    from sqlalchemy.engine import make_url
+
+    return make_url(url)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (and any password-like query parameter) replaced by ``***``.
+
+    Never raises: a string that is not a URL comes back with anything that could be a password masked.
+    """
+    text = str(url)
+    try:
+        u = _parse(text)
+        secret_keys = [k for k in u.query if k.lower() in _QUERY_SECRETS]
+        if u.password is not None or secret_keys:
+            u = u.set(query={k: ("MASKED0SECRET" if k in secret_keys else v) for k, v in u.query.items()})
+            text = u.render_as_string(hide_password=True).replace("MASKED0SECRET", "***")
+    except Exception:
+        pass
+    # Belt and braces, and the only masking for a string that is not a URL: scheme://user:secret@host (up to
+    # the authority's last "@"), a lone "user:secret@host" without a scheme, and password=... parameters.
+    text = re.sub(r"(://[^/@:]*:)[^/]*@", r"\1***@", text)
+    text = re.sub(r"^([^/@:]+:)(?!//)[^/]*@", r"\1***@", text)
+    return _QUERY_SECRET_RE.sub(r"\1***", text)
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` (an error message) with the password of ``url`` replaced by ``***``, wherever it appears."""
+    try:
+        password = _parse(url).password
+    except Exception:
+        password = None
+    if password:
+        text = text.replace(str(password), "***")
+    return text
+
+
+def _first_line(err: BaseException) -> str:
+    orig = getattr(err, "orig", None)  # SQLAlchemy wraps the driver's error; its text is the useful part
+    text = str(orig if orig is not None else err).strip()
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "") or type(err).__name__
+    return line
+
+
+def _allowed_text() -> str:
+    return "; ".join(ALLOWED_FORMS)
+
+
+def check_url(url: str) -> str | None:
+    """Why ``url`` cannot hold a ledger (one line, password masked), or None when it can."""
+    shown = mask_url(url)
+    if not isinstance(url, str) or not url.strip():
+        return f"storage URL is empty; allowed: {_allowed_text()}"
+    try:
+        u = _parse(url)
+    except Exception:
+        return (f"storage URL {shown!r} is not a URL of the form dialect[+driver]://...; "
+                f"allowed: {_allowed_text()}")
+    dialect = u.get_backend_name()
+    allowed = ALLOWED_DRIVERS.get(dialect)
+    if allowed is None:
+        return (f"storage URL {shown!r}: unknown or unsupported database {dialect!r}; "
+                f"allowed: {_allowed_text()}")
+    if u.drivername not in allowed:
+        return (f"storage URL {shown!r}: driver {u.drivername!r} is not supported for a ledger; "
+                f"use one of {', '.join(d + '://' for d in allowed)}")
+    if dialect == "sqlite":
+        if not u.database or u.database == ":memory:" or u.database.startswith("file::memory:"):
+            return (f"storage URL {shown!r}: an in-memory SQLite database is lost when the run ends and is not "
+                    "shared by workers; give a file, sqlite:///PATH")
+    elif not u.database:
+        return f"storage URL {shown!r}: no database name; write {dialect}://USER:PASSWORD@HOST:PORT/DATABASE"
+    return None
+
+
+def _have(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def normalize_url(url: str) -> str:
+    """``url`` with a driver that is installed: a bare ``postgresql://`` (psycopg 3 in SQLAlchemy 2) becomes
+    ``postgresql+psycopg2://`` when only psycopg2 is importable.
+
+    Raises :class:`StorageError` (one line, with the ``pip install`` to run) when the URL's driver is missing.
+    """
+    u = _parse(url)
+    driver = u.drivername
+    if driver == "postgresql":
+        if _have("psycopg"):
+            return url
+        if _have("psycopg2"):
+            return u.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+        raise StorageError(f"storage URL {mask_url(url)!r} needs a PostgreSQL driver, and neither psycopg2 nor "
+                           'psycopg is installed: pip install -e ".[postgres]"')
+    need = _DRIVER_MODULES.get(driver)
+    if need is not None and not _have(need[0]):
+        raise StorageError(f"storage URL {mask_url(url)!r} needs the Python module {need[0]!r}: {need[1]}")
+    return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL (None for any other database)."""
+    u = _parse(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+def engine_kwargs_for(url: str) -> dict[str, Any]:
+    """SQLAlchemy ``create_engine`` arguments for a ledger at ``url`` (a normalized URL)."""
+    u = _parse(url)
+    dialect, driver = u.get_backend_name(), u.get_driver_name()
+    connect_args: dict[str, Any] = {}
+    if dialect == "sqlite":
+        connect_args["timeout"] = SQLITE_TIMEOUT_S
+    elif "connect_timeout" not in u.query and "timeout" not in u.query:
+        key = {"pg8000": "timeout", "mysqlconnector": "connection_timeout"}.get(driver, "connect_timeout")
+        connect_args[key] = CONNECT_TIMEOUT_S
+    return {"connect_args": connect_args} if connect_args else {}
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, timeout_s: float) -> Iterator[None]:
+    """An exclusive lock on the file ``path``, held for the ``with`` block and removed after it.
+
+    The file is created and deleted around the lock (so no lock file stays next to a ledger); a waiter that got
+    a lock on a file already deleted by the previous holder tries again. A no-op where the platform has no
+    ``fcntl`` or the folder is read-only (the retry in :func:`make_storage` still applies).
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            yield
+            return
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StorageError(f"another process has been creating the ledger next to {path} for "
+                                           f"over {timeout_s:.0f} s; is it hung?") from None
+                    time.sleep(0.02)
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            break
+        os.close(fd)  # the holder before us deleted this file: lock the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def _server_lock(connection, dialect: str) -> Iterator[None]:
+    """A session-level advisory lock on the database server while Optuna creates or checks its schema."""
+    from sqlalchemy import text
+
+    if dialect == "postgresql":
+        lock_sql, unlock_sql, params = "SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)", {"k": _LOCK_KEY}
+    elif dialect == "mysql":
+        lock_sql, unlock_sql = "SELECT GET_LOCK('archsearch_optuna_schema', :t)", \
+            "SELECT RELEASE_LOCK('archsearch_optuna_schema')"
+        params = {"t": CREATE_LOCK_TIMEOUT_S}
+    else:
+        yield
+        return
+    try:
+        connection.execute(text(lock_sql), params)
+        connection.commit()
+        locked = True
+    except Exception:  # no advisory locks here (e.g. behind a pooler): the retry in make_storage still applies
+        with contextlib.suppress(Exception):
+            connection.rollback()
+        locked = False
+    try:
+        yield
+    finally:
+        if locked:
+            with contextlib.suppress(Exception):  # closing the connection releases it anyway
+                connection.execute(text(unlock_sql), {k: v for k, v in params.items() if k == "k"})
+                connection.commit()
+
+
+def _unreachable(url: str, err: BaseException) -> StorageError:
+    return StorageError(f"cannot open the ledger database {mask_url(url)}: {_scrub(_first_line(err), url)}")
+
+
+def make_storage(url: str, *, retries: int = 2, **rdb_kwargs: Any):
+    """An ``optuna.storages.RDBStorage`` at ``url``, safe to call from several processes at once.
+
+    The URL is checked (:func:`check_url`) and normalized (:func:`normalize_url`); an SQLite file gets its folder
+    and a 60 s lock timeout; a server gets a 10 s connect timeout. A database that cannot be reached, or whose
+    driver is missing, raises :class:`StorageError` with one line naming the masked URL and the reason.
+    ``rdb_kwargs`` go to ``RDBStorage`` (``engine_kwargs`` are merged over the defaults).
+    """
+    import sqlalchemy
+    from sqlalchemy import exc as sa_exc
+
+    problem = check_url(url)
+    if problem:
+        raise StorageError(problem)
+    url = normalize_url(url)
+    engine_kwargs = engine_kwargs_for(url)
+    extra = dict(rdb_kwargs.pop("engine_kwargs", None) or {})
+    if "connect_args" in extra:
+        engine_kwargs["connect_args"] = {**engine_kwargs.get("connect_args", {}), **extra.pop("connect_args")}
+    engine_kwargs.update(extra)
+    dialect = _parse(url).get_backend_name()
+
+    path = sqlite_path(url)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StorageError(f"cannot create the folder of the ledger {mask_url(url)}: {err}") from None
+        lock: contextlib.AbstractContextManager = _file_lock(Path(f"{path}.lock"), CREATE_LOCK_TIMEOUT_S)
+        probe = None
+    else:
+        lock = contextlib.nullcontext()
+        # One connection first: a refused or unreachable server is reported before Optuna touches it, and the
+        # same connection holds the advisory lock while Optuna creates its tables.
+        try:
+            probe_engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, **engine_kwargs)
+            probe = probe_engine.connect()
+        except ImportError as err:
+            raise StorageError(f"storage URL {mask_url(url)!r}: the database driver is missing ({err})") from None
+        except (sa_exc.DBAPIError, sa_exc.ArgumentError) as err:
+            raise _unreachable(url, err) from None
+        lock = _server_lock(probe, dialect)
+
+    optuna = _optuna()
+    try:
+        with lock:
+            for attempt in range(retries + 1):
+                try:
+                    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **rdb_kwargs)
+                except (sa_exc.IntegrityError, sa_exc.ProgrammingError, sa_exc.OperationalError) as err:
+                    # The schema race (another process created a table or stamped the revision first), or a
+                    # database that cannot be opened; the first settles on retry, the second is reported.
+                    if attempt == retries:
+                        raise _unreachable(url, err) from None
+                    time.sleep(0.2 * (attempt + 1))
+                except ImportError as err:
+                    raise StorageError(f"storage URL {mask_url(url)!r}: the database driver is missing "
+                                       f"({_first_line(err.__cause__ or err)})") from None
+                except RuntimeError as err:  # Optuna's schema-version check
+                    raise StorageError(f"ledger {mask_url(url)}: {_scrub(_first_line(err), url)}") from None
+    finally:
+        if probe is not None:
+            with contextlib.suppress(Exception):
+                probe.close()
+                probe_engine.dispose()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def create_or_load(storage, name: str, directions: Sequence[str], *, sampler=None, pruner=None,
+                   user_attrs: dict[str, Any] | None = None):
+    """``(study, created)``: the study ``name`` in ``storage``, created with ``directions`` (and ``user_attrs``,
+    set by the creating process only) unless it exists. Safe when several processes create the same name at
+    once: one creates it, the others load it. A stored study whose directions differ raises StorageError."""
+    optuna = _optuna()
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, directions=list(directions),
+                                    sampler=sampler, pruner=pruner)
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        stored = [d.name.lower() for d in study.directions]
+        wanted = [str(getattr(d, "name", d)).lower() for d in directions]
+        if stored != wanted:
+            raise StorageError(f"study {name!r} in {mask_url(str(getattr(storage, 'url', storage)))} is stored "
+                               f"with directions {stored}, not {wanted}") from None
+        return study, False
+    for key, value in (user_attrs or {}).items():
+        study.set_user_attr(key, value)
+    return study, True
