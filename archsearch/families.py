@@ -302,7 +302,7 @@ def nsr_resnet(n_blocks: int = 16, channels: int = 32, expansion: int = 2, spars
 # ---------------------------------------------------------------------------------------------------------
 # Designs from classical priors (issue 12): unfolded convolutional sparse coding (blocks/csc.py)
 # ---------------------------------------------------------------------------------------------------------
-from .blocks import CSC, Add  # noqa: E402  (this section is appended; the imports above belong to the others)
+from .blocks import CSC  # noqa: E402  (this section is appended; the imports above belong to the others)
 
 
 @register_family("cscnet", filters=(1, 1024), unfoldings=(1, 64), kernel_size=(1, 31), stride=(1, 16))
