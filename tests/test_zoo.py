@@ -95,6 +95,7 @@ EXACT = {
     "edsr_nsr_x2": 4_877_812,    # = pt_ir MODEL(units 64, multiplier 1, k 4, 16 cardinals) = NSR README
     "edsr_nsr_x3": 4_887_637,    # NSR README
     "edsr_nsr_x4": 4_901_392,    # NSR README
+    "cscnet": 63_700,            # = 3 x 175 x 11 x 11 + 175, the authors' sigma=25 model (test_csc)
 }
 
 
