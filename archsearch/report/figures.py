@@ -74,6 +74,7 @@ class FigureData:
     x_labels: list[str] | None = None
     y_labels: list[str] | None = None
     value_label: str = ""
+    hlines: list[tuple[float, str]] = field(default_factory=list)  # reference PSNRs: (value, label)
 
 
 def _err(values) -> list[float]:
@@ -160,9 +161,10 @@ def fig_vs_size(points, x: str = "n_params", note: str = "") -> FigureData | Non
     return fig
 
 
-def fig_pareto(points, x: str = "n_params", note: str = "") -> FigureData | None:
+def fig_pareto(points, x: str = "n_params", note: str = "", references=()) -> FigureData | None:
     """PSNR vs ``x`` (parameters, MACs per pixel or latency) with the non-dominated design points highlighted,
-    joined by a staircase and labelled."""
+    joined by a staircase and labelled with their family; dominated points are coloured by family. ``references``
+    (``(psnr, label)`` pairs, e.g. a published model's PSNR on the same test set) are drawn as dashed lines."""
     keys = {"n_params": "pareto_params", "macs_per_pixel": "pareto_macs", "latency_ms_per_mp": "pareto_latency"}
     if x not in keys:
         raise ArchsearchError(f"fig_pareto: x must be one of {', '.join(keys)}, got {x!r}")
@@ -172,17 +174,22 @@ def fig_pareto(points, x: str = "n_params", note: str = "") -> FigureData | None
     if pts.empty:
         return None
     fig = FigureData(keys[x], TITLES[keys[x]], AXES[x] + " (lower is better)", "test PSNR [dB] (mean over seeds)",
-                     note=note, xlog=_log_scale(pts[x]))
+                     note=note, xlog=_log_scale(pts[x]), hlines=[(float(v), str(lab)) for v, lab in references])
+    family = pts["family"] if "family" in pts else pts["design"]
+    pts = pts.assign(family=[str(f) for f in family])
     rest, front = pts[~pts["on_front"]], pts[pts["on_front"]].sort_values(x)
-    if not rest.empty:
-        fig.series.append(Series(f"dominated ({len(rest)})", rest[x].astype(float).tolist(),
-                                 rest["psnr_mean"].astype(float).tolist(), None,
-                                 [_hover(r) for _, r in rest.iterrows()],
-                                 [_compact(v) for v in rest["label"]] if len(rest) <= 12 else None,
-                                 lines=False, muted=True))
+    for fam in sorted(set(rest["family"])):
+        part = rest[rest["family"] == fam]
+        fig.series.append(Series(f"{fam} ({len(part)})", part[x].astype(float).tolist(),
+                                 part["psnr_mean"].astype(float).tolist(), None,
+                                 [_hover(r) for _, r in part.iterrows()],
+                                 [_compact(v) for v in part["label"]] if len(rest) <= 12 else None,
+                                 lines=False))
     fig.series.append(Series(f"non-dominated ({len(front)})", front[x].astype(float).tolist(),
                              front["psnr_mean"].astype(float).tolist(), None,
-                             [_hover(r) for _, r in front.iterrows()], [_compact(v) for v in front["label"]],
+                             [_hover(r) for _, r in front.iterrows()],
+                             [f"{f}: {_compact(v)}" if not str(v).startswith(f) else _compact(v)
+                              for f, v in zip(front["family"], front["label"])],
                              lines=True, step=True, emphasis=True))
     return fig
 
@@ -242,6 +249,9 @@ def to_plotly(fig: FigureData):
                 line={"color": c, "shape": "hv" if s.step else "linear"},
                 marker={"color": c, "size": 11 if s.emphasis else 8,
                         "symbol": "star" if s.emphasis else "circle"}))
+        for y, label in fig.hlines:
+            out.add_hline(y=y, line_dash="dash", line_color="#444", annotation_text=html.escape(label),
+                          annotation_position="bottom right")
         out.update_xaxes(title_text=fig.xlabel, type="log" if fig.xlog else "linear")
         out.update_yaxes(title_text=fig.ylabel)
     out.update_layout(title={"text": fig.title}, template="plotly_white", height=480,
@@ -311,6 +321,8 @@ def to_png(fig: FigureData, path: str | Path, dpi: int = 130) -> Path:
             from matplotlib.ticker import FuncFormatter
 
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        for y, label in fig.hlines:
+            ax.axhline(y, linestyle="--", color="0.25", linewidth=1, label=label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
         ax.margins(x=0.08, y=0.12)

@@ -56,6 +56,7 @@ def _fidelity_note(study, ostudy) -> str:
 def build_figures(study, df, ostudy) -> tuple[list[FigureData], list[str], dict[str, Any]]:
     """Every figure the ledger supports, the reasons for those left out, and the tables (NSR, MemNet)."""
     note = _fidelity_note(study, ostudy)
+    refs = [(r.psnr, r.label) for r in study.config.references]
     points = design_points(df)
     figs: list[FigureData] = []
     skipped: list[str] = []
@@ -84,9 +85,9 @@ def build_figures(study, df, ostudy) -> tuple[list[FigureData], list[str], dict[
                                f"showing {keep} only")
                 sub = design_points(df[(df["latency_device"] == keep) | df["latency_device"].isna()])
             f = fig_pareto(sub, x, note + f" | latency: {lat['latency_device'].iloc[0]}, input "
-                                          f"{lat['latency_input'].iloc[0]}")
+                                          f"{lat['latency_input'].iloc[0]}", refs)
         else:
-            f = fig_pareto(sub, x, note)
+            f = fig_pareto(sub, x, note, refs)
         if f:
             figs.append(f)
     nsr = nsr_table(df)
