@@ -67,7 +67,7 @@ from torch import nn
 
 from ..errors import SpecError
 from ..spec import Block, register_block
-from ._common import positive
+from ._common import SameChannels, positive
 
 
 def csc_pads(size: int, kernel_size: int, stride: int) -> tuple[int, int]:
@@ -184,7 +184,7 @@ class CSCModule(nn.Module):
 
 @register_block
 @dataclass(frozen=True)
-class CSC(Block):
+class CSC(SameChannels, Block):
     """Convolutional LISTA on ``channels`` image channels (in = out); defaults are CSCNet's sigma=25 model."""
 
     type = "csc"
@@ -206,14 +206,6 @@ class CSC(Block):
                                       f"averaging; a larger stride leaves pixels without atoms), got {self.stride}")
         if self.threshold < 0:
             raise SpecError("threshold", f"(the initial soft threshold) must be >= 0, got {self.threshold}")
-
-    @property
-    def input_channels(self) -> tuple[int, ...]:
-        return (self.channels,)
-
-    @property
-    def out_channels(self) -> int:
-        return self.channels
 
     @property
     def copies(self) -> int:

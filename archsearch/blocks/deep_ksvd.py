@@ -42,7 +42,7 @@ from torch import nn
 
 from ..errors import SpecError
 from ..spec import Block, register_block
-from ._common import positive
+from ._common import SameChannels, positive
 
 
 def overcomplete_dct(patch_size: int, atoms: int) -> torch.Tensor:
@@ -103,7 +103,7 @@ class PatchLISTAModule(nn.Module):
 
 @register_block
 @dataclass(frozen=True)
-class PatchLISTA(Block):
+class PatchLISTA(SameChannels, Block):
     """Deep K-SVD on ``channels`` image channels (in = out); defaults are the reference code's configuration."""
 
     type = "patch_lista"
@@ -123,14 +123,6 @@ class PatchLISTA(Block):
         for i, h in enumerate(self.mlp_hidden):
             if h < 1:
                 raise SpecError(f"mlp_hidden[{i}]", f"must be >= 1, got {h}")
-
-    @property
-    def input_channels(self) -> tuple[int, ...]:
-        return (self.channels,)
-
-    @property
-    def out_channels(self) -> int:
-        return self.channels
 
     @property
     def patch_values(self) -> int:
