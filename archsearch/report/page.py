@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..study.ledger import display_url
-from ..study.results import _isnan, ledger_frame
+from ..study.results import is_nan, ledger_frame
 from .data import design_points, memnet_grid, nsr_table, param_importances
 from .figures import (
     TITLES,
@@ -108,7 +108,7 @@ def build_figures(study, df, ostudy) -> tuple[list[FigureData], list[str], dict[
 
 
 def _esc(v: Any) -> str:
-    if v is None or _isnan(v):
+    if v is None or is_nan(v):
         return ""
     if isinstance(v, float) and v.is_integer():
         v = int(v)  # trial numbers and seeds read back from a frame with NaNs

@@ -95,7 +95,7 @@ def ledger_frame(study, ostudy=None):
                            "latency_ms_per_mp": lat.get("latency_ms_per_mp"),
                            "latency_device": lat.get("latency_device"), "latency_input": lat.get("latency_input")}
     for col in ("arguments", "params", "host", "latency_ms_per_mp", "latency_device", "latency_input"):
-        df[col] = [extra.get(n, {}).get(col) if n is not None and not _isnan(n) else None for n in df["number"]]
+        df[col] = [extra.get(n, {}).get(col) if n is not None and not is_nan(n) else None for n in df["number"]]
     df["latency_ms_per_mp"] = df["latency_ms_per_mp"].astype(float)
     families = {d.name: d.family for d in study.space.designs}
     df["family"] = [families.get(d, d) if isinstance(d, str) else None for d in df["design"]]
@@ -104,7 +104,7 @@ def ledger_frame(study, ostudy=None):
     return df
 
 
-def _isnan(v: Any) -> bool:
+def is_nan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 

@@ -142,18 +142,18 @@ class TrialPruned(Exception):
 _DATA_CACHE: dict[tuple[str, str, str], Any] = {}
 
 
-def _datasets(study: Study):
+def study_data(study: Study):
     """Task and images, loaded once per process (every trial of a study sees the same images and noise)."""
     from .ledger import config_fingerprint
 
     key = (str(study.path), study.profile, config_fingerprint(study))
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()
-        _DATA_CACHE[key] = _load_datasets(study)
+        _DATA_CACHE[key] = load_study_data(study)
     return _DATA_CACHE[key]
 
 
-def _load_datasets(study: Study):
+def load_study_data(study: Study):
     from ..data import load_dataset
     from ..tasks import make_task
 
@@ -208,7 +208,7 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
     }
     if on_spec is not None:
         on_spec(dict(attrs))
-    task, train_images, val_images, test_images = _datasets(study)
+    task, train_images, val_images, test_images = study_data(study)
     config = load_dataclass(TrainConfig, {"progress": progress, **dict(study.config.training), "seed": seed},
                             "training")
     torch.manual_seed(seed)
