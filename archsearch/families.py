@@ -297,3 +297,61 @@ def nsr_resnet(n_blocks: int = 16, channels: int = 32, expansion: int = 2, spars
     gr = global_residual or ("subtract" if upscale == 1 else "none")
     return b.spec(name or f"nsr_resnet_b{n_blocks}_c{channels}_e{expansion}_k{sparsity_groups}_{regime}",
                   in_channels, out_channels, global_residual=gr)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Designs from classical priors (issue 12): unfolded convolutional sparse coding (blocks/csc.py)
+# ---------------------------------------------------------------------------------------------------------
+from .blocks import CSC  # noqa: E402  (this section is appended; the imports above belong to the others)
+
+
+@register_family("cscnet", filters=(1, 1024), unfoldings=(1, 64), kernel_size=(1, 31), stride=(1, 16))
+def cscnet(filters: int = 175, unfoldings: int = 12, kernel_size: int = 11, stride: int = 8, tied: bool = False,
+           average_shifts: bool = True, threshold: float = 0.01, channels: int = 1, global_residual: str = "none",
+           name: str = "") -> GraphSpec:
+    """CSCNet (Simon & Elad, NeurIPS 2019): one convolutional-LISTA block on the image, ``unfoldings``
+    iterations of ``filters`` k x k atoms at ``stride``, the stride^2 shifted copies averaged. The network
+    outputs the clean image (``global_residual: none``, the authors' convention: images in [0, 1], no mean
+    removal); ``global_residual: subtract`` is a departure that makes it predict the noise instead.
+
+    Parameters grow with filters and kernel size, do not depend on the stride and, past 2, not on the unfoldings
+    (LISTA shares its matrices across iterations); MACs grow with each knob (per pixel ``2K m k^2 + s^2``). A
+    stride above the kernel size is refused (the solver skips it).
+    """
+    b = SpecBuilder()
+    b.add(CSC(channels, filters, kernel_size, stride, unfoldings, tied, average_shifts, threshold), name="csc")
+    return b.spec(name or f"cscnet_m{filters}_k{kernel_size}_s{stride}_u{unfoldings}{'_tied' if tied else ''}",
+                  channels, channels, global_residual=global_residual)
+
+
+@register_family("csc_hybrid", filters=(1, 1024), unfoldings=(1, 64), cnn_depth=(2, 64), cnn_width=(1, 512))
+def csc_hybrid(filters: int = 64, unfoldings: int = 6, kernel_size: int = 7, stride: int = 4, cnn_depth: int = 3,
+               cnn_width: int = 32, tied: bool = False, average_shifts: bool = True, channels: int = 1,
+               name: str = "") -> GraphSpec:
+    """A CSC stage followed by a CNN refinement: the convolutional-LISTA estimate of the clean image, then a
+    plain ConvNet (conv+ReLU, (cnn_depth - 2) x conv+ReLU, conv; 3x3, biases) that predicts a correction added to
+    it -- a classical prior first, learned residual detail second. Output: the clean image."""
+    b = SpecBuilder()
+    csc = b.add(CSC(channels, filters, kernel_size, stride, unfoldings, tied, average_shifts), name="csc")
+    b.add(Conv(channels, cnn_width, 3), name="cnn0")
+    b.add(ReLU(cnn_width), name="cnn0_relu")
+    for i in range(1, cnn_depth - 1):
+        b.add(Conv(cnn_width, cnn_width, 3), name=f"cnn{i}")
+        b.add(ReLU(cnn_width), name=f"cnn{i}_relu")
+    branch = b.add(Conv(cnn_width, channels, 3), name=f"cnn{cnn_depth - 1}")
+    b.add(Add(channels), [csc, branch], name="refine")
+    return b.spec(name or f"csc_hybrid_m{filters}_u{unfoldings}_d{cnn_depth}_w{cnn_width}", channels, channels)
+
+
+@register_family("deep_ksvd", atoms=(1, 1024), iterations=(0, 32), patch_size=(2, 16))
+def deep_ksvd(atoms: int = 256, iterations: int = 5, patch_size: int = 8, mlp_hidden: tuple[int, ...] = (128, 64, 32),
+              clamp: bool = True, channels: int = 1, name: str = "") -> GraphSpec:
+    """Deep K-SVD (Scetbon, Elad & Milanfar 2021): one patch-LISTA block (blocks/deep_ksvd.py) on all fully
+    overlapping patches, an MLP-predicted threshold per patch, learned weighted patch averaging; outputs the clean
+    image. Defaults: the reference code's configuration (8 x 8 patches, 256 atoms, T = 5, MLP 64-128-64-32-1).
+    Parameters grow with atoms and patch size and do not depend on the iterations; MACs grow with each knob."""
+    from .blocks import PatchLISTA
+
+    b = SpecBuilder()
+    b.add(PatchLISTA(channels, patch_size, atoms, iterations, tuple(mlp_hidden), clamp), name="patch_lista")
+    return b.spec(name or f"deep_ksvd_p{patch_size}_m{atoms}_t{iterations}", channels, channels)

@@ -69,6 +69,29 @@ register_layout("dncnn", lambda sd: bool(sd) and all(isinstance(k, str) and k.st
                 official_dncnn_state_dict, "github cszn/DnCNN (PyTorch model_zoo, nn.Sequential 'dncnn')")
 
 
+#: CSCNet's ``ConvLista_T`` keys -> the ``csc`` block's (node ``csc`` of the ``cscnet`` zoo spec, blocks/csc.py).
+CSCNET_KEYS = {
+    "apply_A.weight": "blocks.csc.decoder",  # A: transposed conv inside the iterations
+    "apply_B.weight": "blocks.csc.encoder",  # B: strided conv, image -> code
+    "apply_C.weight": "blocks.csc.output",  # C: transposed conv, code -> output image
+    "soft_threshold.threshold": "blocks.csc.threshold",  # (1, filters, 1, 1), one per filter
+}
+
+
+def official_cscnet_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Map the CSCNet authors' keys (github drorsimon/CSCNet, ``model/modules.py`` ``ConvLista_T``) onto
+    ``cscnet``'s. The weight tensors keep their shapes: A and C are ``ConvTranspose2d(filters, 1)`` weights and B
+    a ``Conv2d(1, filters)`` weight, all (filters, 1, k, k), which is how the ``csc`` block stores them."""
+    unknown = sorted(set(state) - set(CSCNET_KEYS))
+    if unknown:
+        raise WeightsError(f"unexpected key {unknown[0]!r} in a CSCNet state_dict (expected {', '.join(CSCNET_KEYS)})")
+    return {CSCNET_KEYS[k]: v for k, v in state.items()}
+
+
+register_layout("cscnet", lambda sd: bool(sd) and set(sd) == set(CSCNET_KEYS), official_cscnet_state_dict,
+                "github drorsimon/CSCNet (trained_models/sigma_*.model, ConvLista_T)")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # reading
 # ---------------------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ Layouts (README, "Reference zoo", gives the same table):
   multiplier 1, 4 groups, 16 cardinals: 4,877,812 / 4,887,637 / 4,901,392 (the README's numbers).
 * ``wdsr_nsr_x2`` -- the same code with its defaults but width multiplier 1 (Table 2's same-size k=4, 16 blocks):
   1,260,756.
+* ``cscnet`` -- CSCNet sigma=25 (Simon & Elad 2019): one convolutional LISTA block, 3 x 175 x 11 x 11
+  dictionaries + 175 thresholds = 63,700; outputs the clean image (no global residual).
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ for _s, _n in ((2, "4,877,812"), (3, "4,887,637"), (4, "4,901,392")):
     _add(ZooEntry(f"edsr_nsr_x{_s}", "edsr_nsr", dict(upscale=_s),
                   f"Fan et al. NeurIPS 2020; github ychfan/nsr README, EDSR+NSR x{_s} (pt_ir models/wdsr_nsr.py)",
                   _n, "sr"))
+_add(ZooEntry("cscnet", "cscnet", dict(filters=175, kernel_size=11, stride=8, unfoldings=12),
+              "Simon & Elad NeurIPS 2019 (CSCNet sigma=25: 175 filters 11x11, stride 8, 12 unfoldings)", "63K",
+              "denoise"))
 
 
 def zoo_names() -> list[str]:

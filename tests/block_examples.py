@@ -110,6 +110,20 @@ def _memory() -> list[Example]:
     return out
 
 
+def _csc() -> list[Example]:
+    base = dict(filters=8, kernel_size=5, unfoldings=3)
+    return [
+        _ex("csc", "s2", **base, stride=2),
+        _ex("csc", "s3-tied", (13, 11), **base, stride=3, tied=True),
+        _ex("csc", "s1", **base, stride=1),
+        _ex("csc", "s4-k4-patches", (9, 14), filters=8, kernel_size=4, stride=4, unfoldings=2),
+        _ex("csc", "s2-one-shift", **base, stride=2, average_shifts=False),
+        _ex("csc", "s3-u1", filters=8, kernel_size=5, stride=3, unfoldings=1),  # no decoder A
+        _ex("csc", "rgb", (16, 12), channels=3, filters=8, kernel_size=3, stride=2, unfoldings=2),
+        _ex("csc", "tiny-image", (5, 6), filters=4, kernel_size=7, stride=4, unfoldings=2),  # pads > image
+    ]
+
+
 #: Examples per registered block type. A registered type missing here fails the contract test.
 EXAMPLES: dict[str, list[Example]] = {
     "conv": [
@@ -125,6 +139,13 @@ EXAMPLES: dict[str, list[Example]] = {
     "xunit": _xunit(),
     "nsr_residual": _nsr(),
     "memory_block": _memory(),
+    "csc": _csc(),
+    "patch_lista": [
+        _ex("patch_lista", "p4", patch_size=4, atoms=16, iterations=2, mlp_hidden=(8, 4)),
+        _ex("patch_lista", "p5-nonsquare-T0", patch_size=5, atoms=12, iterations=0, mlp_hidden=(6,)),
+        _ex("patch_lista", "p3-rgb-noclamp", (9, 11), channels=3, patch_size=3, atoms=9, iterations=1,
+            mlp_hidden=(4,), clamp=False),
+    ],
     "memnet_recon": [
         _ex("memnet_recon", "m1", channels=8, out_channels=1, n_outputs=1),
         _ex("memnet_recon", "m3-rgb", channels=8, out_channels=3, n_outputs=3),

@@ -50,6 +50,7 @@ HANDLERS: dict[str, tuple[Any, str]] = {
     "aten::batch_norm": (_batch_norm, "inference BN = 1 MAC per element (fvcore default: 2 when affine)"),
     "aten::avg_pool2d": (_input_numel, "average pooling = 1 MAC per input value (no fvcore default)"),
     "aten::adaptive_avg_pool2d": (_input_numel, "average pooling = 1 MAC per input value (= fvcore default)"),
+    "aten::mean": (_input_numel, "a mean = an average pooling: 1 MAC per input value (CSC shift averaging)"),
     "aten::linalg_vector_norm": (_input_numel, "weight normalisation: a squared norm = 1 MAC per weight "
                                                "(no fvcore default)"),
 }
@@ -63,6 +64,12 @@ _ZERO_OPS = {
     "aten::sigmoid": "elementwise (xUnit official gate, NSR sigmoid selection)",
     "aten::softmax": "elementwise normalisation (NSR selection)",
     "aten::neg": "elementwise (xUnit Gaussian gate exponent)",
+    "aten::sign": "elementwise (Deep K-SVD soft threshold)",
+    "aten::abs": "elementwise (Deep K-SVD soft threshold)",
+    "aten::eye": "a constant (Deep K-SVD's identity in I - D^T D / c)",
+    "aten::where": "selection of an index (CSC reflect padding)",
+    "aten::index_select": "data movement (CSC reflect-padded shifted copies)",
+    "aten::expand_as": "data movement (Deep K-SVD averaging weights)",
     # elementwise arithmetic: products with a gate, residual additions, scalings, the weighted average of
     # MemNet's multi-supervised outputs, the softmax temperature
     "aten::mul": "elementwise product",
@@ -78,6 +85,7 @@ _ZERO_OPS = {
     "aten::constant_pad_nd": "zero padding (NSR patches)",
     "aten::pixel_shuffle": "data movement (sub-pixel upsampler)",
     "aten::im2col": "data movement (unfold of NSR patches with halo)",
+    "aten::col2im": "overlap-add of a transposed conv's columns (CSC synthesis; sums, as fvcore's conv_transpose)",
     "aten::unfold": "data movement",
     "aten::permute": "data movement",
     "aten::reshape": "data movement",

@@ -84,7 +84,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_killing_the_parent_of_two_workers_ends_them_and_resume_completes(tmp_path):
-    training = {**TINY_TRAINING, "steps": 3000, "val_every": 1000}
+    training = {**TINY_TRAINING, "steps": 400, "val_every": 200}
     path = write_study(tmp_path, training=training, seeds=[0, 1])
     study = load_study(path)
     proc = subprocess.Popen([sys.executable, "-m", "archsearch.cli", "run", str(path), "--workers", "2"],
@@ -302,3 +302,13 @@ def test_study_and_resume_on_a_real_postgresql_server(tmp_path, capsys, pg_url):
     assert main(["run", str(path)]) == 0  # resume: nothing left, nothing retrained
     assert "2 already finished" in capsys.readouterr().out
     assert len([t for t in _trials(study) if t.state.name == "COMPLETE"]) == 2
+
+
+def test_sampler_seed_follows_the_study(tmp_path):
+    from archsearch.study.sampling import sampler_seed
+
+    base = {"name": "seeded", "budget": None, "sweep": None, "search_space": str(_space(tmp_path))}
+    a = load_study(write_study(tmp_path, **base, seeds=[3], search={"sampler": "random", "n_trials": 2}))
+    b = load_study(write_study(tmp_path, **base, seeds=[3], search={"sampler": "random", "n_trials": 2,
+                                                                    "seed": 11}))
+    assert sampler_seed(a) == 3 and sampler_seed(b) == 11

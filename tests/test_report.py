@@ -319,3 +319,21 @@ def test_analysis_scripts_use_the_report_functions(sweep_ledger, tmp_path, capsy
     assert (out / "pareto_params.html").exists()
     captured = capsys.readouterr()
     assert "non-dominated by params" in captured.out and "nothing to draw" in captured.err
+
+
+def test_pareto_colours_families_labels_the_front_and_draws_references(sweep_ledger, tmp_path):
+    from archsearch.report import fig_pareto
+
+    study, ostudy = sweep_ledger
+    points = design_points(ledger_frame(study, ostudy))
+    assert set(points["family"]) == {"convnet", "xnet"}  # from the search space's designs
+    fig = fig_pareto(points, "n_params", references=[(27.3, "DnCNN-S (official)")])
+    assert fig.hlines == [(27.3, "DnCNN-S (official)")]
+    front = fig.series[-1]
+    assert front.emphasis and all(a.split()[0].rstrip(":") in ("convnet", "xnet") for a in front.annotations)
+    dominated = {s.name.split()[0] for s in fig.series[:-1]}
+    assert dominated <= {"convnet", "xnet"} and dominated
+    assert sum(len(s.x) for s in fig.series) == len(points)  # every design point drawn once
+    png = to_png(fig, tmp_path / "p.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert "DnCNN-S (official)" in __import__("archsearch.report", fromlist=["to_plotly"]).to_plotly(fig).to_html()

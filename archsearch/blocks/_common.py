@@ -22,3 +22,16 @@ def odd_kernel(block, name: str = "kernel_size") -> None:
 def divisible(block, name: str, value: int, by: int, by_name: str) -> None:
     if value % by:
         raise SpecError(name, f"must be divisible by {by_name} {by}, got {value}")
+
+
+class SameChannels:
+    """Mixin of the blocks whose one input and output have ``channels`` channels (activations, norms, residual
+    bodies): the two channel properties every such block would otherwise repeat."""
+
+    @property
+    def input_channels(self) -> tuple[int, ...]:
+        return (self.channels,)
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import SpecError
 from ..spec import Block, register_block
-from ._common import divisible, odd_kernel, positive
+from ._common import SameChannels, divisible, odd_kernel, positive
 
 
 @register_block
@@ -60,7 +60,7 @@ class Conv(Block):
 
 @register_block
 @dataclass(frozen=True)
-class BatchNorm(Block):
+class BatchNorm(SameChannels, Block):
     """BatchNorm2d. ``eps`` is a field because checkpoints depend on it (DnCNN's official model uses 1e-4)."""
 
     type = "batchnorm"
@@ -78,14 +78,6 @@ class BatchNorm(Block):
         if not 0 < self.momentum <= 1:
             raise SpecError("momentum", f"must be in (0, 1], got {self.momentum}")
 
-    @property
-    def input_channels(self) -> tuple[int, ...]:
-        return (self.channels,)
-
-    @property
-    def out_channels(self) -> int:
-        return self.channels
-
     def params_by_role(self) -> dict[str, int]:
         return {"normalization": 2 * self.channels if self.affine else 0}
 
@@ -100,21 +92,13 @@ class BatchNorm(Block):
 
 
 @dataclass(frozen=True)
-class _Pointwise(Block):
+class _Pointwise(SameChannels, Block):
     """A parameter-free elementwise map on ``channels`` channels."""
 
     channels: int
 
     def check(self) -> None:
         positive(self, "channels")
-
-    @property
-    def input_channels(self) -> tuple[int, ...]:
-        return (self.channels,)
-
-    @property
-    def out_channels(self) -> int:
-        return self.channels
 
     def params_by_role(self) -> dict[str, int]:
         return {}
@@ -153,7 +137,7 @@ class Identity(_Pointwise):
 
 @register_block
 @dataclass(frozen=True)
-class PReLU(Block):
+class PReLU(SameChannels, Block):
     """Parametric ReLU (He et al. 2015); one slope per channel or one shared slope (SRResNet uses per-channel)."""
 
     type = "prelu"
@@ -164,14 +148,6 @@ class PReLU(Block):
 
     def check(self) -> None:
         positive(self, "channels")
-
-    @property
-    def input_channels(self) -> tuple[int, ...]:
-        return (self.channels,)
-
-    @property
-    def out_channels(self) -> int:
-        return self.channels
 
     def params_by_role(self) -> dict[str, int]:
         return {"activation": self.channels if self.slopes == "channel" else 1}

@@ -62,7 +62,7 @@ from torch import nn
 
 from ..errors import SpecError
 from ..spec import Block, register_block
-from ._common import odd_kernel, positive
+from ._common import SameChannels, odd_kernel, positive
 
 
 def _mlp(c: int, hidden: int, out: int) -> nn.Module:
@@ -197,7 +197,7 @@ class NSRResBlockModule(nn.Module):
 
 @register_block
 @dataclass(frozen=True)
-class NSRResBlock(Block):
+class NSRResBlock(SameChannels, Block):
     """Sparse residual block; ``hidden_channels`` is the dense block's hidden width N."""
 
     type = "nsr_residual"
@@ -247,14 +247,6 @@ class NSRResBlock(Block):
         if self.regime == "same_size":
             return self.hidden_channels // self.sparsity_groups
         return self.hidden_channels
-
-    @property
-    def input_channels(self) -> tuple[int, ...]:
-        return (self.channels,)
-
-    @property
-    def out_channels(self) -> int:
-        return self.channels
 
     # -- counting -------------------------------------------------------------------------------------
     @property

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import SpecError
 from ..spec import Block, register_block
-from ._common import odd_kernel, positive
+from ._common import SameChannels, odd_kernel, positive
 from .conv import BatchNorm, Conv, PReLU, ReLU
 from .xunit import XUnit
 
@@ -48,7 +48,7 @@ class _ResidualModule(nn.Module):
 
 @register_block
 @dataclass(frozen=True)
-class ResidualBlock(Block):
+class ResidualBlock(SameChannels, Block):
     type = "residual"
     paper = "He et al. 2016; EDSR (Lim et al. 2017); WDSR (Yu et al. 2018); SRResNet (Ledig et al. 2017)"
 
@@ -79,14 +79,6 @@ class ResidualBlock(Block):
         if self.batch_norm:
             parts.append(BatchNorm(c))
         return parts
-
-    @property
-    def input_channels(self) -> tuple[int, ...]:
-        return (self.channels,)
-
-    @property
-    def out_channels(self) -> int:
-        return self.channels
 
     def params_by_role(self) -> dict[str, int]:
         return _sum_roles(self.parts())

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import SpecError
 from ..spec import Block, register_block
-from ._common import odd_kernel, positive
+from ._common import SameChannels, odd_kernel, positive
 
 
 class WNConvModule(nn.Module):
@@ -139,7 +139,7 @@ class MeanShiftModule(nn.Module):
 
 @register_block
 @dataclass(frozen=True)
-class MeanShift(Block):
+class MeanShift(SameChannels, Block):
     """``x + shift``: ``shift = -image_mean`` on the input, ``+image_mean`` on the output (pt_ir ``MODEL``)."""
 
     type = "mean_shift"
@@ -150,14 +150,6 @@ class MeanShift(Block):
 
     def check(self) -> None:
         positive(self, "channels")
-
-    @property
-    def input_channels(self) -> tuple[int, ...]:
-        return (self.channels,)
-
-    @property
-    def out_channels(self) -> int:
-        return self.channels
 
     def params_by_role(self) -> dict[str, int]:
         return {}

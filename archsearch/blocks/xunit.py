@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..spec import Block, register_block
-from ._common import odd_kernel, positive
+from ._common import SameChannels, odd_kernel, positive
 
 #: Named designs: Fig. 6 of the paper (stage names as in the figure) plus the official code's variants.
 XUNIT_DESIGNS: dict[str, dict[str, object]] = {
@@ -79,7 +79,7 @@ class XUnitModule(nn.Module):
 
 @register_block
 @dataclass(frozen=True)
-class XUnit(Block):
+class XUnit(SameChannels, Block):
     """xUnit on ``channels`` channels; defaults are the paper's design with 9x9 depthwise filters."""
 
     type = "xunit"
@@ -111,14 +111,6 @@ class XUnit(Block):
     def check(self) -> None:
         positive(self, "channels")
         odd_kernel(self)
-
-    @property
-    def input_channels(self) -> tuple[int, ...]:
-        return (self.channels,)
-
-    @property
-    def out_channels(self) -> int:
-        return self.channels
 
     def params_by_role(self) -> dict[str, int]:
         c = self.channels

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchsearchError
-from ..study.results import _isnan, ledger_frame, summary_frame  # noqa: F401  (re-exported for analysis/)
+from ..study.results import is_nan, ledger_frame, summary_frame  # noqa: F401  (re-exported for analysis/)
 
 VARIANT_KEYS = ("xunit_kernel_size", "sparsity_groups", "recursions", "cardinality", "xunit_design", "regime",
                 "activation")
@@ -55,7 +55,7 @@ def design_points(df):
     return points.sort_values(["design", "activation_param_pct", "n_params"]).reset_index(drop=True)
 
 
-def _compact(label: Any) -> str:
+def compact_label(label: Any) -> str:
     text = str(label)
     for long, short in _SHORT.items():
         text = text.replace(f"{long}=", f"{short}=")
@@ -66,10 +66,10 @@ def _short_label(label: Any, design: Any) -> str:
     text = str(label)
     if isinstance(design, str) and text.startswith(design):
         text = text[len(design):].strip() or design
-    return _compact(text)
+    return compact_label(text)
 
 
-def _finite(v: Any) -> bool:
+def is_finite(v: Any) -> bool:
     try:
         return v is not None and math.isfinite(float(v))
     except (TypeError, ValueError):
@@ -85,7 +85,7 @@ def pareto_mask(cost: Sequence[float], quality: Sequence[float]) -> list[bool]:
     n = len(cost)
     if len(quality) != n:
         raise ArchsearchError(f"pareto_mask: cost and quality must have equal lengths, got {n} and {len(quality)}")
-    ok = [_finite(cost[i]) and _finite(quality[i]) for i in range(n)]
+    ok = [is_finite(cost[i]) and is_finite(quality[i]) for i in range(n)]
     c = [float(v) if ok[i] else 0.0 for i, v in enumerate(cost)]
     q = [float(v) if ok[i] else 0.0 for i, v in enumerate(quality)]
     mask = []
@@ -100,7 +100,7 @@ def pareto_mask(cost: Sequence[float], quality: Sequence[float]) -> list[bool]:
 
 def pareto_front(points, x: str):
     """The design points with a value of ``x``, with a boolean column ``on_front`` (PSNR up, ``x`` down)."""
-    pts = points[[_finite(v) for v in points[x]]].copy() if len(points) else points.copy()
+    pts = points[[is_finite(v) for v in points[x]]].copy() if len(points) else points.copy()
     pts["on_front"] = pareto_mask(pts[x].tolist(), pts["psnr_mean"].tolist()) if len(pts) else []
     return pts
 
@@ -134,7 +134,7 @@ def nsr_table(df, value: str = "psnr"):
     dense_designs = sorted(set(a[a["sparsity_groups"].isna()]["design"]))
 
     def row(design: str, k: Any) -> tuple[tuple[int, str, int], str]:
-        if k is None or _isnan(k):  # the dense baseline
+        if k is None or is_nan(k):  # the dense baseline
             return (0, design, 0), "N/A" if len(dense_designs) <= 1 else f"{design} N/A"
         multi = len(sparse_designs) > 1
         return (1, design if multi else "", int(k)), f"{design} k={int(k)}" if multi else str(int(k))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchsearchError
-from .data import VARIANT_KEYS, _compact, _finite, pareto_front
+from .data import VARIANT_KEYS, compact_label, is_finite, pareto_front
 
 TITLES = {
     "activation": "PSNR vs share of parameters in activations (xUnit Fig. 4)",
@@ -74,15 +74,16 @@ class FigureData:
     x_labels: list[str] | None = None
     y_labels: list[str] | None = None
     value_label: str = ""
+    hlines: list[tuple[float, str]] = field(default_factory=list)  # reference PSNRs: (value, label)
 
 
 def _err(values) -> list[float]:
-    return [float(v) if _finite(v) else 0.0 for v in values]
+    return [float(v) if is_finite(v) else 0.0 for v in values]
 
 
 def _hover(row) -> str:
     seeds = int(row["n_seeds"])
-    std = f" ± {row['psnr_std']:.3f}" if _finite(row["psnr_std"]) else ""
+    std = f" ± {row['psnr_std']:.3f}" if is_finite(row["psnr_std"]) else ""
     trials = ", ".join(str(n) for n in row["trials"]) if isinstance(row.get("trials"), list) else ""
     return (f"{row['label']}<br>PSNR {row['psnr_mean']:.3f}{std} dB ({seeds} seed{'s' if seeds != 1 else ''})"
             f"<br>{int(row['n_params']):,} params, {row['macs_per_pixel']:,.0f} MACs/pixel, "
@@ -90,13 +91,13 @@ def _hover(row) -> str:
 
 
 def _log_scale(values) -> bool:
-    v = [float(x) for x in values if _finite(x) and float(x) > 0]
+    v = [float(x) for x in values if is_finite(x) and float(x) > 0]
     return len(v) > 1 and max(v) / min(v) > 20
 
 
 def fig_activation_share(points, note: str = "") -> FigureData | None:
     """PSNR (mean ± std over seeds) vs the activation-parameter share, one line per design (xUnit Fig. 4)."""
-    pts = points[[_finite(v) for v in points["activation_param_pct"]]] if len(points) else points
+    pts = points[[is_finite(v) for v in points["activation_param_pct"]]] if len(points) else points
     if pts.empty or not (pts["activation_param_pct"].astype(float) > 0).any():
         return None  # no design puts parameters in its activations: nothing to compare
     fig = FigureData("psnr_vs_activation", TITLES["activation"], AXES["activation_param_pct"], PSNR_AXIS, note=note)
@@ -135,11 +136,11 @@ def _lines(pts, x: str) -> list[tuple[str, Any, list[str]]]:
     for name in sorted(set(keys), key=_natural):
         part = pts[[k == name for k in keys]].sort_values(x)
         if use_variant:
-            notes = [_compact(" ".join(f"{k}={v}" for k, v in _tokens(lab).items() if k not in VARIANT_KEYS)
+            notes = [compact_label(" ".join(f"{k}={v}" for k, v in _tokens(lab).items() if k not in VARIANT_KEYS)
                               or design) for lab, design in zip(part["label"], part["design"])]
         else:
             notes = part["short"].tolist()
-        out.append((_compact(name), part, notes))
+        out.append((compact_label(name), part, notes))
     return out
 
 
@@ -148,7 +149,7 @@ def fig_vs_size(points, x: str = "n_params", note: str = "") -> FigureData | Non
     variant, see :func:`_lines`)."""
     if x not in ("n_params", "macs_per_pixel"):
         raise ArchsearchError(f"fig_vs_size: x must be n_params or macs_per_pixel, got {x!r}")
-    pts = points[[_finite(v) for v in points[x]]] if len(points) else points
+    pts = points[[is_finite(v) for v in points[x]]] if len(points) else points
     if pts.empty:
         return None
     key, title = ("psnr_vs_params", TITLES["params"]) if x == "n_params" else ("psnr_vs_macs", TITLES["macs"])
@@ -160,9 +161,10 @@ def fig_vs_size(points, x: str = "n_params", note: str = "") -> FigureData | Non
     return fig
 
 
-def fig_pareto(points, x: str = "n_params", note: str = "") -> FigureData | None:
+def fig_pareto(points, x: str = "n_params", note: str = "", references=()) -> FigureData | None:
     """PSNR vs ``x`` (parameters, MACs per pixel or latency) with the non-dominated design points highlighted,
-    joined by a staircase and labelled."""
+    joined by a staircase and labelled with their family; dominated points are coloured by family. ``references``
+    (``(psnr, label)`` pairs, e.g. a published model's PSNR on the same test set) are drawn as dashed lines."""
     keys = {"n_params": "pareto_params", "macs_per_pixel": "pareto_macs", "latency_ms_per_mp": "pareto_latency"}
     if x not in keys:
         raise ArchsearchError(f"fig_pareto: x must be one of {', '.join(keys)}, got {x!r}")
@@ -172,17 +174,22 @@ def fig_pareto(points, x: str = "n_params", note: str = "") -> FigureData | None
     if pts.empty:
         return None
     fig = FigureData(keys[x], TITLES[keys[x]], AXES[x] + " (lower is better)", "test PSNR [dB] (mean over seeds)",
-                     note=note, xlog=_log_scale(pts[x]))
+                     note=note, xlog=_log_scale(pts[x]), hlines=[(float(v), str(lab)) for v, lab in references])
+    family = pts["family"] if "family" in pts else pts["design"]
+    pts = pts.assign(family=[str(f) for f in family])
     rest, front = pts[~pts["on_front"]], pts[pts["on_front"]].sort_values(x)
-    if not rest.empty:
-        fig.series.append(Series(f"dominated ({len(rest)})", rest[x].astype(float).tolist(),
-                                 rest["psnr_mean"].astype(float).tolist(), None,
-                                 [_hover(r) for _, r in rest.iterrows()],
-                                 [_compact(v) for v in rest["label"]] if len(rest) <= 12 else None,
-                                 lines=False, muted=True))
+    for fam in sorted(set(rest["family"])):
+        part = rest[rest["family"] == fam]
+        fig.series.append(Series(f"{fam} ({len(part)})", part[x].astype(float).tolist(),
+                                 part["psnr_mean"].astype(float).tolist(), None,
+                                 [_hover(r) for _, r in part.iterrows()],
+                                 [compact_label(v) for v in part["label"]] if len(rest) <= 12 else None,
+                                 lines=False))
     fig.series.append(Series(f"non-dominated ({len(front)})", front[x].astype(float).tolist(),
                              front["psnr_mean"].astype(float).tolist(), None,
-                             [_hover(r) for _, r in front.iterrows()], [_compact(v) for v in front["label"]],
+                             [_hover(r) for _, r in front.iterrows()],
+                             [f"{f}: {compact_label(v)}" if not str(v).startswith(f) else compact_label(v)
+                              for f, v in zip(front["family"], front["label"])],
                              lines=True, step=True, emphasis=True))
     return fig
 
@@ -190,7 +197,7 @@ def fig_pareto(points, x: str = "n_params", note: str = "") -> FigureData | None
 def fig_grid(table, key: str, title: str, row_label: str, col_label: str, note: str = "",
              value_label: str = "mean test PSNR [dB]") -> FigureData:
     """A heatmap of a pivot table (NaN cells stay empty)."""
-    z = [[float(v) if _finite(v) else float("nan") for v in row] for row in table.to_numpy().tolist()]
+    z = [[float(v) if is_finite(v) else float("nan") for v in row] for row in table.to_numpy().tolist()]
     return FigureData(key, title, col_label, row_label, kind="grid", note=note, z=z,
                       x_labels=[str(c) for c in table.columns], y_labels=[str(i) for i in table.index],
                       value_label=value_label)
@@ -216,7 +223,7 @@ def to_plotly(fig: FigureData):
 
     out = go.Figure()
     if fig.kind == "grid":
-        text = [[f"{v:.2f}" if _finite(v) else "" for v in row] for row in fig.z or []]
+        text = [[f"{v:.2f}" if is_finite(v) else "" for v in row] for row in fig.z or []]
         out.add_trace(go.Heatmap(z=fig.z, x=fig.x_labels, y=fig.y_labels, text=text, texttemplate="%{text}",
                                  colorscale="Viridis", colorbar={"title": {"text": fig.value_label}},
                                  hovertemplate=f"{fig.ylabel} %{{y}}, {fig.xlabel} %{{x}}: %{{z:.3f}} dB"
@@ -242,6 +249,9 @@ def to_plotly(fig: FigureData):
                 line={"color": c, "shape": "hv" if s.step else "linear"},
                 marker={"color": c, "size": 11 if s.emphasis else 8,
                         "symbol": "star" if s.emphasis else "circle"}))
+        for y, label in fig.hlines:
+            out.add_hline(y=y, line_dash="dash", line_color="#444", annotation_text=html.escape(label),
+                          annotation_position="bottom right")
         out.update_xaxes(title_text=fig.xlabel, type="log" if fig.xlog else "linear")
         out.update_yaxes(title_text=fig.ylabel)
     out.update_layout(title={"text": fig.title}, template="plotly_white", height=480,
@@ -307,10 +317,12 @@ def to_png(fig: FigureData, path: str | Path, dpi: int = 130) -> Path:
                         label=s.name, alpha=0.8 if s.muted else 1.0)
         if fig.xlog:
             ax.set_xscale("log")
-        elif max((abs(x) for s in fig.series for x in s.x if _finite(x)), default=0) >= 1e4:
+        elif max((abs(x) for s in fig.series for x in s.x if is_finite(x)), default=0) >= 1e4:
             from matplotlib.ticker import FuncFormatter
 
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        for y, label in fig.hlines:
+            ax.axhline(y, linestyle="--", color="0.25", linewidth=1, label=label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
         ax.margins(x=0.08, y=0.12)
@@ -339,7 +351,7 @@ def _annotate(ax, fig: FigureData, mfig) -> None:
     renderer = mfig.canvas.get_renderer()
     axbox = ax.get_window_extent(renderer)
     markers = [ax.transData.transform((x, y)) for s in fig.series for x, y in zip(s.x, s.y)
-               if _finite(x) and _finite(y)]
+               if is_finite(x) and is_finite(y)]
     placed: list[Any] = []
     colors, color = {}, 0
     for s in fig.series:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..study.ledger import display_url
-from ..study.results import _isnan, ledger_frame
+from ..study.results import is_nan, ledger_frame
 from .data import design_points, memnet_grid, nsr_table, param_importances
 from .figures import (
     TITLES,
@@ -56,6 +56,7 @@ def _fidelity_note(study, ostudy) -> str:
 def build_figures(study, df, ostudy) -> tuple[list[FigureData], list[str], dict[str, Any]]:
     """Every figure the ledger supports, the reasons for those left out, and the tables (NSR, MemNet)."""
     note = _fidelity_note(study, ostudy)
+    refs = [(r.psnr, r.label) for r in study.config.references]
     points = design_points(df)
     figs: list[FigureData] = []
     skipped: list[str] = []
@@ -84,9 +85,9 @@ def build_figures(study, df, ostudy) -> tuple[list[FigureData], list[str], dict[
                                f"showing {keep} only")
                 sub = design_points(df[(df["latency_device"] == keep) | df["latency_device"].isna()])
             f = fig_pareto(sub, x, note + f" | latency: {lat['latency_device'].iloc[0]}, input "
-                                          f"{lat['latency_input'].iloc[0]}")
+                                          f"{lat['latency_input'].iloc[0]}", refs)
         else:
-            f = fig_pareto(sub, x, note)
+            f = fig_pareto(sub, x, note, refs)
         if f:
             figs.append(f)
     nsr = nsr_table(df)
@@ -107,7 +108,7 @@ def build_figures(study, df, ostudy) -> tuple[list[FigureData], list[str], dict[
 
 
 def _esc(v: Any) -> str:
-    if v is None or _isnan(v):
+    if v is None or is_nan(v):
         return ""
     if isinstance(v, float) and v.is_integer():
         v = int(v)  # trial numbers and seeds read back from a frame with NaNs

@@ -18,7 +18,7 @@ from .trial import Outcome, run_trial
 # locks
 # ---------------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _file_lock(path: Path, *, blocking: bool = True):
+def file_lock(path: Path, *, blocking: bool = True):
     with open(path, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -38,9 +38,9 @@ def _file_lock(path: Path, *, blocking: bool = True):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _claim_lock(study: Study):
+def claim_lock(study: Study):
     # Serialises "is anything left? -> ask()" between local workers so none creates a stray trial.
-    return _file_lock(Path(study.output_dir) / ".claim.lock")
+    return file_lock(Path(study.output_dir) / ".claim.lock")
 
 
 class OptunaRecorder:
@@ -71,7 +71,7 @@ def tell(ostudy, trial, outcome: Outcome) -> None:
         ostudy.tell(trial, state=TrialState[outcome.state])
 
 
-def _run_and_tell(study: Study, ostudy, trial, design: str, args: dict[str, Any], seeds: list[int], *,
+def run_and_tell(study: Study, ostudy, trial, design: str, args: dict[str, Any], seeds: list[int], *,
                   label: str, dedupe: bool, progress: bool) -> Outcome:
     from optuna.trial import TrialState
 
@@ -89,7 +89,7 @@ def claim_and_run(study: Study, ostudy, dists, *, progress: bool = False) -> boo
     """Claim one queued grid point and run it; False when nothing is left."""
     from optuna.trial import TrialState
 
-    with _claim_lock(study):
+    with claim_lock(study):
         if not ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             return False
         trial = ostudy.ask()
@@ -100,6 +100,6 @@ def claim_and_run(study: Study, ostudy, dists, *, progress: bool = False) -> boo
         return False
     params = {k: trial.suggest_categorical(k, dists[k].choices) for k in fixed}
     args = {k: v for k, v in params.items() if k not in ("design", "seed")}
-    _run_and_tell(study, ostudy, trial, params["design"], args, [params["seed"]],
+    run_and_tell(study, ostudy, trial, params["design"], args, [params["seed"]],
                   label=trial.user_attrs.get("label"), dedupe=False, progress=progress)
     return True

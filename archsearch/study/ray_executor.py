@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from . import ledger as L
-from .sampling import count_states, distributions, sampler, search_label, search_target, suggest_search
+from .sampling import (
+    count_states,
+    distributions,
+    sampler,
+    sampler_seed,
+    search_label,
+    search_target,
+    suggest_search,
+)
 from .schema import Study, load_study
 from .trial import run_trial
 
@@ -92,8 +100,10 @@ def _search_trainable(config: dict[str, Any], *, path, profile: str, output_dir:
     for k, v in outcome.attrs.items():
         rec.set_attr(k, v)
     result: dict[str, Any] = {"finished": True, "state": outcome.state}
-    if outcome.values is not None:
-        result.update(zip(L.metric_names(study), outcome.values))
+    # Tune's schedulers require their metric in every result: a trial that did not complete reports the worst
+    # values (the searcher records it PRUNED or FAIL from ``state`` and ignores them)
+    worst = [float("-inf")] + [float("inf")] * (len(L.metric_names(study)) - 1)
+    result.update(zip(L.metric_names(study), outcome.values if outcome.values is not None else worst))
     tune.report(result)
 
 
@@ -182,18 +192,21 @@ def run_ray(study: Study, ostudy, *, mode: str, workers: int) -> None:
             return
         target = search_target(study)
         for _ in range(MAX_ROUNDS):
-            c = count_states(ostudy.get_trials(deepcopy=False))
-            remaining = target - c.finished
+            trials = ostudy.get_trials(deepcopy=False)
+            remaining = target - count_states(trials).finished
             if remaining <= 0:
                 return
-            _search_tuner(study, common, resources, run_config, workers, remaining).fit()
+            # each round's sampler gets another seed: a fresh one with the same seed would replay the proposals
+            # of the round before (all duplicates by then)
+            _search_tuner(study, common, resources, run_config, workers, remaining,
+                          seed=sampler_seed(study) + len(trials)).fit()
     finally:
         if started:
             ray.shutdown()
 
 
 def _search_tuner(study: Study, common: dict[str, Any], resources: dict[str, float], run_config, workers: int,
-                  n: int):
+                  n: int, seed: int):
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -205,7 +218,7 @@ def _search_tuner(study: Study, common: dict[str, Any], resources: dict[str, flo
     metric = names if multi else names[0]
     mode = (["max"] + ["min"] * (len(names) - 1)) if multi else "max"
     searcher = _searcher_class()(space=space, metric=metric, mode=mode, study_name=study.name,
-                                 storage=L.storage_for(study), sampler=sampler(study))
+                                 storage=L.storage_for(study), sampler=sampler(study, seed=seed))
     scheduler = None
     if not multi and s.pruner != "none":  # ASHA plays the pruner's role under Ray
         from ray.tune.schedulers import ASHAScheduler

@@ -70,6 +70,9 @@ def summary_frame(df):
               ssim_mean=("ssim", "mean"), n_params=("n_params", "first"),
               macs_per_pixel=("macs_per_pixel", "first"), activation_param_pct=("activation_param_pct", "first"),
               sweep_value=("sweep_value", "first")).reset_index()
+    if "family" in done:
+        fam = done.groupby(["label", "design"], dropna=False)["family"].first()
+        s["family"] = [fam.get((lab, des)) for lab, des in zip(s["label"], s["design"])]
     return s.sort_values("activation_param_pct")
 
 
@@ -92,14 +95,16 @@ def ledger_frame(study, ostudy=None):
                            "latency_ms_per_mp": lat.get("latency_ms_per_mp"),
                            "latency_device": lat.get("latency_device"), "latency_input": lat.get("latency_input")}
     for col in ("arguments", "params", "host", "latency_ms_per_mp", "latency_device", "latency_input"):
-        df[col] = [extra.get(n, {}).get(col) if n is not None and not _isnan(n) else None for n in df["number"]]
+        df[col] = [extra.get(n, {}).get(col) if n is not None and not is_nan(n) else None for n in df["number"]]
     df["latency_ms_per_mp"] = df["latency_ms_per_mp"].astype(float)
+    families = {d.name: d.family for d in study.space.designs}
+    df["family"] = [families.get(d, d) if isinstance(d, str) else None for d in df["design"]]
     df["label"] = [lab if isinstance(lab, str) and lab else _label_from_params(d, p)
                    for lab, d, p in zip(df["label"], df["design"], df["params"])]
     return df
 
 
-def _isnan(v: Any) -> bool:
+def is_nan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 

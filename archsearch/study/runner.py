@@ -38,7 +38,7 @@ from typing import Any
 
 from ..errors import ArchsearchError, BudgetError, SpecError
 from . import ledger as L
-from .claims import _claim_lock, _file_lock, _run_and_tell, claim_and_run
+from .claims import claim_and_run, claim_lock, file_lock, run_and_tell
 from .results import RESULT_COLUMNS, ledger_frame, summary_frame
 from .sampling import (
     count_states,
@@ -46,12 +46,13 @@ from .sampling import (
     is_interrupted,
     pruner,
     sampler,
+    sampler_seed,
     search_label,
     search_target,
     suggest_search,
 )
 from .schema import Study, check_study_data, load_study
-from .trial import _datasets, plan_sweep, solve_design
+from .trial import plan_sweep, solve_design, study_data
 
 MARKER = ".archsearch"
 #: What ``--fresh`` removes from a study folder (and nothing else).
@@ -96,7 +97,7 @@ def _search_loop(study: Study, ostudy, *, progress: bool = False, on_done=None) 
     target = search_target(study)
     in_a_row = 0
     while in_a_row < MAX_DUPLICATES_IN_A_ROW:
-        with _claim_lock(study):
+        with claim_lock(study):
             trials = ostudy.get_trials(deepcopy=False)
             waiting = any(t.state == TrialState.WAITING for t in trials)
             c = count_states(trials)
@@ -104,7 +105,7 @@ def _search_loop(study: Study, ostudy, *, progress: bool = False, on_done=None) 
                 return
             trial = ostudy.ask()
         design, args = suggest_search(study, trial)
-        outcome = _run_and_tell(study, ostudy, trial, design, args, list(study.config.seeds),
+        outcome = run_and_tell(study, ostudy, trial, design, args, list(study.config.seeds),
                                 label=search_label(design, args), dedupe=True, progress=progress)
         in_a_row = in_a_row + 1 if "duplicate_of" in outcome.attrs else 0
         if on_done and "duplicate_of" not in outcome.attrs:
@@ -136,14 +137,14 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _worker_entry(path, profile: str, output_dir: str, mode: str, threads: int, parent: int) -> None:
+def _worker_entry(path, profile: str, output_dir: str, mode: str, threads: int, parent: int, index: int) -> None:
     _die_with_parent(parent)
     try:
         import torch
 
         torch.set_num_threads(threads)
         study = load_study(path, profile, output_dir)  # the parent's output folder, which --output-dir may set
-        ostudy = L.open_study(study, create=False, sampler=sampler(study, seed=os.getpid() % 10_000),
+        ostudy = L.open_study(study, create=False, sampler=sampler(study, seed=sampler_seed(study) + 1 + index),
                               pruner=pruner(study))
         (_sweep_loop if mode == "sweep" else _search_loop)(study, ostudy)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent prints the one line
@@ -156,7 +157,7 @@ def _worker_entry(path, profile: str, output_dir: str, mode: str, threads: int, 
 def check(study: Study) -> tuple[list, list[dict[str, Any]]]:
     """Everything that can be wrong before a study starts, checked without writing anything: the data load and
     fit the task, and the budget is reachable. Returns the sweep's points and infeasible grid points."""
-    check_study_data(study, *_datasets(study))  # missing, unreadable or too-small images: one line naming the file
+    check_study_data(study, *study_data(study))  # missing, unreadable or too-small images: one line naming the file
     if study.config.sweep is not None:
         points, infeasible = plan_sweep(study)
         if not points:
@@ -234,7 +235,7 @@ def run_study(study: Study, *, executor: str | None = None, workers: int | None 
     points, infeasible = check(study)
     L.check_storage(study)
     _prepare_folder(study, fresh)
-    with _file_lock(out / ".run.lock", blocking=False):
+    with file_lock(out / ".run.lock", blocking=False):
         if fresh:
             L.delete_study(study)
         ostudy = open_ledger(study, create=True)
@@ -288,7 +289,7 @@ def _run_processes(study: Study, ostudy, mode: str, n_workers: int, total: int, 
     ctx = mp.get_context("spawn")  # fork after torch/sqlite initialisation is unsafe
     threads = max(1, (os.cpu_count() or 1) // n_workers)
     args = (study.origin, study.profile, str(study.output_dir), mode, threads, os.getpid())
-    procs = [ctx.Process(target=_worker_entry, args=args, daemon=False) for _ in range(n_workers)]
+    procs = [ctx.Process(target=_worker_entry, args=(*args, i), daemon=False) for i in range(n_workers)]
     for p in procs:
         p.start()
     bar = _bar(total, finished, progress)

@@ -20,10 +20,18 @@ def is_interrupted(trial) -> bool:
     return trial.state.name == "FAIL" and str(trial.user_attrs.get("fail_reason", "")).startswith("interrupted")
 
 
-def sampler(study: Study, seed: int = 0):
+def sampler_seed(study: Study) -> int:
+    """The search sampler's seed: ``search.seed``, else the study's first training seed (studies with other seeds
+    explore in another order)."""
+    s = study.config.search
+    return int(s.seed) if s is not None and s.seed is not None else int(study.config.seeds[0])
+
+
+def sampler(study: Study, seed: int | None = None):
     """The search's sampler (a sweep's queued grid points need none: Optuna's RandomSampler, never consulted)."""
     import optuna
 
+    seed = sampler_seed(study) if seed is None else seed
     s = study.config.search
     if s is None or s.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)

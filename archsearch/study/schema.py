@@ -325,6 +325,7 @@ class SearchConfig:
     objectives: tuple[str, ...] = ("psnr",)
     pruner: Literal["none", "median", "successive_halving", "hyperband"] = "none"
     reduction_factor: int = 3  # successive halving / Hyperband (local) and ASHA (Ray): keep 1 in this many
+    seed: int | None = None  # the sampler's seed; default: the study's first training seed
 
     def __post_init__(self) -> None:
         if self.reduction_factor < 2:
@@ -403,6 +404,20 @@ class LatencyConfig:
 
 
 @dataclass(frozen=True)
+class ReferenceLine:
+    """A published PSNR drawn across the study's Pareto plots (e.g. DnCNN-S's official weights on the same test
+    set). Only meaningful where the study's task and test data are the reference's: put it in that profile."""
+
+    label: str
+    psnr: float
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.psnr < 100:
+            raise SpecError("psnr", f"must be a PSNR in dB (0, 100), got {self.psnr}")
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     name: str
     search_space: str
@@ -415,6 +430,7 @@ class StudyConfig:
     seeds: tuple[int, ...] = (0,)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    references: tuple[Mapping[str, Any], ...] = ()  # ReferenceLine fields; validated below
     storage: str | None = None  # an SQLAlchemy URL; default: sqlite in the output folder
     output_dir: str | None = None  # default: runs/<name>
     description: str = ""
@@ -441,6 +457,9 @@ class StudyConfig:
                 raise SpecError(key, f"must be a finite number, got {value!r}")
         if self.storage is not None:
             check_storage(self.storage)
+        object.__setattr__(self, "references", tuple(
+            r if isinstance(r, ReferenceLine) else load_dataclass(ReferenceLine, r, f"references[{i}]")
+            for i, r in enumerate(self.references)))
         if self.search is not None and "latency" in self.search.objectives and not self.latency.enabled:
             raise SpecError("latency.enabled", "the search minimises latency: it must be measured (true)")
 

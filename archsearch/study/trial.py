@@ -142,18 +142,18 @@ class TrialPruned(Exception):
 _DATA_CACHE: dict[tuple[str, str, str], Any] = {}
 
 
-def _datasets(study: Study):
+def study_data(study: Study):
     """Task and images, loaded once per process (every trial of a study sees the same images and noise)."""
     from .ledger import config_fingerprint
 
     key = (str(study.path), study.profile, config_fingerprint(study))
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()
-        _DATA_CACHE[key] = _load_datasets(study)
+        _DATA_CACHE[key] = load_study_data(study)
     return _DATA_CACHE[key]
 
 
-def _load_datasets(study: Study):
+def load_study_data(study: Study):
     from ..data import DataError, load_dataset
     from ..tasks import make_task
     from .schema import ConfigError
@@ -214,7 +214,7 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
     }
     if on_spec is not None:
         on_spec(dict(attrs))
-    task, train_images, val_images, test_images = _datasets(study)
+    task, train_images, val_images, test_images = study_data(study)
     config = load_dataclass(TrainConfig, {"progress": progress, **dict(study.config.training), "seed": seed},
                             "training")
     torch.manual_seed(seed)
@@ -333,6 +333,7 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
     if label is not None:
         rec.set_attr("label", label)
     multi = study.config.search is not None and len(study.config.search.objectives) > 1
+    last_step = int(dict(study.config.training).get("steps", 1000))
     curve: list[list[float]] = []
     spec_attrs: dict[str, Any] = {}
 
@@ -352,7 +353,8 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
         curve.append([int(step), float(val_psnr)])
         if not multi:  # Optuna keeps intermediate values for single-objective studies only
             rec.report(int(step), float(val_psnr))
-            if rec.should_prune():
+            # a trial that has trained every step is finished, never pruned (its test PSNR is the result)
+            if step < last_step and rec.should_prune():
                 raise TrialPruned(f"pruned at step {step} (validation PSNR {val_psnr:.3f} dB)")
 
     try:
