@@ -297,11 +297,11 @@ def test_study_and_resume_on_a_real_postgresql_server(tmp_path, capsys, pg_url):
     path = write_study(tmp_path, name="onpg", storage=pg_url)
     assert main(["run", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "2 complete" in out and pg_url.split(":")[2].split("@")[0] not in out and "***" in out
+    assert "3 complete" in out and pg_url.split(":")[2].split("@")[0] not in out and "***" in out
     study = load_study(path)
     assert main(["run", str(path)]) == 0  # resume: nothing left, nothing retrained
-    assert "2 already finished" in capsys.readouterr().out
-    assert len([t for t in _trials(study) if t.state.name == "COMPLETE"]) == 2
+    assert "3 already finished" in capsys.readouterr().out
+    assert len([t for t in _trials(study) if t.state.name == "COMPLETE"]) == 3
 
 
 def test_sampler_seed_follows_the_study(tmp_path):
