@@ -376,3 +376,26 @@ def test_inspect_a_search_space_on_a_budget(capsys):
     assert shares[0] == 0 and shares == sorted(shares)  # larger xUnit kernels: more parameters in activations
     assert main(["inspect", str(SPACE), "--budget", "10"]) == 2
     assert "smallest achievable" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_study_loads_in_every_profile(path):
+    import yaml as _yaml
+
+    for profile in [None, *(_yaml.safe_load(path.read_text()).get("profiles") or {})]:
+        study = load_study(path, profile)
+        assert study.space.designs and study.config.fidelity
+
+
+def test_a_searched_value_is_checked_jointly_with_the_other_searched_arguments(tmp_path):
+    from archsearch.study.schema import load_search_space
+
+    ok = tmp_path / "ok.yaml"  # kernel 7 breaks the default stride 8, but not the searched strides 2..6
+    ok.write_text("name: ok\ndesigns:\n- {name: c, family: cscnet, search: {kernel_size: {choices: [7, 11]}, "
+                  "stride: {choices: [2, 6]}}}\n")
+    assert load_search_space(ok).designs[0].search["kernel_size"].choices == (7, 11)
+    bad = tmp_path / "bad.yaml"  # no searched stride fits a 3x3 kernel
+    bad.write_text("name: bad\ndesigns:\n- {name: c, family: cscnet, search: {kernel_size: {choices: [3, 11]}, "
+                   "stride: {choices: [6, 8]}}}\n")
+    with pytest.raises(ConfigError, match=r"designs\[0\]\.search\.kernel_size\.choices\[0\]"):
+        load_search_space(bad)

@@ -24,6 +24,7 @@ the file (``archsearch run ... --profile paper``).
 
 from __future__ import annotations
 
+import itertools
 import math
 import typing
 from collections.abc import Mapping
@@ -122,7 +123,8 @@ class Design:
         for key, value in self.fixed.items():  # each key with the ones before it: the error sits where it starts
             earlier[key] = check_argument(fam, earlier, key, value, f"fixed.{key}", self.free_knob)
         for key, rng in ranges.items():
-            _check_range(fam, dict(self.fixed), key, rng, f"search.{key}", self.free_knob)
+            others = {k: _candidates(r) for k, r in ranges.items() if k != key}
+            _check_range(fam, dict(self.fixed), key, rng, f"search.{key}", self.free_knob, others)
 
     def accepts(self, argument: str) -> bool:
         return argument in get_family(self.family).defaults
@@ -183,12 +185,40 @@ def _try_family(fam: Family, args: Mapping[str, Any]) -> SpecError | None:
     return None
 
 
+def _candidates(rng: ParamRange) -> list[Any]:
+    """Values a searched argument can take, for checking another one jointly (choices, or a range's ends)."""
+    if rng.choices is not None:
+        return list(rng.choices)
+    return [int(rng.low), int(rng.high)] if rng.is_int else [rng.low, rng.high]
+
+
+#: Combinations of the other searched arguments tried before a searched value counts as breaking a rule.
+JOINT_TRIES = 256
+
+
+def _check_jointly(fam: Family, fixed: dict[str, Any], key: str, value: Any, path: str, free_knob: str | None,
+                   others: dict[str, list[Any]]) -> None:
+    """A searched value is valid when some combination of the other searched arguments' values makes the design
+    valid (``kernel_size: 7`` is fine beside ``stride: [2, 4, 6]`` though not beside the default stride 8)."""
+    try:
+        check_argument(fam, fixed, key, value, path, free_knob)
+    except SpecError:
+        tp = argument_types(fam).get(key, Any)
+        ok, v = coerce(tp, value)
+        if ok and others:
+            for combo in itertools.islice(itertools.product(*others.values()), JOINT_TRIES):
+                if _try_family(fam, {**fixed, **dict(zip(others, combo)), key: v}) is None:
+                    return
+        raise
+
+
 def _check_range(fam: Family, fixed: dict[str, Any], key: str, rng: ParamRange, path: str,
-                 free_knob: str | None) -> None:
+                 free_knob: str | None, others: dict[str, list[Any]] | None = None) -> None:
     tp = argument_types(fam).get(key, Any)
+    others = others or {}
     if rng.choices is not None:
         for j, choice in enumerate(rng.choices):
-            check_argument(fam, fixed, key, choice, f"{path}.choices[{j}]", free_knob)
+            _check_jointly(fam, fixed, key, choice, f"{path}.choices[{j}]", free_knob, others)
         return
     if tp is int:
         if not rng.is_int:
@@ -197,7 +227,7 @@ def _check_range(fam: Family, fixed: dict[str, Any], key: str, rng: ParamRange, 
         values = range(int(rng.low), int(rng.high) + 1, int(rng.step or 1))  # type: ignore[arg-type]
         sample = values if len(values) <= 256 else [values[0], values[-1]]
         for v in sample:
-            check_argument(fam, fixed, key, v, path, free_knob)
+            _check_jointly(fam, fixed, key, v, path, free_knob, others)
     elif tp is float:
         for end in ("low", "high"):
             check_argument(fam, fixed, key, getattr(rng, end), f"{path}.{end}", free_knob)
