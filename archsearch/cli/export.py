@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import ArchsearchError, did_you_mean
+from .args import add_study_args, load_study_args
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -54,14 +55,11 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(f"{key:>12}: {path}")
         return 0
     from ..study.export import export_trials
-    from .args import load_study_args
-
     if args.weights:
         raise ArchsearchError("--weights: only with --zoo (a study's trials export their own trained weights)")
     trial = _trial(args.trial)
     study = load_study_args(args)
-    args.trial = trial
-    for t, paths in export_trials(study, args.trial, out=args.out, formats=formats):
+    for t, paths in export_trials(study, trial, out=args.out, formats=formats):
         ua = t.user_attrs
         print(f"trial {t.number} ({ua.get('label', '')}, PSNR {ua.get('psnr', float('nan')):.3f} dB, "
               f"{ua.get('n_params'):,} params) -> " + ", ".join(str(p) for p in paths.values()))
@@ -72,12 +70,10 @@ def add_subcommands(sub) -> None:
     p = sub.add_parser("export", help="export a trial or a zoo model as a standalone torch model",
                        description="Writes NAME.py (torch only), NAME.safetensors, NAME.yaml (spec), NAME.json "
                                    "(counts), and optionally TorchScript and ONNX.")
-    p.add_argument("study", nargs="?", help="a study file (its ledger must exist)")
-    p.add_argument("--output-dir", help="the study's output folder, if `run` was given --output-dir")
+    add_study_args(p, optional=True)
     p.add_argument("--trial", default="best", help="best (default), pareto, or a trial number")
     p.add_argument("--zoo", help="export a zoo model instead of a trial")
     p.add_argument("--weights", help="with --zoo: a safetensors or state_dict file (official DnCNN keys are mapped)")
     p.add_argument("--format", default="py", help="comma-separated: py, torchscript, onnx (py files are always written)")
-    p.add_argument("--profile")
     p.add_argument("--out", help="output folder (default: <study output>/export or exports/<zoo name>)")
     p.set_defaults(func=cmd_export)

@@ -67,13 +67,13 @@ def storage_for(study: Study):
     return make_storage(study.storage_url)
 
 
-def check_storage(study: Study) -> None:
-    """A database server that cannot be reached is one line (masked URL and reason), before anything is written.
-    A default SQLite ledger needs no check: it is created inside the study folder."""
+def check_storage(study: Study):
+    """A database server that cannot be reached is one line (masked URL and reason), before anything is written;
+    returns its storage, to be handed on. A default SQLite ledger is not opened here (None): it is created inside
+    the study folder, which does not exist yet."""
     from .storage import sqlite_path
 
-    if sqlite_path(study.storage_url) is None:
-        storage_for(study)
+    return storage_for(study) if sqlite_path(study.storage_url) is None else None
 
 
 def _no_ledger(study: Study) -> ArchsearchError:
@@ -81,7 +81,7 @@ def _no_ledger(study: Study) -> ArchsearchError:
                            f"(run `archsearch run {study.path}` first)")
 
 
-def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None):
+def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None, storage=None):
     """The Optuna study of ``study`` (created if ``create``); refuses a ledger made by a different config.
     Reading (``create=False``) a ledger that does not exist creates nothing."""
     from .storage import create_or_load, sqlite_path
@@ -90,7 +90,7 @@ def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None):
     path = sqlite_path(study.storage_url)
     if not create and path is not None and not path.exists():
         raise _no_ledger(study)
-    storage = storage_for(study)
+    storage = storage or storage_for(study)
     if not create:
         try:
             return optuna.load_study(study_name=study.name, storage=storage, sampler=sampler, pruner=pruner)
@@ -116,9 +116,9 @@ def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None):
     return ostudy
 
 
-def delete_study(study: Study) -> None:
+def delete_study(study: Study, storage=None) -> None:
     optuna = _optuna()
-    storage = storage_for(study)
+    storage = storage or storage_for(study)
     try:
         optuna.delete_study(study_name=study.name, storage=storage)
     except KeyError:  # nothing to delete

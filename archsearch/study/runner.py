@@ -216,9 +216,9 @@ def prepare(study: Study, ostudy, points, infeasible) -> int:
     return search_target(study)
 
 
-def open_ledger(study: Study, *, create: bool):
+def open_ledger(study: Study, *, create: bool, storage=None):
     """The study's Optuna study with the search's sampler and pruner (opened once per process)."""
-    return L.open_study(study, create=create, sampler=sampler(study), pruner=pruner(study))
+    return L.open_study(study, create=create, sampler=sampler(study), pruner=pruner(study), storage=storage)
 
 
 def run_study(study: Study, *, executor: str | None = None, workers: int | None = None, fresh: bool = False,
@@ -233,12 +233,13 @@ def run_study(study: Study, *, executor: str | None = None, workers: int | None 
     out = Path(study.output_dir)
     t0 = time.perf_counter()
     points, infeasible = check(study)
-    L.check_storage(study)
+    storage = L.check_storage(study)
     _prepare_folder(study, fresh)
     with file_lock(out / ".run.lock", blocking=False):
+        storage = storage or L.storage_for(study)  # opened once for the run
         if fresh:
-            L.delete_study(study)
-        ostudy = open_ledger(study, create=True)
+            L.delete_study(study, storage)
+        ostudy = open_ledger(study, create=True, storage=storage)
         total = prepare(study, ostudy, points, infeasible)
         c = count_states(ostudy.get_trials(deepcopy=False))
         echo(f"study {study.name}: {total} trials planned, {c.finished} already finished, "
