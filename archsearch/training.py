@@ -93,8 +93,13 @@ class TrainConfig:
     val_seed: int = 0
     val_crop: int | None = None  # centre-crop validation images to this size (faster intermediate reports)
     device: str = "auto"
-    amp: bool = False  # bfloat16 autocast, CUDA only
-    channels_last: bool = False  # CUDA only
+    # Throughput settings (issue 13; measured by benchmarks/bench_throughput.py on a 2-core AVX-512 EPYC):
+    amp: bool = False  # bfloat16 autocast (CPU and CUDA); off: on this CPU it measured 0.7-0.85x (slower) for
+    #                    the small-channel nets of the studies, the casts cost more than bf16 GEMMs save
+    channels_last: bool = True  # NHWC activations and weights: oneDNN's depthwise/3x3 kernels; same function,
+    #                             float rounding differs from NCHW (deterministic either way)
+    compile: bool = False  # torch.compile (inductor) the training forward; pays only on long runs (compile takes
+    #                        10-50 s on 2 cores); validation runs the eager module (no recompiles per image size)
     deterministic: bool = True
     progress: bool | None = None  # None: a bar when stderr is a terminal
 
@@ -332,6 +337,12 @@ def _intermediates(model: nn.Module) -> list[torch.Tensor]:
     return preds
 
 
+def _compiled(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The training forward through torch.compile (inductor). A module that keeps Python state between calls
+    (MemNet's multi-supervision list) compiles with graph breaks; that is correct, only slower."""
+    return torch.compile(model, dynamic=False)
+
+
 def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_images: Sequence[Image] = (),
           config: TrainConfig | None = None, report: Callable[[int, float], bool | None] | None = None
           ) -> TrainResult:
@@ -346,8 +357,9 @@ def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_image
                            seed=config.seed)
     val_images = _centre_crop(val_images, config.val_crop)
     cuda = device.type == "cuda"
-    memory_format = torch.channels_last if (config.channels_last and cuda) else torch.contiguous_format
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
+    forward = _compiled(model) if config.compile else model
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config))
@@ -372,8 +384,8 @@ def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_image
             inp, target = sampler.batch(config.batch_size)
             inp = inp.to(device, non_blocking=True).contiguous(memory_format=memory_format)
             target = target.to(device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and cuda):
-                out = task.restore(model(inp), inp)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
+                out = task.restore(forward(inp), inp)
                 loss = loss_fn(out.float(), target)
                 inter = _intermediates(model)
                 if inter:

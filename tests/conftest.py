@@ -3,6 +3,7 @@ are importable by name, and torch uses the 2 CPU cores deterministically."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# Studies run their trials in-process (one worker) unless a test checks the automatic layout itself: tests patch
+# the trial function, and CLI subprocesses inherit this.
+os.environ["ARCHSEARCH_WORKERS"] = "1"
 
 
 @pytest.fixture(autouse=True)

@@ -64,7 +64,7 @@ def _load_error(path: Path, loader=load_study) -> str:
     ({"data": {"train": ""}}, "data.train: must name a dataset"),
     ({"executor": {"cpus_per_trial": -2}}, "executor.cpus_per_trial: must be a finite number > 0, got -2.0"),
     ({"executor": {"gpus_per_trial": -1}}, "executor.gpus_per_trial: must be a finite number >= 0, got -1.0"),
-    ({"executor": {"workers": 0}}, "executor.workers: must be an integer in 1..1024, got 0"),
+    ({"executor": {"workers": 0}}, "executor.workers: must be auto or an integer in 1..1024, got 0"),
     ({"budget": {"value": float("inf")}}, "budget.value: must be a finite positive number of params, got inf"),
     ({"budget": {"value": 3000, "tolerance": 2}}, "budget.tolerance: must be a fraction in [0, 1)"),
     ({"task": {"name": "denoise", "sigma": float("nan")}}, "task.sigma: must be a finite number, got nan"),

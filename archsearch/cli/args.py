@@ -50,6 +50,15 @@ def positive_int(text: str) -> int:
     return v
 
 
+def workers_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be auto or an integer >= 1, got {text}") from None
+
+
 def non_negative_int(text: str) -> int:
     v = _int(text)
     if v < 0:

@@ -8,7 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .args import add_study_args, load_study_args, positive_int
+from .args import add_study_args, load_study_args, workers_arg
+
+
+#: A design point whose validation PSNR rose more than this over the last third of training is flagged as
+#: under-trained (the issue that made the xunit_budget default profile longer: +0.14 dB at 3,000 steps).
+UNDERTRAINED_DB = 0.05
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -36,10 +41,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         s = pd.read_csv(summary.output_dir / "summary.csv")
         if not s.empty:
-            cols = ["label", "n_seeds", "n_params", "activation_param_pct", "psnr_mean", "psnr_std"]
-            view = s[cols].rename(columns={"activation_param_pct": "act %", "psnr_mean": "PSNR mean",
-                                           "psnr_std": "PSNR std"})
+            cols = ["label", "n_seeds", "n_params", "activation_param_pct", "psnr_mean", "psnr_std",
+                    "val_gain_last_third"]
+            view = s[[c for c in cols if c in s]].rename(columns={
+                "activation_param_pct": "act %", "psnr_mean": "PSNR mean", "psnr_std": "PSNR std",
+                "val_gain_last_third": "last-third gain"})
             print(view.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+            gains = s.get("val_gain_last_third")
+            if gains is not None and (gains > UNDERTRAINED_DB).any():
+                worst = s.loc[gains.idxmax()]
+                print(f"note: validation PSNR still rose by up to {worst['val_gain_last_third']:.3f} dB over the last "
+                      f"third of training ({worst['label']}); those models are under-trained at this schedule")
     return summary.exit_code
 
 
@@ -73,7 +85,9 @@ def add_subcommands(sub) -> None:
                        description="Run a study file; re-running the same command resumes it.")
     add_study_args(p)
     p.add_argument("--executor", choices=("local", "ray"), help="override the study's executor")
-    p.add_argument("--workers", type=positive_int, help="worker processes (local) or concurrent trials (ray), >= 1")
+    p.add_argument("--workers", type=workers_arg,
+                   help="worker processes (local) or concurrent trials (ray): auto (the machine decides; default "
+                        "unless the study sets executor.workers) or an integer >= 1")
     p.add_argument("--fresh", action="store_true", help="delete this study's ledger and outputs first")
     p.set_defaults(func=cmd_run)
 

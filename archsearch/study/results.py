@@ -21,7 +21,7 @@ from .schema import Study
 RESULT_COLUMNS = ["number", "state", "design", "label", "sweep_value", "seed", "n_params", "macs_per_pixel",
                   "activation_param_pct", "psnr", "ssim", "val_psnr", "wall_time_s", "train_time_s", "eval_time_s",
                   "spec_hash", "checkpoint", "fail_reason", "duplicate_of", "seeds", "psnr_per_seed",
-                  "ssim_per_seed", "latency_ms_per_mp"]
+                  "ssim_per_seed", "latency_ms_per_mp", "val_gain_last_third"]
 
 
 def results_frame(study: Study, ostudy=None):
@@ -64,12 +64,13 @@ def summary_frame(df):
     done = seed_frame(df)
     if done.empty:
         return done
-    done = done.astype({"psnr": float, "ssim": float})
+    done = done.astype({"psnr": float, "ssim": float, "val_gain_last_third": float})
     g = done.groupby(["label", "design"], dropna=False)
     s = g.agg(n_seeds=("seed", "nunique"), psnr_mean=("psnr", "mean"), psnr_std=("psnr", "std"),
               ssim_mean=("ssim", "mean"), n_params=("n_params", "first"),
               macs_per_pixel=("macs_per_pixel", "first"), activation_param_pct=("activation_param_pct", "first"),
-              sweep_value=("sweep_value", "first")).reset_index()
+              sweep_value=("sweep_value", "first"),
+              val_gain_last_third=("val_gain_last_third", "mean")).reset_index()
     if "family" in done:
         fam = done.groupby(["label", "design"], dropna=False)["family"].first()
         s["family"] = [fam.get((lab, des)) for lab, des in zip(s["label"], s["design"])]

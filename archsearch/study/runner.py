@@ -221,14 +221,109 @@ def open_ledger(study: Study, *, create: bool, storage=None):
     return L.open_study(study, create=create, sampler=sampler(study), pruner=pruner(study), storage=storage)
 
 
-def run_study(study: Study, *, executor: str | None = None, workers: int | None = None, fresh: bool = False,
+#: Environment variable that replaces ``auto`` workers by a number (as OMP_NUM_THREADS does for threads); the
+#: test suite sets it to 1 so that tests run trials in-process unless they test the layout itself.
+WORKERS_ENV = "ARCHSEARCH_WORKERS"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a run uses the machine: ``workers`` processes (local) or concurrent trials (Ray), ``threads`` torch
+    threads each, and why (recorded in the ledger's ``runs``)."""
+
+    workers: int
+    threads: int
+    reason: str
+
+
+def machine_cpus() -> int:
+    """The cores this process may use (the affinity mask where the OS has one, e.g. under a container limit)."""
+    with contextlib.suppress(AttributeError, OSError):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def machine_name() -> str:
+    """e.g. ``AMD EPYC 9R14, 2 cores`` (the CPU model from /proc/cpuinfo where there is one)."""
+    import platform
+
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {machine_cpus()} cores"
+
+
+def choose_layout(study: Study, requested: int | str | None, remaining: int, kind: str) -> Layout:
+    """The worker x thread layout of a run. A number (``--workers`` or the study's ``executor.workers``) is used as
+    given, the cores shared evenly. ``auto`` on a CPU with trials for more than one worker runs one single-thread
+    worker per core: the studies' models are small (a few hundred thousand MACs per pixel), and independent trials
+    use 2 cores better than 2 intra-op threads on one trial (``benchmarks/bench_study_throughput.py`` measures
+    both layouts on the main study). A GPU run keeps one worker."""
+    cpus = machine_cpus()
+    n, src = requested, "--workers"
+    if n in (None, "auto"):
+        n, src = study.config.executor.workers, "executor.workers"
+    if n == "auto" and os.environ.get(WORKERS_ENV, "auto") != "auto":
+        n, src = os.environ[WORKERS_ENV], WORKERS_ENV
+    if n != "auto":
+        raw = n
+        try:
+            n = int(raw)  # type: ignore[arg-type]
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ArchsearchError(f"{src} must be auto or an integer >= 1, got {raw!r}")
+        return Layout(n, max(1, cpus // n), f"{src} {n}")
+    device = str(dict(study.config.training).get("device", "auto"))
+    if device.startswith("cuda") or (device == "auto" and _cuda_available()):
+        return Layout(1, cpus, "auto: one worker on the GPU")
+    if kind == "ray":
+        return Layout(cpus, 1, f"auto: {cpus} concurrent single-thread trials")
+    if cpus < 2 or remaining < 2:
+        return Layout(1, cpus, f"auto: one worker, {cpus} thread(s) ({remaining} trial(s) to run)")
+    n = min(cpus, remaining)
+    return Layout(n, max(1, cpus // n), f"auto: {n} single-thread workers on {cpus} cores")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _record_run(ostudy, study: Study, layout: Layout, started: float, wall: float, kind: str) -> None:
+    """Append this run to the ledger's ``runs``: when, how long, where, with which layout (the reproduction page
+    reads it)."""
+    import datetime as dt
+    import socket
+
+    device = str(dict(study.config.training).get("device", "auto"))
+    if device.startswith("cuda") or (device == "auto" and _cuda_available()):
+        import torch
+
+        device = f"cuda:{torch.cuda.get_device_name(0)}"
+    else:
+        device = "cpu"
+    iso = lambda t: dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds")  # noqa: E731
+    runs = list(ostudy.user_attrs.get("runs") or [])
+    runs.append({"started": iso(started), "finished": iso(started + wall), "wall_s": round(wall, 2),
+                 "host": socket.gethostname(), "machine": machine_name(), "device": device, "executor": kind,
+                 "workers": layout.workers, "threads": layout.threads, "layout": layout.reason,
+                 "profile": study.profile})
+    ostudy.set_user_attr("runs", runs)
+
+
+def run_study(study: Study, *, executor: str | None = None, workers: int | str | None = None, fresh: bool = False,
               progress: bool | None = None, echo=print) -> RunSummary:
     """Run (or resume) a study to completion; see the module docstring. Nothing is written when the study, its
     data or its budget is wrong."""
     kind = executor or study.config.executor.kind
-    n_workers = workers or study.config.executor.workers
-    if n_workers < 1:
-        raise ArchsearchError(f"--workers must be >= 1, got {n_workers}")
+    if workers not in (None, "auto") and int(workers) < 1:
+        raise ArchsearchError(f"--workers must be >= 1, got {workers}")
+    started = time.time()
     progress = sys.stderr.isatty() if progress is None else progress
     out = Path(study.output_dir)
     t0 = time.perf_counter()
@@ -247,20 +342,20 @@ def run_study(study: Study, *, executor: str | None = None, workers: int | None 
         if study.config.fidelity:
             echo(f"fidelity: {study.config.fidelity}")
         mode = "sweep" if study.config.sweep is not None else "search"
-        if kind == "ray":
-            from .ray_executor import run_ray
+        layout = choose_layout(study, workers, max(0, total - c.finished), kind)
+        echo(f"layout: {layout.workers} worker(s) x {layout.threads} thread(s) ({layout.reason})")
+        try:
+            if kind == "ray":
+                from .ray_executor import run_ray
 
-            run_ray(study, ostudy, mode=mode, workers=n_workers)
-        elif n_workers == 1:
-            bar = _bar(total, c.finished, progress)
-            try:
-                (_sweep_loop if mode == "sweep" else _search_loop)(
-                    study, ostudy, progress=progress, on_done=lambda: bar.update(1) if bar else None)
-            finally:
-                if bar:
-                    bar.close()
-        else:
-            _run_processes(study, ostudy, mode, n_workers, total, c.finished, progress)
+                run_ray(study, ostudy, mode=mode, workers=layout.workers)
+            elif layout.workers == 1:
+                _run_in_process(study, ostudy, mode, layout.threads, total, c.finished, progress)
+            else:
+                _run_processes(study, ostudy, mode, layout, total, c.finished, progress)
+        finally:
+            with contextlib.suppress(Exception):  # a dead database must not hide the run's own error
+                _record_run(ostudy, study, layout, started, time.time() - started, kind)
         trials = ostudy.get_trials(deepcopy=False)
         write_outputs(study, ostudy)
     c = count_states(trials)
@@ -285,12 +380,27 @@ def _bar(total: int, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, desc="trials", unit="trial", dynamic_ncols=True)
 
 
-def _run_processes(study: Study, ostudy, mode: str, n_workers: int, total: int, finished: int,
+def _run_in_process(study: Study, ostudy, mode: str, threads: int, total: int, finished: int,
+                    progress: bool) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    bar = _bar(total, finished, progress)
+    try:
+        (_sweep_loop if mode == "sweep" else _search_loop)(
+            study, ostudy, progress=progress, on_done=lambda: bar.update(1) if bar else None)
+    finally:
+        torch.set_num_threads(before)
+        if bar:
+            bar.close()
+
+
+def _run_processes(study: Study, ostudy, mode: str, layout: Layout, total: int, finished: int,
                    progress: bool) -> None:
     ctx = mp.get_context("spawn")  # fork after torch/sqlite initialisation is unsafe
-    threads = max(1, (os.cpu_count() or 1) // n_workers)
-    args = (study.origin, study.profile, str(study.output_dir), mode, threads, os.getpid())
-    procs = [ctx.Process(target=_worker_entry, args=(*args, i), daemon=False) for i in range(n_workers)]
+    args = (study.origin, study.profile, str(study.output_dir), mode, layout.threads, os.getpid())
+    procs = [ctx.Process(target=_worker_entry, args=(*args, i), daemon=False) for i in range(layout.workers)]
     for p in procs:
         p.start()
     bar = _bar(total, finished, progress)

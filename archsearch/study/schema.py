@@ -400,14 +400,14 @@ class DataConfig:
 @dataclass(frozen=True)
 class ExecutorConfig:
     kind: Literal["local", "ray"] = "local"
-    workers: int = 1
+    workers: int | Literal["auto"] = "auto"  # auto: the runner picks the worker x thread layout from the machine
     address: str | None = None  # ray: an existing cluster ("auto", "ray://host:10001"); none starts one
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.workers <= 1024:
-            raise SpecError("workers", f"must be an integer in 1..1024, got {self.workers}")
+        if self.workers != "auto" and not 1 <= self.workers <= 1024:
+            raise SpecError("workers", f"must be auto or an integer in 1..1024, got {self.workers}")
         if not (math.isfinite(self.cpus_per_trial) and self.cpus_per_trial > 0):
             raise SpecError("cpus_per_trial", f"must be a finite number > 0, got {self.cpus_per_trial!r}")
         if not (math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0):

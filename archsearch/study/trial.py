@@ -174,6 +174,17 @@ def load_study_data(study: Study):
     return task, train, val, test
 
 
+def last_third_gain(history, steps: int) -> float | None:
+    """Validation PSNR gained over the last third of training: the final value minus the last validation at or
+    before step 2/3 of the run (None without such a validation). A large gain means the run stopped while the
+    model was still improving -- it is under-trained, and comparisons at this schedule are not the paper's."""
+    if not history:
+        return None
+    mark = 2 * steps / 3
+    before = [p for s, p in history if s <= mark]
+    return float(history[-1][1] - before[-1]) if before and history[-1][0] > mark else None
+
+
 def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int, *, report=None,
             checkpoint_name: str | None = None, progress: bool = False, on_spec=None) -> dict[str, Any]:
     """Run one trial and return its attributes (counts, metrics, timings, paths).
@@ -225,6 +236,10 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
     attrs["train_time_s"] = time.perf_counter() - t0
     attrs["steps"] = result.steps
     attrs["steps_per_second"] = result.steps_per_second
+    # throughput settings that can change the numbers in the last digits (see TrainConfig): recorded per trial
+    attrs["train_settings"] = {"threads": torch.get_num_threads(), "channels_last": config.channels_last,
+                               "amp": config.amp, "compile": config.compile, "deterministic": config.deterministic}
+    attrs["val_gain_last_third"] = last_third_gain(result.val_history, config.steps)
     if result.diverged:
         raise TrialFailed(f"diverged: {result.reason}")
     attrs["val_psnr"] = result.final_val_psnr
@@ -289,7 +304,7 @@ def aggregate(results: list[dict[str, Any]], curve: list[list[float]]) -> dict[s
     attrs = dict(results[0])
     n = len(results)
     attrs["seeds"] = [r["seed"] for r in results]
-    for key in ("psnr", "ssim", "val_psnr"):
+    for key in ("psnr", "ssim", "val_psnr", "val_gain_last_third"):
         vals = [r.get(key) for r in results]
         attrs[f"{key}_per_seed"] = vals
         attrs[key] = sum(vals) / n if all(isinstance(v, (int, float)) for v in vals) else None
