@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from test_study import write_study
 
 from archsearch.study.schema import ConfigError, load_study
-from test_study import TINY_TRAINING, write_study
 
 CLAIM = {"id": "c1", "source": "xUnit (CVPR 2018) Fig. 4", "text": "0% is clearly worst", "kind": "extreme",
          "point": "convnet", "is": "worst"}
@@ -119,3 +119,100 @@ def test_shipped_xunit_budget_claims_load():
         ids = [c.id for c in study.config.claims]
         assert "fig4_zero_worst" in ids and len(ids) == len(set(ids))
     assert json.dumps(ids)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# t quantiles and the verdict rules on synthetic per-seed PSNR
+# ---------------------------------------------------------------------------------------------------------
+def test_t_quantiles_match_tables():
+    from archsearch.report.verdicts import t_interval, t_quantile
+
+    for df, q in [(1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (9, 2.262), (29, 2.045), (1000, 1.962)]:
+        assert t_quantile(0.975, df) == pytest.approx(q, abs=1e-3)
+    mean, lo, hi, n = t_interval([1.0, 2.0, 3.0])  # sd 1, n 3: half-width 4.303 / sqrt(3)
+    assert (mean, n) == (2.0, 3) and hi - mean == pytest.approx(4.303 / 3 ** 0.5, abs=1e-3) and lo < mean
+    assert t_interval([5.0])[1] != t_interval([5.0])[1]  # NaN: no interval from one seed
+
+
+def _claim(**kw):
+    from archsearch.study.claim_schema import load_claim
+
+    return load_claim(claim(**kw), "claims[0]")
+
+
+def _verdict(c, per_seed, values=None):
+    from archsearch.report.verdicts import evaluate_claims
+
+    return evaluate_claims([c], per_seed, values or {}, scale="proxy", profile="default")[0]
+
+
+# three points A > B > C by ~1 dB, seeds 0-3, small seed noise (the same seed shifts every point alike)
+SEEDS = [0, 1, 2, 3]
+NOISE = [0.0, 0.3, -0.2, 0.1]
+CLEAR = {"A": {s: 30 + e + 0.01 * s for s, e in zip(SEEDS, NOISE)},
+         "B": {s: 29 + e for s, e in zip(SEEDS, NOISE)},
+         "C": {s: 28 + e - 0.01 * s for s, e in zip(SEEDS, NOISE)}}
+# B and C indistinguishable: differences straddle 0
+MIXED = {"B": {0: 29.0, 1: 29.2, 2: 28.9, 3: 29.1}, "C": {0: 29.1, 1: 29.0, 2: 29.0, 3: 29.0}}
+
+
+@pytest.mark.parametrize("kw,data,expected", [
+    (dict(kind="ordering", order=["A", "B", "C"]), CLEAR, "holds"),
+    (dict(kind="ordering", order=["C", "B", "A"]), CLEAR, "contradicted"),
+    (dict(kind="ordering", order=["B", "C"]), MIXED, "inconclusive"),
+    (dict(kind="gap", a="A", b="B", at_least=0.5), CLEAR, "holds"),
+    (dict(kind="gap", a="A", b="B", at_least=2.0), CLEAR, "contradicted"),
+    (dict(kind="gap", a="A", b="B", at_most=2.0), CLEAR, "holds"),
+    (dict(kind="gap", a="A", b="B", at_most=0.5), CLEAR, "contradicted"),
+    (dict(kind="gap", a="A", b="B", within=0.1), CLEAR, "contradicted"),
+    (dict(kind="gap", a="B", b="C", within=1.0), MIXED, "holds"),
+    (dict(kind="gap", a="B", b="C", within=0.05), MIXED, "inconclusive"),
+    (dict(kind="trend", points=["C", "B", "A"], direction="increasing"), CLEAR, "holds"),
+    (dict(kind="trend", points=["C", "B", "A"], direction="decreasing"), CLEAR, "contradicted"),
+    (dict(kind="trend", points=["B", "C"], direction="increasing"), MIXED, "inconclusive"),
+    (dict(kind="plateau", points=["B", "C"], tolerance=1.0), MIXED, "holds"),
+    (dict(kind="plateau", points=["A", "B", "C"], tolerance=0.2), CLEAR, "contradicted"),
+    (dict(kind="plateau", points=["B", "C"], tolerance=0.05), MIXED, "inconclusive"),
+    (dict(kind="extreme", point="C", is_="worst"), CLEAR, "holds"),
+    (dict(kind="extreme", point="A", is_="best", among=["B", "C"]), CLEAR, "holds"),
+    (dict(kind="extreme", point="B", is_="worst"), CLEAR, "contradicted"),
+    (dict(kind="extreme", point="B", is_="worst"), MIXED, "inconclusive"),
+])
+def test_verdict_rules(kw, data, expected):
+    v = _verdict(_claim(**kw), data)
+    assert v.verdict == expected, (v.line(), [(c.name, c.estimate, c.low, c.high, c.outcome) for c in v.comparisons])
+    assert v.n_seeds == 4 and v.scale_note.startswith("CPU-scale proxy")
+    assert f"claim c1: {expected} (" in v.line() and "4 seeds" in v.line()
+
+
+def test_one_seed_is_inconclusive_and_says_why():
+    data = {k: {0: v[0]} for k, v in CLEAR.items()}
+    for kw in (dict(kind="ordering", order=["A", "B"]), dict(kind="trend", points=["C", "B", "A"],
+                                                              direction="increasing"),
+               dict(kind="extreme", point="C", is_="worst")):
+        v = _verdict(_claim(**kw), data)
+        assert v.verdict == "inconclusive" and "needs ≥ 2 seeds" in v.reason and "(has 1)" in v.reason, v.line()
+    # only the seeds both points share count
+    v = _verdict(_claim(kind="ordering", order=["A", "B"]), {"A": {0: 30.0, 1: 30.1}, "B": {1: 29.0, 2: 29.1}})
+    assert v.verdict == "inconclusive" and v.n_seeds == 1
+
+
+def test_missing_point_and_sweep_values():
+    v = _verdict(_claim(kind="ordering", order=["A", "Z"]), CLEAR)
+    assert v.verdict == "inconclusive" and "no complete trial of point Z" in v.reason
+    # "@VALUE" resolves through the sweep values; a trend uses them as x
+    values = {"A": 15, "B": 5, "C": 0}
+    v = _verdict(_claim(kind="trend", points=["@0", "@5", "@15"], direction="increasing"), CLEAR, values)
+    assert v.verdict == "holds" and v.unit == "dB per unit of sweep value" and "sweep value" in v.method
+    assert v.comparisons[0].estimate == pytest.approx(2 / 15, rel=0.05)
+    assert [p.label for p in v.points] == ["C", "B", "A"]
+
+
+def test_paper_profile_is_a_reproduction():
+    from archsearch.report.verdicts import evaluate_claims
+
+    c = _claim(kind="ordering", order=["A", "B"], published=["xunit_t1_s25_xdncnn"])
+    v = evaluate_claims([c], CLEAR, {}, published_map={"A": "xunit_t1_s25_dncnn_s"}, profile="paper")[0]
+    assert v.reproduction and "paper scale" in v.line()
+    assert v.published[0]["value"] == 29.21 and v.points[0].published["value"] == 29.22
+    assert "published 29.22 dB" in v.measured_text() and v.as_dict()["claim_id"] == "c1"
