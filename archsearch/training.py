@@ -356,7 +356,6 @@ def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_image
     sampler = PatchSampler(task, train_images, config.patch_size, scale=scale, augment=config.augment,
                            seed=config.seed)
     val_images = _centre_crop(val_images, config.val_crop)
-    cuda = device.type == "cuda"
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
     forward = _compiled(model) if config.compile else model

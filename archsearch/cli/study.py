@@ -10,7 +10,6 @@ import sys
 
 from .args import add_study_args, load_study_args, workers_arg
 
-
 #: A design point whose validation PSNR rose more than this over the last third of training is flagged as
 #: under-trained (the issue that made the xunit_budget default profile longer: +0.14 dB at 3,000 steps).
 UNDERTRAINED_DB = 0.05
@@ -32,7 +31,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(f"incomplete after {summary.wall_time_s:.0f} s: {summary.left} planned trials not finished "
               f"({counts}); re-run the same command to resume")
-    for name in ("results.csv", "summary.csv", "psnr_vs_activation.png", "psnr_vs_params.png"):
+    for name in ("results.csv", "summary.csv", "claims.csv", "psnr_vs_activation.png", "psnr_vs_params.png"):
         path = summary.output_dir / name
         if path.exists():
             print(f"  {path}")
@@ -52,6 +51,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 worst = s.loc[gains.idxmax()]
                 print(f"note: validation PSNR still rose by up to {worst['val_gain_last_third']:.3f} dB over the last "
                       f"third of training ({worst['label']}); those models are under-trained at this schedule")
+    if study.config.claims and summary.complete:
+        from ..report.verdicts import evaluate
+
+        for v in evaluate(study):
+            print(v.line())
     return summary.exit_code
 
 
