@@ -1,0 +1,143 @@
+"""Training throughput of archsearch's trainer against the loop a user would write, and the PSNR it reaches.
+
+    python benchmarks/bench_throughput.py                 # 5 models, steps/s ratios + 1,000-step PSNR parity
+    python benchmarks/bench_throughput.py --quick         # ratios only, 2 models
+    python benchmarks/bench_throughput.py --parity-steps 0
+
+**Peer**: the same built model in a plain fp32 loop with PyTorch's defaults (contiguous NCHW, Adam, MSE, the
+default thread count), fed the same patch batches (archsearch's seeded sampler, so data cost is equal).
+**archsearch**: :func:`archsearch.training.train` with its default throughput settings (``channels_last``), and
+with ``compile: true`` where asked (``--compile``). Step times are medians of chunks of steps, the peer and
+archsearch interleaved in one run, so machine load affects both alike.
+**Parity**: a 1,000-step run of each model with the default settings vs the same run in fp32 NCHW
+(``channels_last: false``); the final validation PSNR (full embedded validation images) must agree within
+0.05 dB.
+
+Models: convnet_fig4, xnet_fig4, dncnn_s, nsr_dn_sparse_minus (zoo) and a small MemNet (M=2, R=2, 32 channels,
+built from the memnet family: the zoo's M6R6 is 2.9M MACs/pixel, too slow for a 1,000-step CPU run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from archsearch import build, get_family, zoo_spec
+from archsearch.data import embedded_split
+from archsearch.tasks import make_task
+from archsearch.training import PatchSampler, TrainConfig, seed_everything, train
+
+MODELS = ["convnet_fig4", "xnet_fig4", "dncnn_s", "nsr_dn_sparse_minus", "memnet_m2r2_c32"]
+
+
+def spec_of(name: str):
+    if name == "memnet_m2r2_c32":
+        return get_family("memnet").fn(n_blocks=2, recursions=2, channels=32)
+    return zoo_spec(name)
+
+
+def peer_steps(model, sampler, opt, n: int, batch: int) -> float:
+    """The hand-written loop: n steps, seconds per step."""
+    model.train()
+    t = time.perf_counter()
+    for _ in range(n):
+        x, y = sampler.batch(batch)
+        out = x - model(x)  # residual learning, as the denoise task restores
+        loss = F.mse_loss(out, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - t) / n
+
+
+def ours_steps(model, task, images, n: int, batch: int, patch: int, **settings) -> float:
+    config = TrainConfig(steps=n, batch_size=batch, patch_size=patch, lr=1e-3, schedule="constant", loss="l2",
+                         progress=False, **settings)
+    res = train(model, task, images, (), config)
+    return res.seconds / n
+
+
+def ratios(name: str, task, images, batch: int, patch: int, chunk: int, repeats: int, compile_: bool) -> dict:
+    seed_everything(0)
+    spec = spec_of(name)
+    peer = build(spec)
+    sampler = PatchSampler(task, images, patch, seed=0)
+    opt = torch.optim.Adam(peer.parameters(), lr=1e-3)
+    ours = build(spec)
+    variants = {"archsearch": {}}
+    if compile_:
+        variants["archsearch+compile"] = {"compile": True}
+        comp = build(spec)
+    times: dict[str, list[float]] = {"peer": [], **{k: [] for k in variants}}
+    peer_steps(peer, sampler, opt, 2, batch)  # warm-up
+    ours_steps(ours, task, images, 2, batch, patch)
+    t0 = time.perf_counter()
+    if compile_:
+        ours_steps(comp, task, images, 2, batch, patch, compile=True)
+    compile_s = time.perf_counter() - t0
+    for _ in range(repeats):
+        times["peer"].append(peer_steps(peer, sampler, opt, chunk, batch))
+        times["archsearch"].append(ours_steps(ours, task, images, chunk, batch, patch))
+        if compile_:
+            times["archsearch+compile"].append(ours_steps(comp, task, images, chunk, batch, patch, compile=True))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"med": med, "compile_s": compile_s if compile_ else None}
+
+
+def parity(name: str, task, train_images, val_images, steps: int, batch: int, patch: int) -> dict:
+    out = {}
+    for label, settings in (("fp32 NCHW", {"channels_last": False}), ("default", {})):
+        seed_everything(0)
+        model = build(spec_of(name))
+        config = TrainConfig(steps=steps, batch_size=batch, patch_size=patch, lr=1e-3, schedule="cosine",
+                             loss="l2", progress=False, seed=0, **settings)
+        res = train(model, task, train_images, val_images, config)
+        out[label] = (res.final_val_psnr, res.seconds)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--models", nargs="*")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--patch", type=int, default=40)
+    ap.add_argument("--chunk", type=int, default=5, help="steps per timed chunk")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--parity-steps", type=int, default=1000)
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile (compile time reported)")
+    args = ap.parse_args()
+    models = args.models or (["convnet_fig4", "xnet_fig4"] if args.quick else MODELS)
+    if args.quick:
+        args.parity_steps, args.repeats = 0, 3
+    task = make_task("denoise", sigma=25)
+    train_images, val_images = embedded_split("train"), embedded_split("val")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+          f"; batch {args.batch} x {args.patch}x{args.patch}, chunks of {args.chunk} steps x {args.repeats}")
+    print(f"{'model':22s} {'peer ms/step':>12s} {'archsearch':>11s} {'ratio':>6s}"
+          + (f" {'+compile':>9s} {'ratio':>6s} {'compile s':>9s}" if args.compile else ""))
+    for name in models:
+        r = ratios(name, task, train_images, args.batch, args.patch, args.chunk, args.repeats, args.compile)
+        m = r["med"]
+        line = f"{name:22s} {m['peer'] * 1e3:12.1f} {m['archsearch'] * 1e3:11.1f} {m['peer'] / m['archsearch']:6.2f}"
+        if args.compile:
+            line += (f" {m['archsearch+compile'] * 1e3:9.1f} {m['peer'] / m['archsearch+compile']:6.2f}"
+                     f" {r['compile_s']:9.1f}")
+        print(line, flush=True)
+    if args.parity_steps:
+        print(f"\nPSNR parity: {args.parity_steps} steps, cosine lr 1e-3, final validation PSNR (embedded val images)")
+        print(f"{'model':22s} {'fp32 NCHW dB':>12s} {'default dB':>11s} {'diff':>7s} {'s fp32':>7s} {'s dflt':>7s}")
+        for name in models:
+            p = parity(name, task, train_images, val_images, args.parity_steps, args.batch, args.patch)
+            (a, ta), (b, tb) = p["fp32 NCHW"], p["default"]
+            ok = "ok" if abs(a - b) <= 0.05 else "FAIL"
+            print(f"{name:22s} {a:12.3f} {b:11.3f} {b - a:+7.3f} {ta:7.0f} {tb:7.0f}  {ok}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
