@@ -71,6 +71,157 @@ def _mlp(c: int, hidden: int, out: int) -> nn.Module:
     return nn.Sequential(nn.Linear(c, hidden), nn.ReLU(), nn.Linear(hidden, out))
 
 
+# -- per-image convolution ---------------------------------------------------------------------------------
+# Every image has its own aggregated kernels (paper Sec. 3.3: "one conv with W_hat runs per image"). The
+# straightforward form is one grouped conv with groups = batch (kept in the benchmark and the equality test as
+# ``_grouped_conv``); on CPU it streams the whole batch through memory per op and tiles badly for the narrow
+# group widths NSR is about (g = c / k output channels). Here each image is convolved on its own as GEMMs on a
+# zero-padded, row-flattened copy that stays in cache: with the padded width wp = w + 2a (a = ks // 2), the pixel
+# (y + dy, x + dx) of the padded image lies at flat index y * wp + x + dy * wp + dx, so tap (dy, dx) of the
+# kernel reads the contiguous slice starting at dy * wp + dx and the whole conv is
+#     out[:, y * wp + x] = sum_taps W[:, :, dy, dx] @ pad[:, y * wp + x + dy * wp + dx]
+# on an h x wp output grid (the 2a extra columns per row wrap around and are dropped). Same function, same MACs
+# (the aggregated-kernel conv the counts charge; the wrap-around columns add 2a / w). Sequential loop: the same
+# summation order on every run (deterministic).
+def _stacked(cin: int, ks: int) -> bool:
+    """Whether one image's taps are stacked into one GEMM (K = cin * ks^2, a strided im2col of that image): when
+    that im2col is small (cin <= 17 for 3 x 3), as for conv2 of a same-size block, whose narrow input would make
+    K-thin GEMMs per tap; wider inputs accumulate one GEMM per tap (K = cin) instead of an im2col too big for the
+    cache (measured on a 2-core AVX-512 CPU, 64 x 64 images)."""
+    return cin * ks * ks <= 160
+
+
+def _geometry(h: int, w: int, ks: int) -> tuple[int, int, int, int]:
+    """(a, padded width, flat length of a padded image incl. the slack the last tap reads, output grid h * wp)."""
+    a = ks // 2
+    wp = w + 2 * a
+    return a, wp, (h + 2 * a) * wp + 2 * a, h * wp
+
+
+def _taps(w: torch.Tensor) -> torch.Tensor:
+    """Per-image kernels (n, cout, cin, ks, ks) in the layout the loop reads: (n, cout, cin * ks^2) for stacked
+    taps, else (n, ks^2, cout, cin)."""
+    n, cout, cin, ks = w.shape[:3] + w.shape[-1:]
+    if _stacked(cin, ks):
+        return w.reshape(n, cout, cin * ks * ks)
+    return w.permute(0, 3, 4, 1, 2).reshape(n, ks * ks, cout, cin).contiguous()
+
+
+def _conv_grid(pad: torch.Tensor, wt: torch.Tensor, bias, out: torch.Tensor, ks: int, wp: int) -> None:
+    """out (cout, h * wp) = one image's conv on the output grid; pad (cin, P) its padded flat image; wt one image's
+    :func:`_taps`; bias (cout,) or None."""
+    cin, m = pad.shape[0], out.shape[1]
+    if wt.dim() == 2:  # stacked taps: a strided im2col of this image only, one GEMM
+        cols = pad.as_strided((cin, ks, ks, m), (pad.stride(0), wp, 1, 1)).reshape(cin * ks * ks, m)
+        torch.mm(wt, cols, out=out) if bias is None else torch.addmm(bias[:, None], wt, cols, out=out)
+        return
+    for t in range(ks * ks):
+        xs = pad[:, (t // ks) * wp + t % ks:][:, :m]
+        if t:
+            out.addmm_(wt[t], xs)
+        elif bias is None:
+            torch.mm(wt[t], xs, out=out)
+        else:
+            torch.addmm(bias[:, None], wt[t], xs, out=out)
+
+
+class _ImageConv(torch.autograd.Function):
+    """y[i] = epilogue(conv2d(x[i], w[i], b[i], padding=ks // 2)) for every image i, epilogue ReLU (conv1) or
+    res[i] + scale * (.) (conv2 and the residual addition); fusing them saves a pass over the batch."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, res, relu: bool, scale: float):
+        n, cin, h, wd = x.shape
+        cout, ks = w.shape[1], w.shape[-1]
+        a, wp, p, m = _geometry(h, wd, ks)
+        y = x.new_empty(n, cout, h, wd)
+        pad = x.new_zeros(cin, p)
+        inner = pad[:, :(h + 2 * a) * wp].view(cin, h + 2 * a, wp)[:, a:a + h, a:a + wd]
+        acc = x.new_empty(cout, m)
+        grid = acc.view(cout, h, wp)[:, :, :wd]
+        wt = _taps(w)
+        for i in range(n):
+            inner.copy_(x[i])
+            _conv_grid(pad, wt[i], None if b is None else b[i], acc, ks, wp)
+            if relu:
+                torch.clamp_min(grid, 0, out=y[i])
+            elif res is not None:
+                torch.add(res[i], grid, alpha=scale, out=y[i])
+            else:
+                y[i].copy_(grid)
+        ctx.relu, ctx.scale, ctx.has_bias, ctx.has_res = relu, scale, b is not None, res is not None
+        ctx.save_for_backward(x, w, y if relu else None)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w, y = ctx.saved_tensors
+        n, cin, h, wd = x.shape
+        cout, ks = w.shape[1], w.shape[-1]
+        a, wp, p, m = _geometry(h, wd, ks)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gx = x.new_empty(x.shape) if need_x else None
+        gb = x.new_empty(n, cout) if need_b and ctx.has_bias else None
+        stacked = _stacked(cin, ks)
+        gw = None
+        if need_w:  # written in the layout of the loop, returned as (n, cout, cin, ks, ks)
+            gw = x.new_empty(n, cout, cin * ks * ks) if stacked else x.new_empty(n, ks * ks, cout, cin)
+        # The gradient on the output grid, zero-padded: (cout, P) whose slice from a * wp + a is the grid, so the
+        # wrap-around columns are the padding -- the input gradient is then the conv of this padded flat image
+        # with the flipped, transposed kernels (a transposed conv), on the input's grid.
+        gpad = x.new_zeros(cout, p)
+        gm = gpad[:, a * wp + a:][:, :m]
+        gin = gm.view(cout, h, wp)[:, :, :wd]  # strided view: m = h * wp within a row-major buffer
+        wflip = _taps(w.flip(-2, -1).transpose(1, 2)) if need_x else None
+        pad = x.new_zeros(cin, p) if need_w else None
+        inner = pad[:, :(h + 2 * a) * wp].view(cin, h + 2 * a, wp)[:, a:a + h, a:a + wd] if need_w else None
+        acc = x.new_empty(cin, m) if need_x else None
+        for i in range(n):
+            if ctx.relu:
+                torch.mul(gy[i], y[i] > 0, out=gin)
+            elif ctx.scale != 1.0:
+                torch.mul(gy[i], ctx.scale, out=gin)
+            else:
+                gin.copy_(gy[i])
+            if gb is not None:
+                torch.sum(gm, 1, out=gb[i])
+            if need_w:
+                inner.copy_(x[i])
+                if stacked:
+                    cols = pad.as_strided((cin, ks, ks, m), (pad.stride(0), wp, 1, 1)).reshape(cin * ks * ks, m)
+                    torch.mm(gm, cols.t(), out=gw[i])
+                else:
+                    for t in range(ks * ks):
+                        torch.mm(gm, pad[:, (t // ks) * wp + t % ks:][:, :m].t(), out=gw[i, t])
+            if need_x:
+                _conv_grid(gpad, wflip[i], None, acc, ks, wp)
+                gx[i].copy_(acc.view(cin, h, wp)[:, :, :wd])
+        if gw is not None:
+            gw = gw.view(n, cout, cin, ks, ks) if stacked else gw.view(n, ks, ks, cout, cin).permute(0, 3, 4, 1, 2)
+        return gx, gw, gb, (gy if ctx.has_res else None), None, None
+
+
+def _grouped_conv(x: torch.Tensor, w: torch.Tensor, b, padding: int) -> torch.Tensor:
+    """The batch as one grouped conv with groups = batch (the former formulation): the traced form (TorchScript /
+    ONNX export and fvcore count a plain conv; a custom autograd Function does not trace), the benchmark's and the
+    equality test's baseline."""
+    n, cin, h, wd = x.shape
+    cout, ks = w.shape[1], w.shape[-1]
+    y = F.conv2d(x.reshape(1, n * cin, h, wd), w.reshape(n * cout, cin, ks, ks),
+                 None if b is None else b.reshape(n * cout), padding=padding, groups=n)
+    return y.view(n, cout, h, wd)
+
+
+def _image_conv(x: torch.Tensor, w: torch.Tensor, b, res, relu: bool, scale: float) -> torch.Tensor:
+    """Per-image convs, x (n, cin, h, w) with w (n, cout, cin, ks, ks) and b (n, cout), then ReLU or res + scale *
+    (.): :class:`_ImageConv`, or the grouped conv when traced (same function and MACs)."""
+    if not torch.jit.is_tracing():
+        return _ImageConv.apply(x, w, b, res, relu, scale)
+    y = _grouped_conv(x, w, b, w.shape[-1] // 2)
+    if relu:
+        return F.relu(y)
+    return y if res is None else res + (y * scale if scale != 1.0 else y)
+
 class NSRResBlockModule(nn.Module):
     def __init__(self, spec: NSRResBlock):
         super().__init__()
@@ -161,12 +312,14 @@ class NSRResBlockModule(nn.Module):
             pooled = F.adaptive_avg_pool2d(x, 1).flatten(1)
             beta1 = self._beta(self.select1, pooled)
             w1, b1 = self.kernels1(beta1)
-            # Batched grouped conv: every image has its own aggregated kernel (groups = batch).
-            y = F.relu(F.conv2d(x.reshape(1, b * c, h, w), w1, b1, padding=self.ks // 2, groups=b))
-            beta2 = self._beta2(beta1, pooled,
-                                lambda: F.adaptive_avg_pool2d(y.view(b, self.g, h, w), 1).flatten(1))
+            # Every image has its own aggregated kernels: per-image GEMM convs (_image_conv), ReLU fused into conv1
+            # and the residual addition into conv2.
+            y = _image_conv(x, w1.view(b, self.g, c, self.ks, self.ks), None if b1 is None else b1.view(b, -1),
+                                 None, True, 1.0)
+            beta2 = self._beta2(beta1, pooled, lambda: F.adaptive_avg_pool2d(y, 1).flatten(1))
             w2, b2 = self.kernels2(beta2)
-            y = F.conv2d(y, w2, b2, padding=self.ks // 2, groups=b).view(b, c, h, w)
+            return _image_conv(y, w2.view(b, c, self.g, self.ks, self.ks),
+                                    None if b2 is None else b2.view(b, c), x, False, float(self.branch_scale))
         else:
             p = self.pool
             hp, wp = -(-h // p) * p, -(-w // p) * p
@@ -324,5 +477,6 @@ class NSRResBlock(SameChannels, Block):
         return NSRResBlockModule(self)
 
     def export(self, ctx) -> str:
-        ctx.need(_mlp)
+        for helper in (_mlp, _stacked, _geometry, _taps, _conv_grid, _ImageConv, _grouped_conv, _image_conv):
+            ctx.need(helper)
         return f"{ctx.need(NSRResBlockModule)}({self.namespace('group_width')})"
