@@ -100,29 +100,42 @@ def _geometry(h: int, w: int, ks: int) -> tuple[int, int, int, int]:
 
 def _taps(w: torch.Tensor) -> torch.Tensor:
     """Per-image kernels (n, cout, cin, ks, ks) in the layout the loop reads: (n, cout, cin * ks^2) for stacked
-    taps, else (n, ks^2, cout, cin)."""
+    taps, else (ks^2, n, cout, cin)."""
     n, cout, cin, ks = w.shape[:3] + w.shape[-1:]
     if _stacked(cin, ks):
         return w.reshape(n, cout, cin * ks * ks)
-    return w.permute(0, 3, 4, 1, 2).reshape(n, ks * ks, cout, cin).contiguous()
+    return w.permute(3, 4, 0, 1, 2).reshape(ks * ks, n, cout, cin).contiguous()
+
+
+def _chunk(cin: int, cout: int, ks: int, p: int, m: int) -> int:
+    """Images per batched GEMM: as many as keep the padded inputs, the im2col and the outputs within ~3 MiB of fp32
+    (about the two cores' L2), so each op does enough work to amortise its dispatch and thread start-up (which
+    dominate when the machine is shared and one per image is too many), while the data stays in cache."""
+    per_image = cin * p + cout * m + (cin * ks * ks * m if _stacked(cin, ks) else 0)
+    return max(1, (3 << 20) // (4 * per_image))
 
 
 def _conv_grid(pad: torch.Tensor, wt: torch.Tensor, bias, out: torch.Tensor, ks: int, wp: int) -> None:
-    """out (cout, h * wp) = one image's conv on the output grid; pad (cin, P) its padded flat image; wt one image's
-    :func:`_taps`; bias (cout,) or None."""
-    cin, m = pad.shape[0], out.shape[1]
-    if wt.dim() == 2:  # stacked taps: a strided im2col of this image only, one GEMM
-        cols = pad.as_strided((cin, ks, ks, m), (pad.stride(0), wp, 1, 1)).reshape(cin * ks * ks, m)
-        torch.mm(wt, cols, out=out) if bias is None else torch.addmm(bias[:, None], wt, cols, out=out)
+    """out (nc, cout, h * wp) = the convs of nc images on the output grid; pad (nc, cin, P) their padded flat
+    images; wt their :func:`_taps` (images on dim 0 if stacked, else dim 1); bias (nc, cout) or None."""
+    nc, cin, m = pad.shape[0], pad.shape[1], out.shape[2]
+    if wt.dim() == 3:  # stacked taps: a strided im2col of these images only, one batched GEMM
+        cols = pad.as_strided((nc, cin, ks, ks, m), (pad.stride(0), pad.stride(1), wp, 1, 1))
+        cols = cols.reshape(nc, cin * ks * ks, m)
+        torch.bmm(wt, cols, out=out) if bias is None else torch.baddbmm(bias[:, :, None], wt, cols, out=out)
         return
     for t in range(ks * ks):
-        xs = pad[:, (t // ks) * wp + t % ks:][:, :m]
+        xs = pad[:, :, (t // ks) * wp + t % ks:][:, :, :m]
         if t:
-            out.addmm_(wt[t], xs)
+            out.baddbmm_(wt[t], xs)
         elif bias is None:
-            torch.mm(wt[t], xs, out=out)
+            torch.bmm(wt[t], xs, out=out)
         else:
-            torch.addmm(bias[:, None], wt[t], xs, out=out)
+            torch.baddbmm(bias[:, :, None], wt[t], xs, out=out)
+
+
+def _wchunk(wt: torch.Tensor, i: int, j: int) -> torch.Tensor:
+    return wt[i:j] if wt.dim() == 3 else wt[:, i:j]
 
 
 class _ImageConv(torch.autograd.Function):
@@ -135,20 +148,23 @@ class _ImageConv(torch.autograd.Function):
         cout, ks = w.shape[1], w.shape[-1]
         a, wp, p, m = _geometry(h, wd, ks)
         y = x.new_empty(n, cout, h, wd)
-        pad = x.new_zeros(cin, p)
-        inner = pad[:, :(h + 2 * a) * wp].view(cin, h + 2 * a, wp)[:, a:a + h, a:a + wd]
-        acc = x.new_empty(cout, m)
-        grid = acc.view(cout, h, wp)[:, :, :wd]
+        step = min(n, _chunk(cin, cout, ks, p, m))
+        pad = x.new_zeros(step, cin, p)
+        inner = pad[:, :, :(h + 2 * a) * wp].view(step, cin, h + 2 * a, wp)[:, :, a:a + h, a:a + wd]
+        acc = x.new_empty(step, cout, m)
         wt = _taps(w)
-        for i in range(n):
-            inner.copy_(x[i])
-            _conv_grid(pad, wt[i], None if b is None else b[i], acc, ks, wp)
+        for i in range(0, n, step):
+            j = min(n, i + step)
+            c = j - i
+            inner[:c].copy_(x[i:j])
+            _conv_grid(pad[:c], _wchunk(wt, i, j), None if b is None else b[i:j], acc[:c], ks, wp)
+            grid = acc[:c].view(c, cout, h, wp)[:, :, :, :wd]
             if relu:
-                torch.clamp_min(grid, 0, out=y[i])
+                torch.clamp_min(grid, 0, out=y[i:j])
             elif res is not None:
-                torch.add(res[i], grid, alpha=scale, out=y[i])
+                torch.add(res[i:j], grid, alpha=scale, out=y[i:j])
             else:
-                y[i].copy_(grid)
+                y[i:j].copy_(grid)
         ctx.relu, ctx.scale, ctx.has_bias, ctx.has_res = relu, scale, b is not None, res is not None
         ctx.save_for_backward(x, w, y if relu else None)
         return y
@@ -165,39 +181,43 @@ class _ImageConv(torch.autograd.Function):
         stacked = _stacked(cin, ks)
         gw = None
         if need_w:  # written in the layout of the loop, returned as (n, cout, cin, ks, ks)
-            gw = x.new_empty(n, cout, cin * ks * ks) if stacked else x.new_empty(n, ks * ks, cout, cin)
+            gw = x.new_empty(n, cout, cin * ks * ks) if stacked else x.new_empty(ks * ks, n, cout, cin)
+        step = min(n, _chunk(cin, cout, ks, p, m), _chunk(cout, cin, ks, p, m))
         # The gradient on the output grid, zero-padded: (cout, P) whose slice from a * wp + a is the grid, so the
         # wrap-around columns are the padding -- the input gradient is then the conv of this padded flat image
         # with the flipped, transposed kernels (a transposed conv), on the input's grid.
-        gpad = x.new_zeros(cout, p)
-        gm = gpad[:, a * wp + a:][:, :m]
-        gin = gm.view(cout, h, wp)[:, :, :wd]  # strided view: m = h * wp within a row-major buffer
+        gpad = x.new_zeros(step, cout, p)
+        gm = gpad[:, :, a * wp + a:][:, :, :m]
+        gin = gm.view(step, cout, h, wp)[:, :, :, :wd]  # strided view: m = h * wp within a row-major buffer
         wflip = _taps(w.flip(-2, -1).transpose(1, 2)) if need_x else None
-        pad = x.new_zeros(cin, p) if need_w else None
-        inner = pad[:, :(h + 2 * a) * wp].view(cin, h + 2 * a, wp)[:, a:a + h, a:a + wd] if need_w else None
-        acc = x.new_empty(cin, m) if need_x else None
-        for i in range(n):
+        pad = x.new_zeros(step, cin, p) if need_w else None
+        inner = pad[:, :, :(h + 2 * a) * wp].view(step, cin, h + 2 * a, wp)[:, :, a:a + h, a:a + wd] if need_w else None
+        acc = x.new_empty(step, cin, m) if need_x else None
+        for i in range(0, n, step):
+            j = min(n, i + step)
+            c = j - i
             if ctx.relu:
-                torch.mul(gy[i], y[i] > 0, out=gin)
+                torch.mul(gy[i:j], y[i:j] > 0, out=gin[:c])
             elif ctx.scale != 1.0:
-                torch.mul(gy[i], ctx.scale, out=gin)
+                torch.mul(gy[i:j], ctx.scale, out=gin[:c])
             else:
-                gin.copy_(gy[i])
+                gin[:c].copy_(gy[i:j])
             if gb is not None:
-                torch.sum(gm, 1, out=gb[i])
+                torch.sum(gm[:c], 2, out=gb[i:j])
             if need_w:
-                inner.copy_(x[i])
+                inner[:c].copy_(x[i:j])
                 if stacked:
-                    cols = pad.as_strided((cin, ks, ks, m), (pad.stride(0), wp, 1, 1)).reshape(cin * ks * ks, m)
-                    torch.mm(gm, cols.t(), out=gw[i])
+                    cols = pad[:c].as_strided((c, cin, ks, ks, m), (pad.stride(0), pad.stride(1), wp, 1, 1))
+                    torch.bmm(gm[:c], cols.reshape(c, cin * ks * ks, m).transpose(1, 2), out=gw[i:j])
                 else:
                     for t in range(ks * ks):
-                        torch.mm(gm, pad[:, (t // ks) * wp + t % ks:][:, :m].t(), out=gw[i, t])
+                        xs = pad[:c, :, (t // ks) * wp + t % ks:][:, :, :m]
+                        torch.bmm(gm[:c], xs.transpose(1, 2), out=gw[t, i:j])
             if need_x:
-                _conv_grid(gpad, wflip[i], None, acc, ks, wp)
-                gx[i].copy_(acc.view(cin, h, wp)[:, :, :wd])
+                _conv_grid(gpad[:c], _wchunk(wflip, i, j), None, acc[:c], ks, wp)
+                gx[i:j].copy_(acc[:c].view(c, cin, h, wp)[:, :, :, :wd])
         if gw is not None:
-            gw = gw.view(n, cout, cin, ks, ks) if stacked else gw.view(n, ks, ks, cout, cin).permute(0, 3, 4, 1, 2)
+            gw = gw.view(n, cout, cin, ks, ks) if stacked else gw.view(ks, ks, n, cout, cin).permute(2, 3, 4, 0, 1)
         return gx, gw, gb, (gy if ctx.has_res else None), None, None
 
 
@@ -348,6 +368,21 @@ class NSRResBlockModule(nn.Module):
         return out.view(b, nh, nw, cout, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, cout, hp, wp)
 
 
+def _grouped_forward(m: NSRResBlockModule, x: torch.Tensor) -> torch.Tensor:
+    """The block's former forward pass (global pooling): both convs as grouped convs with groups = batch. Kept only
+    as the baseline of ``benchmarks/bench_nsr_sparse.py`` and ``tests/test_nsr_sparse.py``."""
+    assert m.pool == 0
+    b, c, h, w = x.shape
+    pooled = F.adaptive_avg_pool2d(x, 1).flatten(1)
+    beta1 = m._beta(m.select1, pooled)
+    w1, b1 = m.kernels1(beta1)
+    y = F.relu(F.conv2d(x.reshape(1, b * c, h, w), w1, b1, padding=m.ks // 2, groups=b))
+    beta2 = m._beta2(beta1, pooled, lambda: F.adaptive_avg_pool2d(y.view(b, m.g, h, w), 1).flatten(1))
+    w2, b2 = m.kernels2(beta2)
+    y = F.conv2d(y, w2, b2, padding=m.ks // 2, groups=b).view(b, c, h, w)
+    return x + (y * m.branch_scale if m.branch_scale != 1.0 else y)
+
+
 @register_block
 @dataclass(frozen=True)
 class NSRResBlock(SameChannels, Block):
@@ -477,6 +512,6 @@ class NSRResBlock(SameChannels, Block):
         return NSRResBlockModule(self)
 
     def export(self, ctx) -> str:
-        for helper in (_mlp, _stacked, _geometry, _taps, _conv_grid, _ImageConv, _grouped_conv, _image_conv):
+        for helper in (_mlp, _stacked, _geometry, _taps, _chunk, _conv_grid, _wchunk, _ImageConv, _grouped_conv, _image_conv):
             ctx.need(helper)
         return f"{ctx.need(NSRResBlockModule)}({self.namespace('group_width')})"
