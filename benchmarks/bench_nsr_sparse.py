@@ -127,7 +127,7 @@ def bench_case(kind: str, batch: int, mode: str, rounds: int, warmup: int, with_
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="batch 32 only, 2 rounds, no old formulation")
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per case (default 5; batch 100: 3)")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per case (default 3; batch 100: 2)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-old", action="store_true", help="skip the former grouped-conv formulation")
@@ -142,7 +142,7 @@ def main() -> None:
     for kind in ("layer", "block"):
         for batch in batches:
             for mode in ("forward", "train"):
-                rounds = args.rounds or (2 if args.quick else (3 if batch == 100 else 5))
+                rounds = args.rounds or (2 if args.quick else (2 if batch == 100 else 3))
                 res = bench_case(kind, batch, mode, rounds, args.warmup, with_old)
                 label = f"{'one conv layer' if kind == 'layer' else 'one residual block'}, batch {batch}, " \
                         f"{'forward' if mode == 'forward' else 'training step'}"
