@@ -71,6 +71,177 @@ def _mlp(c: int, hidden: int, out: int) -> nn.Module:
     return nn.Sequential(nn.Linear(c, hidden), nn.ReLU(), nn.Linear(hidden, out))
 
 
+# -- per-image convolution ---------------------------------------------------------------------------------
+# Every image has its own aggregated kernels (paper Sec. 3.3: "one conv with W_hat runs per image"). The
+# straightforward form is one grouped conv with groups = batch (kept in the benchmark and the equality test as
+# ``_grouped_conv``); on CPU it streams the whole batch through memory per op and tiles badly for the narrow
+# group widths NSR is about (g = c / k output channels). Here each image is convolved on its own as GEMMs on a
+# zero-padded, row-flattened copy that stays in cache: with the padded width wp = w + 2a (a = ks // 2), the pixel
+# (y + dy, x + dx) of the padded image lies at flat index y * wp + x + dy * wp + dx, so tap (dy, dx) of the
+# kernel reads the contiguous slice starting at dy * wp + dx and the whole conv is
+#     out[:, y * wp + x] = sum_taps W[:, :, dy, dx] @ pad[:, y * wp + x + dy * wp + dx]
+# on an h x wp output grid (the 2a extra columns per row wrap around and are dropped). Same function, same MACs
+# (the aggregated-kernel conv the counts charge; the wrap-around columns add 2a / w). Sequential loop: the same
+# summation order on every run (deterministic).
+def _stacked(cin: int, ks: int) -> bool:
+    """Whether one image's taps are stacked into one GEMM (K = cin * ks^2, a strided im2col of that image): when
+    that im2col is small (cin <= 17 for 3 x 3), as for conv2 of a same-size block, whose narrow input would make
+    K-thin GEMMs per tap; wider inputs accumulate one GEMM per tap (K = cin) instead of an im2col too big for the
+    cache (measured on a 2-core AVX-512 CPU, 64 x 64 images)."""
+    return cin * ks * ks <= 160
+
+
+def _geometry(h: int, w: int, ks: int) -> tuple[int, int, int, int]:
+    """(a, padded width, flat length of a padded image incl. the slack the last tap reads, output grid h * wp)."""
+    a = ks // 2
+    wp = w + 2 * a
+    return a, wp, (h + 2 * a) * wp + 2 * a, h * wp
+
+
+def _taps(w: torch.Tensor) -> torch.Tensor:
+    """Per-image kernels (n, cout, cin, ks, ks) in the layout the loop reads: (n, cout, cin * ks^2) for stacked
+    taps, else (ks^2, n, cout, cin)."""
+    n, cout, cin, ks = w.shape[:3] + w.shape[-1:]
+    if _stacked(cin, ks):
+        return w.reshape(n, cout, cin * ks * ks)
+    return w.permute(3, 4, 0, 1, 2).reshape(ks * ks, n, cout, cin).contiguous()
+
+
+def _chunk(cin: int, cout: int, ks: int, p: int, m: int) -> int:
+    """Images per batched GEMM: as many as keep the padded inputs, the im2col and the outputs within ~3 MiB of fp32
+    (about the two cores' L2), so each op does enough work to amortise its dispatch and thread start-up (which
+    dominate when the machine is shared and one per image is too many), while the data stays in cache."""
+    per_image = cin * p + cout * m + (cin * ks * ks * m if _stacked(cin, ks) else 0)
+    return max(1, (3 << 20) // (4 * per_image))
+
+
+def _conv_grid(pad: torch.Tensor, wt: torch.Tensor, bias, out: torch.Tensor, ks: int, wp: int) -> None:
+    """out (nc, cout, h * wp) = the convs of nc images on the output grid; pad (nc, cin, P) their padded flat
+    images; wt their :func:`_taps` (images on dim 0 if stacked, else dim 1); bias (nc, cout) or None."""
+    nc, cin, m = pad.shape[0], pad.shape[1], out.shape[2]
+    if wt.dim() == 3:  # stacked taps: a strided im2col of these images only, one batched GEMM
+        cols = pad.as_strided((nc, cin, ks, ks, m), (pad.stride(0), pad.stride(1), wp, 1, 1))
+        cols = cols.reshape(nc, cin * ks * ks, m)
+        torch.bmm(wt, cols, out=out) if bias is None else torch.baddbmm(bias[:, :, None], wt, cols, out=out)
+        return
+    for t in range(ks * ks):
+        xs = pad[:, :, (t // ks) * wp + t % ks:][:, :, :m]
+        if t:
+            out.baddbmm_(wt[t], xs)
+        elif bias is None:
+            torch.bmm(wt[t], xs, out=out)
+        else:
+            torch.baddbmm(bias[:, :, None], wt[t], xs, out=out)
+
+
+def _wchunk(wt: torch.Tensor, i: int, j: int) -> torch.Tensor:
+    return wt[i:j] if wt.dim() == 3 else wt[:, i:j]
+
+
+class _ImageConv(torch.autograd.Function):
+    """y[i] = epilogue(conv2d(x[i], w[i], b[i], padding=ks // 2)) for every image i, epilogue ReLU (conv1) or
+    res[i] + scale * (.) (conv2 and the residual addition); fusing them saves a pass over the batch."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, res, relu: bool, scale: float):
+        n, cin, h, wd = x.shape
+        cout, ks = w.shape[1], w.shape[-1]
+        a, wp, p, m = _geometry(h, wd, ks)
+        y = x.new_empty(n, cout, h, wd)
+        step = min(n, _chunk(cin, cout, ks, p, m))
+        pad = x.new_zeros(step, cin, p)
+        inner = pad[:, :, :(h + 2 * a) * wp].view(step, cin, h + 2 * a, wp)[:, :, a:a + h, a:a + wd]
+        acc = x.new_empty(step, cout, m)
+        wt = _taps(w)
+        for i in range(0, n, step):
+            j = min(n, i + step)
+            c = j - i
+            inner[:c].copy_(x[i:j])
+            _conv_grid(pad[:c], _wchunk(wt, i, j), None if b is None else b[i:j], acc[:c], ks, wp)
+            grid = acc[:c].view(c, cout, h, wp)[:, :, :, :wd]
+            if relu:
+                torch.clamp_min(grid, 0, out=y[i:j])
+            elif res is not None:
+                torch.add(res[i:j], grid, alpha=scale, out=y[i:j])
+            else:
+                y[i:j].copy_(grid)
+        ctx.relu, ctx.scale, ctx.has_bias, ctx.has_res = relu, scale, b is not None, res is not None
+        ctx.save_for_backward(x, w, y if relu else None)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w, y = ctx.saved_tensors
+        n, cin, h, wd = x.shape
+        cout, ks = w.shape[1], w.shape[-1]
+        a, wp, p, m = _geometry(h, wd, ks)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gx = x.new_empty(x.shape) if need_x else None
+        gb = x.new_empty(n, cout) if need_b and ctx.has_bias else None
+        stacked = _stacked(cin, ks)
+        gw = None
+        if need_w:  # written in the layout of the loop, returned as (n, cout, cin, ks, ks)
+            gw = x.new_empty(n, cout, cin * ks * ks) if stacked else x.new_empty(ks * ks, n, cout, cin)
+        step = min(n, _chunk(cin, cout, ks, p, m), _chunk(cout, cin, ks, p, m))
+        # The gradient on the output grid, zero-padded: (cout, P) whose slice from a * wp + a is the grid, so the
+        # wrap-around columns are the padding -- the input gradient is then the conv of this padded flat image
+        # with the flipped, transposed kernels (a transposed conv), on the input's grid.
+        gpad = x.new_zeros(step, cout, p)
+        gm = gpad[:, :, a * wp + a:][:, :, :m]
+        gin = gm.view(step, cout, h, wp)[:, :, :, :wd]  # strided view: m = h * wp within a row-major buffer
+        wflip = _taps(w.flip(-2, -1).transpose(1, 2)) if need_x else None
+        pad = x.new_zeros(step, cin, p) if need_w else None
+        inner = pad[:, :, :(h + 2 * a) * wp].view(step, cin, h + 2 * a, wp)[:, :, a:a + h, a:a + wd] if need_w else None
+        acc = x.new_empty(step, cin, m) if need_x else None
+        for i in range(0, n, step):
+            j = min(n, i + step)
+            c = j - i
+            if ctx.relu:
+                torch.mul(gy[i:j], y[i:j] > 0, out=gin[:c])
+            elif ctx.scale != 1.0:
+                torch.mul(gy[i:j], ctx.scale, out=gin[:c])
+            else:
+                gin[:c].copy_(gy[i:j])
+            if gb is not None:
+                torch.sum(gm[:c], 2, out=gb[i:j])
+            if need_w:
+                inner[:c].copy_(x[i:j])
+                if stacked:
+                    cols = pad[:c].as_strided((c, cin, ks, ks, m), (pad.stride(0), pad.stride(1), wp, 1, 1))
+                    torch.bmm(gm[:c], cols.reshape(c, cin * ks * ks, m).transpose(1, 2), out=gw[i:j])
+                else:
+                    for t in range(ks * ks):
+                        xs = pad[:c, :, (t // ks) * wp + t % ks:][:, :, :m]
+                        torch.bmm(gm[:c], xs.transpose(1, 2), out=gw[t, i:j])
+            if need_x:
+                _conv_grid(gpad[:c], _wchunk(wflip, i, j), None, acc[:c], ks, wp)
+                gx[i:j].copy_(acc[:c].view(c, cin, h, wp)[:, :, :, :wd])
+        if gw is not None:
+            gw = gw.view(n, cout, cin, ks, ks) if stacked else gw.view(ks, ks, n, cout, cin).permute(2, 3, 4, 0, 1)
+        return gx, gw, gb, (gy if ctx.has_res else None), None, None
+
+
+def _grouped_conv(x: torch.Tensor, w: torch.Tensor, b, padding: int) -> torch.Tensor:
+    """The batch as one grouped conv with groups = batch (the former formulation): the traced form (TorchScript /
+    ONNX export and fvcore count a plain conv; a custom autograd Function does not trace), the benchmark's and the
+    equality test's baseline."""
+    n, cin, h, wd = x.shape
+    cout, ks = w.shape[1], w.shape[-1]
+    y = F.conv2d(x.reshape(1, n * cin, h, wd), w.reshape(n * cout, cin, ks, ks),
+                 None if b is None else b.reshape(n * cout), padding=padding, groups=n)
+    return y.view(n, cout, h, wd)
+
+
+def _image_conv(x: torch.Tensor, w: torch.Tensor, b, res, relu: bool, scale: float) -> torch.Tensor:
+    """Per-image convs, x (n, cin, h, w) with w (n, cout, cin, ks, ks) and b (n, cout), then ReLU or res + scale *
+    (.): :class:`_ImageConv`, or the grouped conv when traced (same function and MACs)."""
+    if not torch.jit.is_tracing():
+        return _ImageConv.apply(x, w, b, res, relu, scale)
+    y = _grouped_conv(x, w, b, w.shape[-1] // 2)
+    if relu:
+        return F.relu(y)
+    return y if res is None else res + (y * scale if scale != 1.0 else y)
+
 class NSRResBlockModule(nn.Module):
     def __init__(self, spec: NSRResBlock):
         super().__init__()
@@ -161,12 +332,14 @@ class NSRResBlockModule(nn.Module):
             pooled = F.adaptive_avg_pool2d(x, 1).flatten(1)
             beta1 = self._beta(self.select1, pooled)
             w1, b1 = self.kernels1(beta1)
-            # Batched grouped conv: every image has its own aggregated kernel (groups = batch).
-            y = F.relu(F.conv2d(x.reshape(1, b * c, h, w), w1, b1, padding=self.ks // 2, groups=b))
-            beta2 = self._beta2(beta1, pooled,
-                                lambda: F.adaptive_avg_pool2d(y.view(b, self.g, h, w), 1).flatten(1))
+            # Every image has its own aggregated kernels: per-image GEMM convs (_image_conv), ReLU fused into conv1
+            # and the residual addition into conv2.
+            y = _image_conv(x, w1.view(b, self.g, c, self.ks, self.ks), None if b1 is None else b1.view(b, -1),
+                                 None, True, 1.0)
+            beta2 = self._beta2(beta1, pooled, lambda: F.adaptive_avg_pool2d(y, 1).flatten(1))
             w2, b2 = self.kernels2(beta2)
-            y = F.conv2d(y, w2, b2, padding=self.ks // 2, groups=b).view(b, c, h, w)
+            return _image_conv(y, w2.view(b, c, self.g, self.ks, self.ks),
+                                    None if b2 is None else b2.view(b, c), x, False, float(self.branch_scale))
         else:
             p = self.pool
             hp, wp = -(-h // p) * p, -(-w // p) * p
@@ -193,6 +366,21 @@ class NSRResBlockModule(nn.Module):
         cols = cols.view(b, cin, win, win, nh * nw).permute(0, 4, 1, 2, 3).reshape(1, -1, win, win)
         out = F.conv2d(cols, weight, bias, groups=b * nh * nw)  # (1, b*nh*nw*cout, p, p)
         return out.view(b, nh, nw, cout, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, cout, hp, wp)
+
+
+def _grouped_forward(m: NSRResBlockModule, x: torch.Tensor) -> torch.Tensor:
+    """The block's former forward pass (global pooling): both convs as grouped convs with groups = batch. Kept only
+    as the baseline of ``benchmarks/bench_nsr_sparse.py`` and ``tests/test_nsr_sparse.py``."""
+    assert m.pool == 0
+    b, c, h, w = x.shape
+    pooled = F.adaptive_avg_pool2d(x, 1).flatten(1)
+    beta1 = m._beta(m.select1, pooled)
+    w1, b1 = m.kernels1(beta1)
+    y = F.relu(F.conv2d(x.reshape(1, b * c, h, w), w1, b1, padding=m.ks // 2, groups=b))
+    beta2 = m._beta2(beta1, pooled, lambda: F.adaptive_avg_pool2d(y.view(b, m.g, h, w), 1).flatten(1))
+    w2, b2 = m.kernels2(beta2)
+    y = F.conv2d(y, w2, b2, padding=m.ks // 2, groups=b).view(b, c, h, w)
+    return x + (y * m.branch_scale if m.branch_scale != 1.0 else y)
 
 
 @register_block
@@ -324,5 +512,6 @@ class NSRResBlock(SameChannels, Block):
         return NSRResBlockModule(self)
 
     def export(self, ctx) -> str:
-        ctx.need(_mlp)
+        for helper in (_mlp, _stacked, _geometry, _taps, _chunk, _conv_grid, _wchunk, _ImageConv, _grouped_conv, _image_conv):
+            ctx.need(helper)
         return f"{ctx.need(NSRResBlockModule)}({self.namespace('group_width')})"

@@ -1,0 +1,187 @@
+"""NSR's Fig. 5 on this CPU (Fan et al., NeurIPS 2020, Sec. 4.2 "Computation time"). Run:
+``.venv/bin/python benchmarks/bench_nsr_sparse.py [--quick]``.
+
+The paper times "a single convolution layer" (batch 100, 64 input/output channels, 64 x 64 patches, quad-core
+i5-2500): dense 1.96 ms; same size k = 2/4/8/16: 1.17/0.77/0.56/0.70; same FLOPs: 2.12/2.12/2.08/2.08.
+Here, for {one conv layer, one residual block} x {batch 100, batch 32} x {forward, training step}:
+
+* dense -- layer: ``nn.Conv2d(64, 64, 3, padding=1)``; block: the code base's ``ResidualBlock(64)`` (x + conv(ReLU(
+  conv(x))), nn.Conv2d);
+* NSR same size (``NSRResBlock(64, 64, 3, k, regime="same_size")``: k groups of 64 / k kernels, the dense
+  parameter count, 1/k of its conv MACs) and same FLOPs (``regime="same_flops"``: k groups of 64 kernels, k x the
+  parameters, the dense conv MACs), k = 2, 4, 8, 16; layer: the block's conv1 with its selection (global pooling,
+  MLP, softmax, kernel aggregation, then the conv -- 64 -> 64 / k channels same size, 64 -> 64 same FLOPs); block:
+  the whole NSR block;
+* each NSR model twice: ``new`` (the block's forward: per-image GEMM convs, ``nsr._image_conv``) and ``old`` (the
+  former grouped conv with groups = batch, ``nsr._grouped_conv`` / ``nsr._grouped_forward``).
+
+Training step: forward, mean squared error against a fixed target, backward (the input requires grad, as inside
+a network), Adam step. All models of one case run interleaved (one step of each per round, after a warm-up),
+medians over rounds; 2 threads. Targets (issue): same size k = 4 >= 3.0x and k = 8 >= 4.0x faster than dense,
+same FLOPs <= 1.10x the dense time for k <= 8 -- checked for the new formulation in every case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import archsearch
+from archsearch.blocks import NSRResBlock, ResidualBlock
+from archsearch.blocks import nsr
+
+C, SIZE, KS = 64, 64, [2, 4, 8, 16]
+
+
+class NSRLayer(nn.Module):
+    """One sparse conv layer: conv1 of an NSR block with its selection (pooling, MLP, aggregation), no ReLU."""
+
+    def __init__(self, block: nn.Module, old: bool):
+        super().__init__()
+        self.m, self.old = block, old
+        for name in ("select2", "weight2", "bias2", "gain2"):  # conv2's parameters are not part of the layer
+            if hasattr(block, name) and getattr(block, name) is not None:
+                getattr(block, name).requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.m
+        n = x.shape[0]
+        w1, b1 = m.kernels1(m._beta(m.select1, F.adaptive_avg_pool2d(x, 1).flatten(1)))
+        w1 = w1.view(n, m.g, m.c, m.ks, m.ks)
+        b1 = None if b1 is None else b1.view(n, m.g)
+        if self.old:
+            return nsr._grouped_conv(x, w1, b1, m.ks // 2)
+        return nsr._image_conv(x, w1, b1, None, False, 1.0)
+
+
+class OldBlock(nn.Module):
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.m = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nsr._grouped_forward(self.m, x)
+
+
+def models(kind: str, with_old: bool) -> list[tuple[str, int, nn.Module]]:
+    """(name, k, module); k = 1 for dense. Both formulations of one NSR model share its weights."""
+    torch.manual_seed(0)
+    out = [("dense", 1, nn.Conv2d(C, C, 3, padding=1) if kind == "layer" else ResidualBlock(C).build())]
+    for regime in ("same_size", "same_flops"):
+        for k in KS:
+            m = NSRResBlock(C, C, 3, k, regime=regime).build()
+            label = f"{regime.replace('_', '-')} k={k}"
+            new = NSRLayer(m, old=False) if kind == "layer" else m
+            out.append((label, k, new))
+            if with_old:
+                out.append((label + " old", k, NSRLayer(m, old=True) if kind == "layer" else OldBlock(m)))
+    return out
+
+
+def bench_case(kind: str, batch: int, mode: str, rounds: int, warmup: int, with_old: bool) -> list[dict]:
+    ms = models(kind, with_old)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, C, SIZE, SIZE, generator=gen)
+    steps = []
+    for name, k, m in ms:
+        if mode == "forward":
+            m.eval()
+
+            def step(m=m):
+                with torch.no_grad():
+                    m(x)
+        else:
+            m.train()
+            opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-4)
+            xg = x.clone().requires_grad_()
+            target = None
+
+            def step(m=m, opt=opt, xg=xg):
+                nonlocal target
+                y = m(xg)
+                if target is None or target.shape != y.shape:
+                    target = torch.zeros_like(y)
+                opt.zero_grad(set_to_none=True)
+                xg.grad = None
+                F.mse_loss(y, target).backward()
+                opt.step()
+        steps.append(step)
+    times = [[] for _ in ms]
+    for r in range(warmup + rounds):
+        for i, step in enumerate(steps):
+            t0 = time.perf_counter()
+            step()
+            if r >= warmup:
+                times[i].append(time.perf_counter() - t0)
+    dense = statistics.median(times[0])
+    return [dict(name=name, k=k, ms=1e3 * statistics.median(t), ratio=dense / statistics.median(t))
+            for (name, k, _), t in zip(ms, times)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="batch 32 only, 2 rounds, no old formulation")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per case (default 3; batch 100: 2)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-old", action="store_true", help="skip the former grouped-conv formulation")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"archsearch {archsearch.__version__}, torch {torch.__version__}, python {platform.python_version()}, "
+          f"{args.threads} threads, CPU: {_cpu_name()}")
+    batches = [32] if args.quick else [100, 32]
+    with_old = not (args.quick or args.no_old)
+    checks = []
+    t_start = time.perf_counter()
+    for kind in ("layer", "block"):
+        for batch in batches:
+            for mode in ("forward", "train"):
+                rounds = args.rounds or (2 if args.quick else (2 if batch == 100 else 3))
+                res = bench_case(kind, batch, mode, rounds, args.warmup, with_old)
+                label = f"{'one conv layer' if kind == 'layer' else 'one residual block'}, batch {batch}, " \
+                        f"{'forward' if mode == 'forward' else 'training step'}"
+                print(f"\n{label} ({C} ch, {SIZE}x{SIZE}; median of {rounds} interleaved rounds)")
+                print(f"    {'model':<22} {'ms':>9} {'x dense':>8}  {'old ms':>9} {'new/old':>8}")
+                by_name = {r["name"]: r for r in res}
+                for r in res:
+                    if r["name"].endswith(" old"):
+                        continue
+                    old = by_name.get(r["name"] + " old")
+                    extra = f"  {old['ms']:>9.1f} {old['ms'] / r['ms']:>7.2f}x" if old else ""
+                    speed = f"{r['ratio']:>7.2f}x" if r["k"] > 1 else f"{'1.00x':>8}"
+                    print(f"    {r['name']:<22} {r['ms']:>9.1f} {speed}{extra}")
+                    if r["name"] in ("same-size k=4", "same-size k=8"):
+                        need = 3.0 if r["k"] == 4 else 4.0
+                        checks.append((label, f"{r['name']} speed-up {r['ratio']:.2f}x >= {need:.1f}x",
+                                       r["ratio"] >= need))
+                    if r["name"].startswith("same-flops") and r["k"] <= 8:
+                        checks.append((label, f"{r['name']} time {1 / r['ratio']:.2f}x dense <= 1.10x",
+                                       1 / r["ratio"] <= 1.10))
+    print(f"\ntargets (new formulation), {time.perf_counter() - t_start:.0f} s in all:")
+    for label, what, ok in checks:
+        print(f"    {'PASS' if ok else 'FAIL'}  {label}: {what}")
+    print(f"{sum(ok for *_, ok in checks)}/{len(checks)} targets pass")
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+            else:
+                name = platform.processor() or platform.machine()
+    except OSError:
+        name = platform.processor() or platform.machine()
+    return f"{name}, {torch.get_num_threads()} torch threads, CPU capability {torch.backends.cpu.get_cpu_capability()}"
+
+
+if __name__ == "__main__":
+    main()
