@@ -33,8 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import archsearch
-from archsearch.blocks import NSRResBlock, ResidualBlock
-from archsearch.blocks import nsr
+from archsearch.blocks import NSRResBlock, ResidualBlock, nsr
 
 C, SIZE, KS = 64, 64, [2, 4, 8, 16]
 
@@ -89,7 +88,7 @@ def bench_case(kind: str, batch: int, mode: str, rounds: int, warmup: int, with_
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(batch, C, SIZE, SIZE, generator=gen)
     steps = []
-    for name, k, m in ms:
+    for _name, _k, m in ms:
         if mode == "forward":
             m.eval()
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from archsearch.blocks import NSRResBlock
-from archsearch.blocks import nsr
+from archsearch.blocks import NSRResBlock, nsr
 
 CASES = [  # (channels, hidden, k, d, regime, kernel, extra)
     (8, 16, 4, 2, "same_size", 3, {}),
