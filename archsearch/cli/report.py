@@ -54,10 +54,34 @@ def cmd_latency(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduction(args: argparse.Namespace) -> int:
+    from ..errors import ArchsearchError
+    from ..report.reproduction import write_reproduction
+    from .args import check_writable
+
+    for flag in ("output_dir", "out", "csv", "parquet"):
+        if getattr(args, flag):
+            raise ArchsearchError(f"--reproduction reads every study's own ledger: --{flag.replace('_', '-')} "
+                                  "does not apply")
+    check_writable(args.reproduction, "--reproduction", folder=False)
+    command = " ".join(["archsearch report --reproduction", args.reproduction, *args.study]
+                       + (["--profile", args.profile] if args.profile else []))
+    path = write_reproduction(args.study, args.reproduction, args.profile, command)
+    print(f"wrote {path} ({len(args.study)} stud{'y' if len(args.study) == 1 else 'ies'})")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    from ..errors import ArchsearchError
     from ..report import ledger_frame, write_report, write_table
     from ..study.ledger import open_study
 
+    if args.reproduction:
+        return _reproduction(args)
+    if len(args.study) > 1:
+        raise ArchsearchError(f"one study at a time, got {len(args.study)}; give --reproduction FILE to summarise "
+                              "several studies' claims in one page")
+    args.study = args.study[0]
     study, ostudy = _load(args)
     if args.latency:
         n = _measure(study, ostudy, args)
@@ -77,6 +101,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"  {p}")
     for s in report.skipped:
         print(f"  not shown: {s}")
+    for p in report.claim_files:
+        print(f"wrote {p}")
+    for v in report.verdicts:
+        print(v.line())
     return 0
 
 
@@ -96,8 +124,14 @@ def add_subcommands(sub) -> None:
     p = sub.add_parser("report", help="HTML report (interactive figures, PNG copies) and tables of a study",
                        description="Read a study's ledger; write report.html with the papers' figures (PSNR vs "
                                    "activation share, parameters, MACs; Pareto fronts; NSR and MemNet tables; "
-                                   "parameter importances) and a PNG of each; optionally export the trials.")
-    add_study_args(p)
+                                   "parameter importances), the claims' verdicts (claims.csv, claims.json) and a "
+                                   "PNG of each figure; optionally export the trials. With --reproduction FILE, "
+                                   "write one Markdown page of every given study's claims and verdicts instead.")
+    add_study_args(p, many=True)
+    p.add_argument("--reproduction", metavar="FILE",
+                   help="write the reproduction page (Markdown: each study's fidelity, claims, published and "
+                        "measured numbers, verdicts, seeds, wall time and machine) of the given studies to FILE, "
+                        "e.g. archsearch report --reproduction docs/reproduction.md studies/*.yaml")
     p.add_argument("--out", help="folder for report.html and report_png/ (default: the study's output folder)")
     p.add_argument("--csv", help="also write the trial table to this CSV file")
     p.add_argument("--parquet", help="also write the trial table to this parquet file (needs pyarrow)")

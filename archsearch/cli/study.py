@@ -32,7 +32,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(f"incomplete after {summary.wall_time_s:.0f} s: {summary.left} planned trials not finished "
               f"({counts}); re-run the same command to resume")
-    for name in ("results.csv", "summary.csv", "psnr_vs_activation.png", "psnr_vs_params.png"):
+    for name in ("results.csv", "summary.csv", "claims.csv", "psnr_vs_activation.png", "psnr_vs_params.png"):
         path = summary.output_dir / name
         if path.exists():
             print(f"  {path}")
@@ -45,6 +45,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             view = s[cols].rename(columns={"activation_param_pct": "act %", "psnr_mean": "PSNR mean",
                                            "psnr_std": "PSNR std"})
             print(view.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if study.config.claims and summary.complete:
+        from ..report.verdicts import evaluate
+
+        for v in evaluate(study):
+            print(v.line())
     return summary.exit_code
 
 

@@ -55,6 +55,7 @@ class Series:
     step: bool = False  # a staircase (Pareto front)
     emphasis: bool = False  # highlighted (the front); False and ``muted``: grey background points
     muted: bool = False
+    published: bool = False  # published numbers (open diamonds, no line), not measured ones
 
 
 @dataclass
@@ -75,6 +76,7 @@ class FigureData:
     y_labels: list[str] | None = None
     value_label: str = ""
     hlines: list[tuple[float, str]] = field(default_factory=list)  # reference PSNRs: (value, label)
+    claims: list[str] = field(default_factory=list)  # verdict lines drawn under the title
 
 
 def _err(values) -> list[float]:
@@ -95,8 +97,10 @@ def _log_scale(values) -> bool:
     return len(v) > 1 and max(v) / min(v) > 20
 
 
-def fig_activation_share(points, note: str = "") -> FigureData | None:
-    """PSNR (mean ± std over seeds) vs the activation-parameter share, one line per design (xUnit Fig. 4)."""
+def fig_activation_share(points, note: str = "", verdicts=(), published=None) -> FigureData | None:
+    """PSNR (mean ± std over seeds) vs the activation-parameter share, one line per design (xUnit Fig. 4).
+    ``verdicts`` (:class:`~archsearch.report.verdicts.Verdict`) are written under the title; ``published``
+    (label -> published row dict) adds the rows in dB as a separate series at the measured point's share."""
     pts = points[[is_finite(v) for v in points["activation_param_pct"]]] if len(points) else points
     if pts.empty or not (pts["activation_param_pct"].astype(float) > 0).any():
         return None  # no design puts parameters in its activations: nothing to compare
@@ -107,6 +111,16 @@ def fig_activation_share(points, note: str = "") -> FigureData | None:
                                  part["psnr_mean"].astype(float).tolist(), _err(part["psnr_std"]),
                                  [_hover(r) for _, r in part.iterrows()], part["short"].tolist(),
                                  lines=len(part) > 1))
+    fig.claims = [v.short() for v in verdicts]
+    pub = [(float(r["activation_param_pct"]), row) for _, r in pts.iterrows()
+           for row in [(published or {}).get(r["label"])] if row and row["unit"] == "dB"]
+    if pub:
+        pub.sort(key=lambda t: t[0])
+        fig.series.append(Series("published (paper; for reference)", [x for x, _ in pub],
+                                 [float(row["value"]) for _, row in pub], None,
+                                 [f"{row['id']}: {'~' if row['approximate'] else ''}{row['value']:g} dB "
+                                  f"({row['paper']} {row['table']})" for _, row in pub], None, lines=False,
+                                 published=True))
     return fig
 
 
@@ -247,15 +261,16 @@ def to_plotly(fig: FigureData):
                 textfont={"size": 10}, hovertext=s.hover, hoverinfo="text" if s.hover else None,
                 error_y={"type": "data", "array": s.err, "visible": True} if s.err else None,
                 line={"color": c, "shape": "hv" if s.step else "linear"},
-                marker={"color": c, "size": 11 if s.emphasis else 8,
-                        "symbol": "star" if s.emphasis else "circle"}))
+                marker={"color": c, "size": 11 if s.emphasis or s.published else 8,
+                        "symbol": "star" if s.emphasis else "diamond-open" if s.published else "circle"}))
         for y, label in fig.hlines:
             out.add_hline(y=y, line_dash="dash", line_color="#444", annotation_text=html.escape(label),
                           annotation_position="bottom right")
         out.update_xaxes(title_text=fig.xlabel, type="log" if fig.xlog else "linear")
         out.update_yaxes(title_text=fig.ylabel)
-    out.update_layout(title={"text": fig.title}, template="plotly_white", height=480,
-                      margin={"l": 70, "r": 30, "t": 60, "b": 90 if fig.note else 60})
+    title = fig.title + "".join(f"<br><sup>{html.escape(c)}</sup>" for c in fig.claims)
+    out.update_layout(title={"text": title}, template="plotly_white", height=480 + 18 * len(fig.claims),
+                      margin={"l": 70, "r": 30, "t": 60 + 18 * len(fig.claims), "b": 90 if fig.note else 60})
     if fig.note:
         out.add_annotation(text=html.escape(fig.note), xref="paper", yref="paper", x=0, y=-0.22, showarrow=False,
                            font={"size": 10, "color": "#666"}, xanchor="left")
@@ -304,9 +319,12 @@ def to_png(fig: FigureData, path: str | Path, dpi: int = 130) -> Path:
         for s in fig.series:
             c = "#9a9a9a" if s.muted else _PALETTE[color % len(_PALETTE)]
             color += 0 if s.muted else 1
-            marker = "*" if s.emphasis else "o"
+            marker = "*" if s.emphasis else "D" if s.published else "o"
             size = 11 if s.emphasis else 6
-            if s.step and len(s.x) > 1:
+            if s.published:
+                ax.plot(s.x, s.y, linestyle="none", marker="D", markersize=7, markerfacecolor="none", color=c,
+                        label=s.name)
+            elif s.step and len(s.x) > 1:
                 ax.step(s.x, s.y, where="post", color=c, alpha=0.7)
                 ax.plot(s.x, s.y, linestyle="none", marker=marker, markersize=size, color=c, label=s.name)
             elif s.err and any(s.err):
@@ -328,7 +346,7 @@ def to_png(fig: FigureData, path: str | Path, dpi: int = 130) -> Path:
         ax.margins(x=0.08, y=0.12)
     ax.set_xlabel(fig.xlabel, fontsize=9)
     ax.set_ylabel(fig.ylabel, fontsize=9)
-    ax.set_title(fig.title, fontsize=10)
+    ax.set_title("\n".join([fig.title, *fig.claims]), fontsize=10 if not fig.claims else 8)
     note = "\n".join(textwrap.wrap(fig.note, 125)) if fig.note else ""  # never cut at the figure's edge
     if note:
         mfig.text(0.01, 0.01, note, fontsize=6.5, color="0.35")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ class Report:
     figures: list[FigureData]
     n_complete: int
     skipped: list[str]  # figures not drawn, with the reason
+    verdicts: list = field(default_factory=list)  # the claims' verdicts (archsearch.report.verdicts)
+    claim_files: list = field(default_factory=list)  # claims.csv, claims.json
 
 
 def _cli_args(study) -> str:
@@ -53,7 +55,20 @@ def _fidelity_note(study, ostudy) -> str:
     return str(ostudy.user_attrs.get("fidelity") or study.config.fidelity or "fidelity not stated in the study file")
 
 
-def build_figures(study, df, ostudy) -> tuple[list[FigureData], list[str], dict[str, Any]]:
+def published_by_label(study, points) -> dict[str, dict[str, Any]]:
+    """The study's ``published:`` rows by the ledger label of the point they are mapped to."""
+    from ..published import published
+    from ..study.claim_schema import parse_ref, resolve
+
+    pairs = [(lab, v) for lab, v in zip(points["label"], points["sweep_value"])] if len(points) else []
+    out = {}
+    for ref, row_id in study.config.published.items():
+        for lab in resolve(parse_ref(ref, "published"), pairs):
+            out[lab] = published(row_id).as_dict()
+    return out
+
+
+def build_figures(study, df, ostudy, verdicts=()) -> tuple[list[FigureData], list[str], dict[str, Any]]:
     """Every figure the ledger supports, the reasons for those left out, and the tables (NSR, MemNet)."""
     note = _fidelity_note(study, ostudy)
     refs = [(r.psnr, r.label) for r in study.config.references]
@@ -63,7 +78,8 @@ def build_figures(study, df, ostudy) -> tuple[list[FigureData], list[str], dict[
     tables: dict[str, Any] = {}
     if points.empty:
         return figs, ["no complete trials: nothing to plot"], tables
-    for make, what in ((lambda: fig_activation_share(points, note), "activation share"),
+    pub = published_by_label(study, points)
+    for make, what in ((lambda: fig_activation_share(points, note, verdicts, pub), "activation share"),
                        (lambda: fig_vs_size(points, "n_params", note), "parameters"),
                        (lambda: fig_vs_size(points, "macs_per_pixel", note), "MACs")):
         f = make()
@@ -170,9 +186,15 @@ def write_report(study, ostudy=None, out_dir: str | Path | None = None, *, png: 
     df = ledger_frame(study, ostudy)
     out = Path(out_dir) if out_dir else Path(study.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    figs, skipped, tables = build_figures(study, df, ostudy)
+    from .verdicts import evaluate, write_verdicts
+
+    verdicts = evaluate(study, ostudy, df)
+    claim_files = write_verdicts(verdicts, out) if study.config.claims else []
+    figs, skipped, tables = build_figures(study, df, ostudy, verdicts)
     n_complete = int((df["state"] == "COMPLETE").sum())
     parts = [_header(study, ostudy, df)]
+    if verdicts:
+        parts.append(claims_html(verdicts))
     pngs: list[Path] = []
     if n_complete == 0:
         parts.append("<p class='empty'><b>No complete trials yet</b> — nothing to plot. "
@@ -198,6 +220,9 @@ def write_report(study, ostudy=None, out_dir: str | Path | None = None, *, png: 
         cols = ["label", "design", "n_seeds", "psnr_mean", "psnr_std", "n_params", "macs_per_pixel",
                 "activation_param_pct", "latency_ms_per_mp"]
         view = points[cols].copy()
+        pub = published_by_label(study, points)
+        if pub:
+            view["published"] = [_published_cell(pub.get(lab)) for lab in points["label"]]
         for col in ("psnr_mean", "psnr_std", "macs_per_pixel", "activation_param_pct", "latency_ms_per_mp"):
             view[col] = view[col].astype(float).round(3)
         parts.append(view.to_html(index=False, na_rep="", border=0))
@@ -209,7 +234,29 @@ def write_report(study, ostudy=None, out_dir: str | Path | None = None, *, png: 
             + "\n".join(parts) + "</body></html>")
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
-    return Report(path, pngs, df, figs, n_complete, skipped)
+    return Report(path, pngs, df, figs, n_complete, skipped, verdicts, claim_files)
+
+
+def _published_cell(row: dict[str, Any] | None) -> str:
+    if not row:
+        return ""
+    return f"{'~' if row['approximate'] else ''}{row['value']:g} {row['unit']} ({row['paper']} {row['table']})"
+
+
+def claims_html(verdicts) -> str:
+    """The claims table: verdict, estimate with its 95% interval and seeds, measured and published numbers."""
+    from .verdicts import METHOD, RULES
+
+    v0 = verdicts[0]
+    rows = [{"claim": v.claim_id, "verdict": v.verdict, "estimate (95% CI, seeds)": v.estimate_text(),
+             "claim text": v.text, "rule": v.rule, "source": v.source, "measured (mean [95% CI])": v.measured_text(),
+             "published": v.published_text(), "note": v.reason} for v in verdicts]
+    rules = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(r)}</li>" for k, r in RULES.items())
+    return (f"<h2>Claims ({len(verdicts)})</h2><p class='fidelity'><b>{html.escape(v0.scale_note)}</b> -- "
+            f"{html.escape(v0.scale)}</p>"
+            + _html_table(rows, list(rows[0]))
+            + f"<p class='muted'>Method: {html.escape(METHOD)}.</p><ul class='muted'>{rules}</ul>"
+            "<p class='muted'>Also in claims.csv and claims.json beside this page.</p>")
 
 
 def _status_tables(df) -> str:

@@ -91,7 +91,10 @@ class Plan:
                  "seeds": ",".join(map(str, p.seeds)), "n_params": p.n_params, "macs_per_pixel": p.macs_per_pixel,
                  "activation_param_pct": p.activation_param_pct, "s_per_step": p.seconds_per_step,
                  "s_per_seed": p.seconds_per_seed} for p in self.points]
-        return pd.DataFrame(rows)
+        df = pd.DataFrame(rows)
+        if not df.empty:  # sweep values as written (an int stays an int beside a baseline's missing value)
+            df["sweep_value"] = pd.Series([p.sweep_value for p in self.points], dtype=object)
+        return df
 
     def text(self) -> str:
         s, c = self.study, self.study.config

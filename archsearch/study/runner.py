@@ -57,7 +57,7 @@ from .trial import plan_sweep, solve_design, study_data
 MARKER = ".archsearch"
 #: What ``--fresh`` removes from a study folder (and nothing else).
 OUTPUTS = ("checkpoints", "specs", "logs", "ray", "results.csv", "summary.csv", "psnr_vs_activation.png",
-           "psnr_vs_params.png", "report.html", "report_png")
+           "psnr_vs_params.png", "report.html", "report_png", "claims.csv", "claims.json")
 
 
 @dataclass
@@ -331,7 +331,14 @@ def write_outputs(study: Study, ostudy) -> dict[str, Path]:
     df[RESULT_COLUMNS].to_csv(paths["results"], index=False)
     summary_frame(df).to_csv(paths["summary"], index=False)
     points = design_points(df)
-    fig = fig_activation_share(points, study.config.fidelity) if study.config.sweep is not None else None
+    from ..report.page import published_by_label
+    from ..report.verdicts import evaluate, write_verdicts
+
+    verdicts = evaluate(study, ostudy, df)
+    if verdicts:
+        paths["claims_csv"], paths["claims_json"] = write_verdicts(verdicts, out)
+    fig = fig_activation_share(points, study.config.fidelity, verdicts, published_by_label(study, points)) \
+        if study.config.sweep is not None else None
     fig = fig or fig_vs_size(points, "n_params", study.config.fidelity)
     if fig is not None:
         paths["plot"] = to_png(fig, out / f"{fig.key}.png")

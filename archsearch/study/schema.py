@@ -470,6 +470,8 @@ class StudyConfig:
     output_dir: str | None = None  # default: runs/<name>
     description: str = ""
     fidelity: str = ""  # a line saying what scale this is (e.g. "CPU-scale proxy: ...")
+    published: Mapping[str, str] | None = field(default_factory=dict)  # point -> published row id (.claim_schema)
+    claims: Any = ()  # a list of claims (Claim fields); validated below (.claim_schema)
     profiles: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -497,6 +499,13 @@ class StudyConfig:
             for i, r in enumerate(self.references)))
         if self.search is not None and "latency" in self.search.objectives and not self.latency.enabled:
             raise SpecError("latency.enabled", "the search minimises latency: it must be measured (true)")
+        from .claim_schema import Claim, load_claims, load_published_map
+
+        object.__setattr__(self, "published", load_published_map({} if self.published is None else self.published))
+        claims = () if self.claims is None else self.claims
+        if not (isinstance(claims, tuple) and all(isinstance(c, Claim) for c in claims)):
+            claims = load_claims(claims)
+        object.__setattr__(self, "claims", claims)
 
 
 def _walk(value: Any, path: str):
@@ -579,6 +588,7 @@ def load_study(path: str | Path | Mapping[str, Any], profile: str | None = None,
         except SpecError as err:
             raise ConfigError(err.path, err.message, file=str(path)) from None
     chosen = profile or "default"
+    base = data  # the file without a profile's overrides
     if profile and profile != "default":
         if profile not in profiles:
             raise ConfigError("profiles", f"no profile {profile!r}{did_you_mean(profile, profiles)}; "
@@ -610,6 +620,8 @@ def load_study(path: str | Path | Mapping[str, Any], profile: str | None = None,
         _check_against_space(config, space)
     except SpecError as err:
         raise ConfigError(f"{err.path}{where_profile}", err.message, file=str(path)) from None
+    if config.claims or config.published:
+        _check_claim_points(config, space, path, chosen, profiles, base)
     name = config.name if chosen == "default" else f"{config.name}-{chosen}"
     if output_dir is not None:
         out = _explicit_output_dir(Path(output_dir), path, "--output-dir")
@@ -629,6 +641,56 @@ def load_study(path: str | Path | Mapping[str, Any], profile: str | None = None,
     if problem:
         raise ConfigError("storage", problem, file=str(path))
     return Study(config, space, path, chosen, out, storage, source)
+
+
+def _planned_points(config: StudyConfig, space: SearchSpace, path: Path) -> list[tuple[str, Any]]:
+    """(label, sweep value) of every planned grid point of a sweep, feasible or off the budget (the solver runs;
+    nothing is built)."""
+    from .trial import plan_sweep
+
+    study = Study(config, space, path, "default", Path("."), "")
+    points, infeasible = plan_sweep(study)
+    return [(p.label, p.sweep_value) for p in points] + [(i["label"], i.get("sweep_value")) for i in infeasible]
+
+
+def _check_claim_points(config: StudyConfig, space: SearchSpace, path: Path, chosen: str,
+                        profiles: Mapping[str, Any], base: Mapping[str, Any]) -> None:
+    """The points that ``claims`` and ``published`` name exist in the sweep of the profile that defines them:
+    a profile's own ``claims`` against its own sweep; claims written at the top level against the default
+    profile's sweep (a profile that inherits them and lacks a point -- a smoke run's shorter sweep -- reports
+    that claim inconclusive when it is evaluated, naming the missing point)."""
+    from .claim_schema import check_points
+
+    override = profiles.get(chosen, {}) if chosen != "default" else {}
+    plans: dict[str, list[tuple[str, Any]]] = {}
+
+    def plan(origin: str) -> list[tuple[str, Any]]:
+        if origin not in plans:
+            if origin == chosen:
+                plans[origin] = _planned_points(config, space, path) if config.sweep is not None else []
+            else:  # the default profile's config and search space
+                try:
+                    base_config = load_dataclass(StudyConfig, base)
+                except SpecError as err:
+                    raise ConfigError(err.path, err.message, file=str(path)) from None
+                base_space = space if base_config.search_space == config.search_space else \
+                    load_search_space((path.parent / base_config.search_space).resolve())
+                plans[origin] = _planned_points(base_config, base_space, path) \
+                    if base_config.sweep is not None else []
+        return plans[origin]
+
+    where_profile = f" (profile {chosen!r})" if chosen != "default" else ""
+    for key in ("claims", "published"):
+        origin = chosen if chosen == "default" or key in override else "default"
+        claims = config.claims if key == "claims" else ()
+        mapping = config.published if key == "published" else {}
+        if not claims and not mapping:
+            continue
+        where = "the study's sweep" if origin == "default" else f"the sweep of profile {origin!r}"
+        try:
+            check_points(claims, mapping, plan(origin), where, sweep=config.sweep is not None)
+        except SpecError as err:
+            raise ConfigError(f"{err.path}{where_profile}", err.message, file=str(path)) from None
 
 
 def _explicit_output_dir(out: Path, study_file: Path, key: str) -> Path:
