@@ -29,6 +29,18 @@ def _profiles(name: str) -> list[str]:
 CASES = [(s, p) for s in STUDIES for p in _profiles(s)]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: on a shared 2-core machine two threads stall at every op whenever another process holds
+    a core (a tiny step then takes seconds); one thread keeps these tests fast and their timing steady."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("name", STUDIES)
 def test_study_file_names_its_paper_and_has_the_three_profiles(name):
     path = ROOT / "studies" / f"{name}.yaml"
@@ -66,10 +78,10 @@ def test_every_study_plans_in_every_profile_and_writes_nothing(tmp_path, monkeyp
 def test_plan_estimates_from_timed_steps_and_is_a_library_function(tmp_path):
     study = load_study(ROOT / "studies" / "xunit_table1.yaml", "smoke", output_dir=tmp_path / "out")
     plan = plan_study(study, timed_steps=2)
-    assert plan.n_trials == 2 and plan.estimated_s and plan.estimated_s > 0
+    assert plan.threads == 1 and plan.n_trials == 2 and plan.estimated_s and plan.estimated_s > 0
     assert all(p.seconds_per_step and p.seconds_per_step > 0 for p in plan.points)
     df = plan.frame()
-    assert list(df["label"]) == ["dncnn_s width=4", "xdncnn width=4"]
+    assert list(df["label"]) == ["dncnn_s", "xdncnn xunit_kernel_size=9"]
     assert df["n_params"].tolist()[0] > df["n_params"].tolist()[1]  # 17 convs vs 9
     assert "estimated from 2 timed steps per design" in plan.text()
     assert not (tmp_path / "out").exists()
