@@ -80,7 +80,8 @@ class Plan:
             return "not estimated (timing disabled)"
         return (f"estimated from {self.timed_steps} timed steps per design (forward + backward + Adam on random "
                 f"tensors of the training batch shape, {self.threads} torch thread(s) per worker, after one warm-up "
-                f"step, the fastest step kept; nothing trained or saved) x steps x seeds, plus validation/test/"
+                f"step, the fastest step kept; nothing trained or saved) + drawing a batch of patches, x steps x "
+                f"seeds, plus validation/test/"
                 f"latency forward passes, / {self.workers} worker(s); load average {self.load:.1f} on {os.cpu_count()} CPUs while timing "
                 "(other processes slow the timed steps: re-plan on an idle machine for a tighter figure)")
 
@@ -264,6 +265,7 @@ def _time_steps(spec, task, config, n_steps: int) -> tuple[float, float, str]:
             loss = loss + sum(loss_fn(task.restore(y, inp).float(), target) for y in inter) / len(inter)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None]))
         opt.step()
         if i:
             times.append(time.perf_counter() - t0)
@@ -277,22 +279,34 @@ def _time_steps(spec, task, config, n_steps: int) -> tuple[float, float, str]:
     return step, fwd / (tb * tp * tp), how
 
 
-def _image_pixels(study: Study) -> tuple[float | None, float | None, str | None]:
-    """Output pixels of one validation pass (after ``val_crop``) and of one test pass, from the study's images;
-    (None, None, why) where the data cannot be read here (e.g. a paper profile whose sets are not installed)."""
+def _image_pixels(study: Study, config, scale: int) -> tuple[float | None, float | None, float, str | None]:
+    """Output pixels of one validation pass (after ``val_crop``) and of one test pass, from the study's images,
+    and the seconds the trainer spends drawing one batch of patches from them (timed on 5 batches); (None, None,
+    0, why) where the data cannot be read here (e.g. a paper profile whose sets are not installed)."""
+    from ..training import PatchSampler
     from .trial import study_data
 
     try:
-        _task, _train, val, test = study_data(study)
+        task, train, val, test = study_data(study)
     except (ArchsearchError, OSError) as err:
-        return None, None, f"validation/test cost not estimated: the data cannot be read here ({err})"
-    crop = dict(study.config.training).get("val_crop")
+        return None, None, 0.0, f"validation/test cost not estimated: the data cannot be read here ({err})"
+    crop = config.val_crop
 
     def px(im, c=None):
         h, w = im.size
         return (min(h, c) * min(w, c)) if c else h * w
 
-    return float(sum(px(im, crop) for im in val)), float(sum(px(im) for im in test)), None
+    sample_s = 0.0
+    try:
+        sampler = PatchSampler(task, train, config.patch_size, scale=scale, augment=config.augment, seed=0)
+        sampler.batch(config.batch_size)
+        t0 = time.perf_counter()
+        for _ in range(5):
+            sampler.batch(config.batch_size)
+        sample_s = (time.perf_counter() - t0) / 5
+    except ArchsearchError:
+        pass
+    return float(sum(px(im, crop) for im in val)), float(sum(px(im) for im in test)), sample_s, None
 
 
 def plan_study(study: Study, *, timed_steps: int = 3, workers: int | None = None) -> Plan:
@@ -320,7 +334,8 @@ def plan_study(study: Study, *, timed_steps: int = 3, workers: int | None = None
         return plan
     task = make_task(**dict(c.task))
     config = load_dataclass(TrainConfig, dict(c.training), "training")
-    val_px, test_px, why = _image_pixels(study)
+    scale = int(getattr(specs[points[0].spec_hash], "scale", 1))
+    val_px, test_px, sample_s, why = _image_pixels(study, config, scale)
     if why:
         plan.notes.append(why)
     n_val = (config.steps // config.val_every if config.val_every else 0) + (1 if val_px else 0)
@@ -334,6 +349,7 @@ def plan_study(study: Study, *, timed_steps: int = 3, workers: int | None = None
             if p.spec_hash not in timed:
                 timed[p.spec_hash] = _time_steps(specs[p.spec_hash], task, config, timed_steps)
             step, fwd_px, how = timed[p.spec_hash]
+            step += sample_s  # drawing the batch of patches (and the noise) from the study's images
             p.seconds_per_step, p.timed_on = step, how
             # validation/test forward passes (3x the timed forward per pixel: whole images, metrics, copies)
             eval_s = 3 * fwd_px * ((val_px or 0) * n_val + (test_px or 0))
