@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .args import add_study_args, load_study_args, workers_arg
+from .args import add_study_args, load_study_args, non_negative_int, workers_arg
 
 #: A design point whose validation PSNR rose more than this over the last third of training is flagged as
 #: under-trained (the issue that made the xunit_budget default profile longer: +0.14 dB at 3,000 steps).
@@ -19,6 +19,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..study.runner import run_study
 
     study = load_study_args(args)
+    if args.plan:  # what would run, how big, how long -- nothing trained, nothing written
+        from ..study.plan import plan_study
+
+        print(plan_study(study, timed_steps=args.plan_steps, workers=args.workers).text())
+        return 0
     summary = run_study(study, executor=args.executor, workers=args.workers, fresh=args.fresh)
     dups = f", {summary.duplicates} proposals answered from earlier trials" if summary.duplicates else ""
     counts = (f"{summary.complete} complete, {summary.failed} failed, {summary.pruned} pruned, "
@@ -93,6 +98,11 @@ def add_subcommands(sub) -> None:
                    help="worker processes (local) or concurrent trials (ray): auto (the machine decides; default "
                         "unless the study sets executor.workers) or an integer >= 1")
     p.add_argument("--fresh", action="store_true", help="delete this study's ledger and outputs first")
+    p.add_argument("--plan", action="store_true",
+                   help="print the planned trials, their sizes and an estimated wall time on this machine (from a few "
+                        "timed steps per design on random tensors); train and write nothing")
+    p.add_argument("--plan-steps", type=non_negative_int, default=3, metavar="N",
+                   help="with --plan: timed steps per design (default 3; 0: sizes only, no estimate)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="table of a study's trials and their state")

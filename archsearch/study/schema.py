@@ -129,6 +129,11 @@ class Design:
     def accepts(self, argument: str) -> bool:
         return argument in get_family(self.family).defaults
 
+    def sweeps(self, argument: str) -> bool:
+        """Whether a sweep over ``argument`` moves this design: it takes the argument and does not fix it (a
+        design that fixes it -- or lacks it -- is a baseline: one point)."""
+        return self.accepts(argument) and argument not in self.fixed
+
 
 def argument_types(fam: Family) -> dict[str, Any]:
     """The annotated type of every argument of a family (``Any`` where there is none)."""
@@ -743,11 +748,24 @@ def _check_against_space(config: StudyConfig, space: SearchSpace) -> None:
     if config.sweep is not None:
         sw = config.sweep
         arg = sw.via if sw.over == "activation_param_pct" else sw.over
-        if not any(d.accepts(arg) for d in space.designs):
+        if not any(d.sweeps(arg) for d in space.designs):
+            if any(d.accepts(arg) for d in space.designs):
+                raise SpecError("sweep.over" if sw.over != "activation_param_pct" else "sweep.via",
+                                f"every design of {space.name!r} that takes {arg!r} fixes it; leave it out of "
+                                "`fixed` in at least one design to sweep it")
             raise SpecError("sweep.over" if sw.over != "activation_param_pct" else "sweep.via",
                             f"no design of {space.name!r} takes the argument {arg!r}")
         if config.budget is None:
-            raise SpecError("budget", "a sweep re-solves the free knob on a budget: give `budget`")
+            # A sweep without a budget builds every design as it is (fixed-structure grids: the papers' tables
+            # over depth, blocks, ...); then no design may have a free knob, and shares need a budget.
+            if sw.over == "activation_param_pct":
+                raise SpecError("budget", "a sweep over activation_param_pct re-solves the free knob on a budget: "
+                                          "give `budget`")
+            knobbed = [d.name for d in space.designs if d.free_knob is not None]
+            if knobbed:
+                raise SpecError("budget", f"design {knobbed[0]!r} of {space.path} has a free_knob but the study "
+                                          "gives no budget: give `budget`, or drop free_knob to build the designs "
+                                          "as they are")
         for d in space.designs:
             if not d.accepts(arg):
                 continue
@@ -755,10 +773,8 @@ def _check_against_space(config: StudyConfig, space: SearchSpace) -> None:
                 raise SpecError("sweep.over" if sw.over != "activation_param_pct" else "sweep.via",
                                 f"{arg!r} is the free knob of design {d.name!r}, solved for the budget; sweep "
                                 "another argument")
-            if arg in d.fixed:
-                raise SpecError("sweep.over" if sw.over != "activation_param_pct" else "sweep.via",
-                                f"{arg!r} is fixed to {d.fixed[arg]!r} in design {d.name!r} of {space.path}; "
-                                "remove it from `fixed` to sweep it")
+            if arg in d.fixed:  # the design fixes the swept argument: a baseline, one point at its own value
+                continue
             if sw.over == "activation_param_pct":
                 continue
             fam = get_family(d.family)

@@ -80,7 +80,7 @@ def plan_sweep(study: Study) -> tuple[list[Point], list[dict[str, Any]]]:
             best = None
             for design in study.space.designs:
                 try:
-                    if design.accepts(sw.via):
+                    if design.sweeps(sw.via):
                         sol = solve_design(study, design, {}, target_pct=float(target), via=sw.via)
                         args = {sw.via: sol.arguments[sw.via]}
                     else:
@@ -104,7 +104,7 @@ def plan_sweep(study: Study) -> tuple[list[Point], list[dict[str, Any]]]:
         baselines_done: set[str] = set()
         for value in sw.values:
             for design in study.space.designs:
-                if design.accepts(sw.over):
+                if design.sweeps(sw.over):
                     args = {sw.over: value}
                 elif design.name in baselines_done:
                     continue
