@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ArchsearchError, BudgetError, SpecError
+from .layout import choose_layout
 from .schema import Study
 from .trial import plan_sweep, solve_design
 
@@ -309,7 +310,7 @@ def _image_pixels(study: Study, config, scale: int) -> tuple[float | None, float
     return float(sum(px(im, crop) for im in val)), float(sum(px(im) for im in test)), sample_s, None
 
 
-def plan_study(study: Study, *, timed_steps: int = 3, workers: int | None = None) -> Plan:
+def plan_study(study: Study, *, timed_steps: int = 3, workers: int | str | None = None) -> Plan:
     """The study's planned trials with their sizes and an estimated wall time on this machine (module
     docstring). ``timed_steps=0`` skips the timing (sizes only). Nothing is trained or written."""
     import torch
@@ -327,8 +328,8 @@ def plan_study(study: Study, *, timed_steps: int = 3, workers: int | None = None
         from .sampling import search_target
 
         n_trials = search_target(study)
-    n_workers = workers or c.executor.workers
-    threads = max(1, (os.cpu_count() or 1) // n_workers) if n_workers > 1 else torch.get_num_threads()
+    layout = choose_layout(study, workers, n_trials, c.executor.kind)
+    n_workers, threads = layout.workers, layout.threads
     plan = Plan(study, mode, points, infeasible, n_trials, n_workers, threads, timed_steps, None)
     if timed_steps <= 0 or not points:
         return plan

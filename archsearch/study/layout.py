@@ -1,0 +1,84 @@
+"""How a run uses the machine: the worker x thread layout (``executor.workers: auto`` or a number) and the
+machine's description recorded with each run. Read by the runner and by ``run --plan``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ArchsearchError
+from .schema import Study
+
+#: Environment variable that replaces ``auto`` workers by a number (as OMP_NUM_THREADS does for threads); the
+#: test suite sets it to 1 so that tests run trials in-process unless they test the layout itself.
+WORKERS_ENV = "ARCHSEARCH_WORKERS"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a run uses the machine: ``workers`` processes (local) or concurrent trials (Ray), ``threads`` torch
+    threads each, and why (recorded in the ledger's ``runs``)."""
+
+    workers: int
+    threads: int
+    reason: str
+
+
+def machine_cpus() -> int:
+    """The cores this process may use (the affinity mask where the OS has one, e.g. under a container limit)."""
+    with contextlib.suppress(AttributeError, OSError):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def machine_name() -> str:
+    """e.g. ``AMD EPYC 9R14, 2 cores`` (the CPU model from /proc/cpuinfo where there is one)."""
+    import platform
+
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {machine_cpus()} cores"
+
+
+def choose_layout(study: Study, requested: int | str | None, remaining: int, kind: str) -> Layout:
+    """The worker x thread layout of a run. A number (``--workers`` or the study's ``executor.workers``) is used as
+    given, the cores shared evenly. ``auto`` on a CPU with trials for more than one worker runs one single-thread
+    worker per core: the studies' models are small (a few hundred thousand MACs per pixel), and independent trials
+    use 2 cores better than 2 intra-op threads on one trial (``benchmarks/bench_study_throughput.py`` measures
+    both layouts on the main study). A GPU run keeps one worker."""
+    cpus = machine_cpus()
+    n, src = requested, "--workers"
+    if n in (None, "auto"):
+        n, src = study.config.executor.workers, "executor.workers"
+    if n == "auto" and os.environ.get(WORKERS_ENV, "auto") != "auto":
+        n, src = os.environ[WORKERS_ENV], WORKERS_ENV
+    if n != "auto":
+        raw = n
+        try:
+            n = int(raw)  # type: ignore[arg-type]
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ArchsearchError(f"{src} must be auto or an integer >= 1, got {raw!r}")
+        return Layout(n, max(1, cpus // n), f"{src} {n}")
+    device = str(dict(study.config.training).get("device", "auto"))
+    if device.startswith("cuda") or (device == "auto" and cuda_available()):
+        return Layout(1, cpus, "auto: one worker on the GPU")
+    if kind == "ray":
+        return Layout(cpus, 1, f"auto: {cpus} concurrent single-thread trials")
+    if cpus < 2 or remaining < 2:
+        return Layout(1, cpus, f"auto: one worker, {cpus} thread(s) ({remaining} trial(s) to run)")
+    n = min(cpus, remaining)
+    return Layout(n, max(1, cpus // n), f"auto: {n} single-thread workers on {cpus} cores")
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
