@@ -40,6 +40,7 @@ class PublishedRow:
     unit: str
     approximate: bool
     note: str = ""
+    not_reproduced: str = ""  # why no study or benchmark carries this row (the test accepts a row with a reason)
 
     def __post_init__(self) -> None:
         check_name(self.id, "id")
@@ -61,7 +62,8 @@ class PublishedRow:
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "paper": self.paper, "table": self.table, "setting": dict(self.setting),
-                "value": self.value, "unit": self.unit, "approximate": self.approximate, "note": self.note}
+                "value": self.value, "unit": self.unit, "approximate": self.approximate, "note": self.note,
+                "not_reproduced": self.not_reproduced}
 
 
 def format_value(v: float) -> str:

@@ -34,6 +34,7 @@ from torch import nn
 
 import archsearch
 from archsearch.blocks import NSRResBlock, ResidualBlock, nsr
+from archsearch.published import published
 
 C, SIZE, KS = 64, 64, [2, 4, 8, 16]
 
@@ -162,6 +163,11 @@ def main() -> None:
                     if r["name"].startswith("same-flops") and r["k"] <= 8:
                         checks.append((label, f"{r['name']} time {1 / r['ratio']:.2f}x dense <= 1.10x",
                                        1 / r["ratio"] <= 1.10))
+    print("\nthe paper's Fig. 5 (one conv layer, batch 100, quad-core i5; published rows), x dense:")
+    dense = published("nsr_fig5_dense").value
+    for regime, tag in (("same size", "size"), ("same FLOPs", "flops")):
+        cells = [f"k={k} {dense / published(f'nsr_fig5_{tag}_k{k}').value:.2f}x" for k in KS]
+        print(f"    {regime:<10} dense {dense:.2f} ms; " + ", ".join(cells))
     print(f"\ntargets (new formulation), {time.perf_counter() - t_start:.0f} s in all:")
     for label, what, ok in checks:
         print(f"    {'PASS' if ok else 'FAIL'}  {label}: {what}")

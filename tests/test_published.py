@@ -92,12 +92,28 @@ def _referenced_ids(path: Path) -> set[str]:
 STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
 
 
-# Expected to fail until the reproduction suite's studies land (issue "Reproduction suite": 10 study files,
-# written on branch `studies`); from 10 study files on, the test must pass.
-@pytest.mark.xfail(len(STUDIES) < 10, reason=f"{len(STUDIES)} of the 10 reproduction studies are shipped yet",
-                   strict=True)
+def _benchmark_ids() -> set[str]:
+    """Row ids a benchmark prints beside its measurements (``published("id")`` or an f-string template such as
+    ``nsr_fig5_{tag}_k{k}``, expanded against the known ids)."""
+    import re
+
+    out: set[str] = set()
+    ids = set(published_ids())
+    for path in (ROOT / "benchmarks").glob("*.py"):
+        for lit in re.findall(r"published\(f?[\"']([^\"']+)[\"']\)", path.read_text()):
+            pattern = re.compile(re.sub(r"\\\{[^}]*\\\}", "[A-Za-z0-9_]+", re.escape(lit)))
+            out |= {i for i in ids if pattern.fullmatch(i)}
+    return out
+
+
 def test_every_published_row_is_used_by_a_shipped_study():
-    used = set().union(*(_referenced_ids(p) for p in STUDIES))
+    """Every row is shown beside a measurement -- by a study (``published:`` or a claim) or a benchmark (NSR's
+    Fig. 5 timings) -- or says why nothing carries it (``not_reproduced``)."""
+    used = set().union(*(_referenced_ids(p) for p in STUDIES)) | _benchmark_ids()
     assert used <= set(published_ids())  # (load_study refuses unknown ids; this is the file-level view)
-    unused = sorted(set(published_ids()) - used)
+    assert {i for i in _benchmark_ids() if i.startswith("nsr_fig5_")} == {i for i in published_ids()
+                                                                          if i.startswith("nsr_fig5_")}
+    excused = {r.id for r in published_rows() if r.not_reproduced}
+    assert not used & excused, f"rows marked not_reproduced are used: {sorted(used & excused)}"
+    unused = sorted(set(published_ids()) - used - excused)
     assert not unused, f"{len(unused)} published rows no study references: {', '.join(unused)}"
