@@ -277,3 +277,38 @@ def test_run_record_prefers_the_runs_attribute():
 
     rec = run_record(Ledger(), pd.DataFrame({"state": [], "wall_time_s": [], "host": []}))
     assert rec["wall_s"] == 150.5 and rec["machine"] == "AMD EPYC, 2 cores, cpu" and "2 runs" in rec["wall"]
+
+
+def test_seeds_needed_for_an_inconclusive_claim():
+    """The smallest n whose t-interval (same mean, same spread) excludes 0; none for decided claims or other kinds."""
+    from types import SimpleNamespace
+
+    from scipy import stats
+
+    from archsearch.report.reproduction import seeds_needed
+
+    sd, n, est = 0.2, 2, 0.1
+    half = stats.t.ppf(0.975, n - 1) * sd / n ** 0.5
+    v = SimpleNamespace(verdict="inconclusive", kind="ordering", n_seeds=n, estimate=est, low=est - half,
+                        high=est + half)
+    m = seeds_needed(v)
+    assert stats.t.ppf(0.975, m - 1) * sd / m ** 0.5 < est <= stats.t.ppf(0.975, m - 2) * sd / (m - 1) ** 0.5
+    assert seeds_needed(SimpleNamespace(**{**vars(v), "verdict": "holds"})) is None
+    assert seeds_needed(SimpleNamespace(**{**vars(v), "kind": "gap"})) is None
+    assert seeds_needed(SimpleNamespace(**{**vars(v), "estimate": 1e-4, "low": 1e-4 - half, "high": 1e-4 + half})) \
+        is None  # beyond 100 seeds
+
+
+def test_paper_scale_line_counts_training_macs():
+    from archsearch import load_study
+    from archsearch.report.reproduction import TRAIN_MAC_FACTOR, paper_scale
+    from archsearch.study.plan import plan_study
+
+    path = Path(__file__).resolve().parents[1] / "studies" / "xunit_table1.yaml"
+    line = paper_scale(path)
+    study = load_study(path, "paper")
+    plan = plan_study(study, timed_steps=0)
+    t = dict(study.config.training)
+    macs = sum(len(p.seeds) * t["steps"] * t["batch_size"] * t["patch_size"] ** 2 * p.macs_per_pixel
+               * TRAIN_MAC_FACTOR for p in plan.points)
+    assert f"{plan.n_trials} trials of {t['steps']:,} steps" in line and f"{macs / 1e15:,.1f} PMACs" in line

@@ -83,10 +83,68 @@ def study_section(path: str | Path, profile: str | None) -> str:
     for v in verdicts:
         est = v.estimate_text() if math.isfinite(v.estimate) else "-"
         verdict = f"**{v.verdict}**" + (f" ({_md(v.reason)})" if v.reason else "")
+        need = seeds_needed(v)
+        if need:
+            verdict += f"; about {need} seeds would decide it at this profile"
         lines.append(f"| `{v.claim_id}`: {_md(v.text)} | {_md(v.source)} | {_md(v.published_text())} | "
                      f"{_md(v.measured_text() or '-')} | {verdict} | {_md(est)} | {v.n_seeds} |")
     lines.append("")
+    paper = paper_scale(path) if study.profile != "paper" else ""
+    if paper:
+        lines += [paper, ""]
     return "\n".join(lines)
+
+
+#: Kinds whose deciding comparison is against 0 dB (so the seeds needed can be read from the estimate and its CI).
+_ZERO_THRESHOLD = ("ordering", "trend", "extreme")
+
+
+def seeds_needed(v) -> int | None:
+    """For an inconclusive claim decided against 0 (ordering, trend, extreme), the number of seeds at which a
+    Student-t 95% interval with the same mean and spread would exclude 0: the smallest n with
+    ``t(0.975, n-1) * sd / sqrt(n) < |estimate|`` (sd recovered from this interval). None where that does not
+    apply, or beyond 100 seeds (the difference is too small to resolve at this profile)."""
+    from scipy import stats
+
+    if v.verdict != "inconclusive" or v.kind not in _ZERO_THRESHOLD or v.n_seeds < 2:
+        return None
+    if not all(math.isfinite(x) for x in (v.estimate, v.low, v.high)) or v.estimate == 0:
+        return None
+    n = v.n_seeds
+    sd = (v.high - v.low) / 2 * math.sqrt(n) / stats.t.ppf(0.975, n - 1)
+    for m in range(n + 1, 101):
+        if stats.t.ppf(0.975, m - 1) * sd / math.sqrt(m) < abs(v.estimate):
+            return m
+    return None
+
+
+#: Training MACs of one step ~ 3x the forward MACs (forward, and the backward's two products per layer).
+TRAIN_MAC_FACTOR = 3
+
+
+def paper_scale(path: str | Path) -> str:
+    """A line giving the compute of the study's ``paper`` profile (trials, steps, training MACs), computed from its
+    plan (sizes only; nothing is built or timed). Empty when the study has no paper profile."""
+    from ..study.plan import plan_study
+    from ..study.schema import load_study
+
+    try:
+        study = load_study(path, "paper")
+    except ArchsearchError:
+        return ""
+    try:
+        plan = plan_study(study, timed_steps=0)
+    except ArchsearchError as err:
+        return f"Paper profile: not planned ({err})."
+    t = dict(study.config.training)
+    steps, batch, patch = int(t.get("steps", 1000)), int(t.get("batch_size", 16)), int(t.get("patch_size", 40))
+    macs = sum(len(p.seeds) * steps * batch * patch * patch * p.macs_per_pixel * TRAIN_MAC_FACTOR
+               for p in plan.points)
+    return (f"Paper profile (`--profile paper`, for a GPU): {plan.n_trials} trials of {steps:,} steps of {batch} x "
+            f"{patch}x{patch} patches; training compute {macs / 1e15:,.1f} PMACs (forward x {TRAIN_MAC_FACTOR}, "
+            f"from the planned sizes). At 10-50 TMAC/s sustained (what small-channel convolutions reach on one "
+            f"H100; an assumption, not a measurement) that is {macs / 50e12 / 3600:,.1f}-{macs / 10e12 / 3600:,.1f} "
+            "GPU-hours.")
 
 
 def reproduction_page(study_files: Sequence[str | Path], profile: str | None = None, command: str = "") -> str:
