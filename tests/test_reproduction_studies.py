@@ -77,8 +77,8 @@ def test_every_study_plans_in_every_profile_and_writes_nothing(tmp_path, monkeyp
 
 def test_plan_estimates_from_timed_steps_and_is_a_library_function(tmp_path):
     study = load_study(ROOT / "studies" / "xunit_table1.yaml", "smoke", output_dir=tmp_path / "out")
-    plan = plan_study(study, timed_steps=2)
-    assert plan.threads == 1 and plan.n_trials == 2 and plan.estimated_s and plan.estimated_s > 0
+    plan = plan_study(study, timed_steps=2, workers=2)  # the layout the plan times with: 2 workers x 1 thread
+    assert (plan.workers, plan.threads) == (2, 1) and plan.n_trials == 2 and plan.estimated_s and plan.estimated_s > 0
     assert all(p.seconds_per_step and p.seconds_per_step > 0 for p in plan.points)
     df = plan.frame()
     assert list(df["label"]) == ["dncnn_s", "xdncnn xunit_kernel_size=9"]

@@ -332,6 +332,17 @@ class NSRResBlockModule(nn.Module):
             pooled = F.adaptive_avg_pool2d(x, 1).flatten(1)
             beta1 = self._beta(self.select1, pooled)
             w1, b1 = self.kernels1(beta1)
+            if torch.jit.is_tracing():
+                # Traced (TorchScript / ONNX export, fvcore's count): the grouped conv with groups = batch on the
+                # (n * out, in, ks, ks) kernels, whose shape comes from the spec's integers -- a custom autograd
+                # Function does not trace, and ONNX needs the kernel's shape static.
+                y = F.relu(F.conv2d(x.reshape(1, b * c, h, w), w1, b1, padding=self.ks // 2, groups=b))
+                y = y.view(b, self.g, h, w)
+                beta2 = self._beta2(beta1, pooled, lambda: F.adaptive_avg_pool2d(y, 1).flatten(1))
+                w2, b2 = self.kernels2(beta2)
+                y = F.conv2d(y.reshape(1, b * self.g, h, w), w2, b2, padding=self.ks // 2, groups=b).view(b, c, h, w)
+                scale = float(self.branch_scale)
+                return x + (y * scale if scale != 1.0 else y)
             # Every image has its own aggregated kernels: per-image GEMM convs (_image_conv), ReLU fused into conv1
             # and the residual addition into conv2.
             y = _image_conv(x, w1.view(b, self.g, c, self.ks, self.ks), None if b1 is None else b1.view(b, -1),
