@@ -234,13 +234,8 @@ def _grouped_conv(x: torch.Tensor, w: torch.Tensor, b, padding: int) -> torch.Te
 
 def _image_conv(x: torch.Tensor, w: torch.Tensor, b, res, relu: bool, scale: float) -> torch.Tensor:
     """Per-image convs, x (n, cin, h, w) with w (n, cout, cin, ks, ks) and b (n, cout), then ReLU or res + scale *
-    (.): :class:`_ImageConv`, or the grouped conv when traced (same function and MACs)."""
-    if not torch.jit.is_tracing():
-        return _ImageConv.apply(x, w, b, res, relu, scale)
-    y = _grouped_conv(x, w, b, w.shape[-1] // 2)
-    if relu:
-        return F.relu(y)
-    return y if res is None else res + (y * scale if scale != 1.0 else y)
+    (.): :class:`_ImageConv`. (Traced, the block runs the grouped conv itself: see ``NSRResBlockModule.forward``.)"""
+    return _ImageConv.apply(x, w, b, res, relu, scale)
 
 class NSRResBlockModule(nn.Module):
     def __init__(self, spec: NSRResBlock):
@@ -523,6 +518,6 @@ class NSRResBlock(SameChannels, Block):
         return NSRResBlockModule(self)
 
     def export(self, ctx) -> str:
-        for helper in (_mlp, _stacked, _geometry, _taps, _chunk, _conv_grid, _wchunk, _ImageConv, _grouped_conv, _image_conv):
+        for helper in (_mlp, _stacked, _geometry, _taps, _chunk, _conv_grid, _wchunk, _ImageConv, _image_conv):
             ctx.need(helper)
         return f"{ctx.need(NSRResBlockModule)}({self.namespace('group_width')})"

@@ -67,8 +67,7 @@ def choose_layout(study: Study, requested: int | str | None, remaining: int, kin
         if n < 1:
             raise ArchsearchError(f"{src} must be auto or an integer >= 1, got {raw!r}")
         return Layout(n, max(1, cpus // n), f"{src} {n}")
-    device = str(dict(study.config.training).get("device", "auto"))
-    if device.startswith("cuda") or (device == "auto" and cuda_available()):
+    if on_gpu(study):
         return Layout(1, cpus, "auto: one worker on the GPU")
     if kind == "ray":
         return Layout(cpus, 1, f"auto: {cpus} concurrent single-thread trials")
@@ -82,3 +81,18 @@ def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def on_gpu(study: Study) -> bool:
+    """Whether the study's trials train on a GPU (``training.device`` cuda, or auto with a GPU present)."""
+    device = str(dict(study.config.training).get("device", "auto"))
+    return device.startswith("cuda") or (device == "auto" and cuda_available())
+
+
+def run_device(study: Study) -> str:
+    """Where the study's trials train, as the run record says it: ``cpu`` or ``cuda:<device name>``."""
+    if not on_gpu(study):
+        return "cpu"
+    import torch
+
+    return f"cuda:{torch.cuda.get_device_name(0)}"

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ArchsearchError, BudgetError, SpecError
-from .layout import choose_layout
+from .layout import choose_layout, machine_cpus
 from .schema import Study
 from .trial import plan_sweep, solve_design
 
@@ -83,7 +83,7 @@ class Plan:
                 f"tensors of the training batch shape, {self.threads} torch thread(s) per worker, after one warm-up "
                 f"step, the fastest step kept; nothing trained or saved) + drawing a batch of patches, x steps x "
                 f"seeds, plus validation/test/"
-                f"latency forward passes, / {self.workers} worker(s); load average {self.load:.1f} on {os.cpu_count()} CPUs while timing "
+                f"latency forward passes, / {self.workers} worker(s); load average {self.load:.1f} on {machine_cpus()} CPUs while timing "
                 "(other processes slow the timed steps: re-plan on an idle machine for a tighter figure)")
 
     def frame(self):

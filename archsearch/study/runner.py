@@ -39,7 +39,7 @@ from typing import Any
 from ..errors import ArchsearchError, BudgetError, SpecError
 from . import ledger as L
 from .claims import claim_and_run, claim_lock, file_lock, run_and_tell
-from .layout import Layout, choose_layout, cuda_available, machine_name
+from .layout import Layout, choose_layout, machine_name, run_device
 from .results import RESULT_COLUMNS, ledger_frame, summary_frame
 from .sampling import (
     count_states,
@@ -228,13 +228,7 @@ def _record_run(ostudy, study: Study, layout: Layout, started: float, wall: floa
     import datetime as dt
     import socket
 
-    device = str(dict(study.config.training).get("device", "auto"))
-    if device.startswith("cuda") or (device == "auto" and cuda_available()):
-        import torch
-
-        device = f"cuda:{torch.cuda.get_device_name(0)}"
-    else:
-        device = "cpu"
+    device = run_device(study)
     iso = lambda t: dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds")  # noqa: E731
     runs = list(ostudy.user_attrs.get("runs") or [])
     runs.append({"started": iso(started), "finished": iso(started + wall), "wall_s": round(wall, 2),

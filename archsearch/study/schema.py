@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ArchsearchError, SpecError, did_you_mean
+from ..errors import ArchsearchError, BudgetError, SpecError, did_you_mean
 from ..families import Family, get_family
 from ..schema import coerce, deep_merge, describe, load_dataclass, load_yaml, read_text_file
-from ..solver import METRICS, Budget
-from ..spec import check_name
+from ..solver import METRICS, Budget, Solution, solve
+from ..spec import GraphSpec, check_name
 
 #: The folder that holds every study's output folder by default (``runs/<study>``), relative to the working
 #: directory. A derived output folder must resolve inside it.
@@ -646,8 +646,6 @@ def load_study(path: str | Path | Mapping[str, Any], profile: str | None = None,
 def _planned_points(config: StudyConfig, space: SearchSpace, path: Path) -> list[tuple[str, Any]]:
     """(label, sweep value) of every planned grid point of a sweep, feasible or off the budget (the solver runs;
     nothing is built)."""
-    from .trial import plan_sweep
-
     study = Study(config, space, path, "default", Path("."), "")
     points, infeasible = plan_sweep(study)
     return [(p.label, p.sweep_value) for p in points] + [(i["label"], i.get("sweep_value")) for i in infeasible]
@@ -818,3 +816,111 @@ def check_study_data(study: Study, task: Any, train: list, val: list, test: list
             check_images(images, role=role, multiple=multiple, key=key, **kw)
         except DataError as err:
             raise ConfigError(key, str(err), file=str(study.path)) from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# planning: the sweep's grid points (solved onto the budget; nothing is built). Here, beside the config it
+# reads, because loading a study checks its claims against these points.
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Point:
+    """One grid point of a sweep at one seed. ``key`` is stable across runs (resume never duplicates it)."""
+
+    design: str
+    arguments: tuple[tuple[str, Any], ...]
+    seed: int
+    label: str
+    sweep_value: Any
+
+    @property
+    def key(self) -> str:
+        args = ",".join(f"{k}={v}" for k, v in self.arguments)
+        return f"{self.design}|{args}|seed={self.seed}"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"design": self.design, **dict(self.arguments), "seed": self.seed}
+
+
+def solve_design(study: Study, design: Design, arguments: dict[str, Any], *,
+                 target_pct: float | None = None, via: str | None = None) -> Solution | GraphSpec:
+    """The design's spec on the study's budget (a :class:`Solution`), or its spec as is without a budget."""
+    fixed = {**design.fixed, **arguments}
+    if study.config.budget is None:
+        return get_family(design.family)(**fixed)
+    budget = study.config.budget.budget()
+    if target_pct is not None and via is not None:
+        return solve(design.family, design.free_knob, budget, fixed, target_activation_pct=target_pct, via=via)
+    return solve(design.family, design.free_knob, budget, fixed)
+
+
+def plan_sweep(study: Study) -> tuple[list[Point], list[dict[str, Any]]]:
+    """The sweep's points (every feasible design x value x seed) and the infeasible ones with reasons."""
+    sw = study.config.sweep
+    assert sw is not None
+    cells: list[tuple[Design, dict[str, Any], Any, str]] = []  # design, arguments, sweep value, label
+    infeasible: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+
+    def add(design: Design, args: dict[str, Any], value: Any, sol) -> None:
+        spec = sol.spec if isinstance(sol, Solution) else sol
+        label = design.name + "".join(f" {k}={v}" for k, v in args.items())
+        if spec.hash in seen:
+            infeasible.append({"design": design.name, "sweep_value": value, "label": label,
+                               "reason": f"same architecture as {seen[spec.hash]!r} (spec {spec.hash})"})
+            return
+        seen[spec.hash] = label
+        cells.append((design, args, value, label))
+
+    if sw.over == "activation_param_pct":
+        for target in sw.values:
+            best = None
+            for design in study.space.designs:
+                try:
+                    if design.sweeps(sw.via):
+                        sol = solve_design(study, design, {}, target_pct=float(target), via=sw.via)
+                        args = {sw.via: sol.arguments[sw.via]}
+                    else:
+                        sol, args = solve_design(study, design, {}), {}
+                except (BudgetError, SpecError) as err:
+                    infeasible.append({"design": design.name, "sweep_value": target, "label": design.name,
+                                       "reason": str(err)})
+                    continue
+                pct = sol.counts.activation_param_pct if isinstance(sol, Solution) else 0.0
+                if best is None or abs(pct - target) < abs(best[3] - target):
+                    best = (design, args, sol, pct)
+            if best is None:
+                continue
+            if abs(best[3] - target) > sw.pct_tolerance:
+                infeasible.append({"design": best[0].name, "sweep_value": target, "label": f"{target}%",
+                                   "reason": f"closest activation share is {best[3]:.2f}% (tolerance "
+                                             f"{sw.pct_tolerance} points)"})
+                continue
+            add(best[0], best[1], target, best[2])
+    else:
+        baselines_done: set[str] = set()
+        for value in sw.values:
+            for design in study.space.designs:
+                if design.sweeps(sw.over):
+                    args = {sw.over: value}
+                elif design.name in baselines_done:
+                    continue
+                else:
+                    args = {}
+                    baselines_done.add(design.name)
+                try:
+                    sol = solve_design(study, design, args)
+                except (BudgetError, SpecError) as err:
+                    infeasible.append({"design": design.name, "sweep_value": value if args else None,
+                                       "label": design.name + "".join(f" {k}={v}" for k, v in args.items()),
+                                       "reason": str(err)})
+                    continue
+                add(design, args, value if args else None, sol)
+    points = [Point(d.name, tuple(sorted(a.items())), seed, label, value)
+              for d, a, value, label in cells for seed in study.config.seeds]
+    return points, infeasible
+
+
+# ---------------------------------------------------------------------------------------------------------
+# execution
+# ---------------------------------------------------------------------------------------------------------
