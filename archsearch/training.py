@@ -32,7 +32,7 @@ import time
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -96,8 +96,10 @@ class TrainConfig:
     # Throughput settings (issue 13; measured by benchmarks/bench_throughput.py on a 2-core AVX-512 EPYC):
     amp: bool = False  # bfloat16 autocast (CPU and CUDA); off: on this CPU it measured 0.7-0.85x (slower) for
     #                    the small-channel nets of the studies, the casts cost more than bf16 GEMMs save
-    channels_last: bool = True  # NHWC activations and weights: oneDNN's depthwise/3x3 kernels; same function,
-    #                             float rounding differs from NCHW (deterministic either way)
+    channels_last: bool | Literal["auto"] = "auto"  # NHWC activations and weights (oneDNN's NHWC kernels); same
+    #   function, float rounding differs from NCHW (deterministic either way). "auto": NHWC where a block measured
+    #   faster with it and its 1,000-step PSNR matched NCHW (xUnit 1.9x, MemNet 1.13x), NCHW for NSR (0.95x) and for
+    #   plain conv nets (<= 1.05x, and DnCNN-S's 1,000-step PSNR moved 0.065 dB); see uses_channels_last.
     compile: bool = False  # torch.compile (inductor) the training forward; pays only on long runs (compile takes
     #                        10-50 s on 2 cores); validation runs the eager module (no recompiles per image size)
     deterministic: bool = True
@@ -327,6 +329,17 @@ def _centre_crop(images: Sequence[Image], size: int | None) -> list[Image]:
     return out
 
 
+def uses_channels_last(model: nn.Module, config: TrainConfig) -> bool:
+    """``config.channels_last`` resolved for ``model``. ``"auto"``: on when a module of the model sets
+    ``prefers_channels_last = True`` and none sets it ``False`` -- a block family states it only where
+    benchmarks/bench_throughput.py measured the gain (or the loss) and the PSNR parity; unmarked modules (plain
+    convs, BN, ReLU) are neutral."""
+    if config.channels_last != "auto":
+        return bool(config.channels_last)
+    prefs = {getattr(m, "prefers_channels_last", None) for m in model.modules()}
+    return True in prefs and False not in prefs
+
+
 def _intermediates(model: nn.Module) -> list[torch.Tensor]:
     preds: list[torch.Tensor] = []
     for m in model.modules():
@@ -356,7 +369,7 @@ def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_image
     sampler = PatchSampler(task, train_images, config.patch_size, scale=scale, augment=config.augment,
                            seed=config.seed)
     val_images = _centre_crop(val_images, config.val_crop)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if uses_channels_last(model, config) else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
     forward = _compiled(model) if config.compile else model
     params = [p for p in model.parameters() if p.requires_grad]
@@ -366,8 +379,13 @@ def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_image
     report_at = set(config.report_steps)
 
     previous_det = torch.are_deterministic_algorithms_enabled()
+    previous_fill = torch.utils.deterministic.fill_uninitialized_memory
     if config.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+        # Deterministic mode also fills every new empty tensor with NaN (to expose reads of uninitialised
+        # memory); that is a full write of each activation and gradient buffer, 10-15% of a CPU training step
+        # (bench_throughput: MemNet 111 -> 95 ms), and changes no result. The algorithms stay deterministic.
+        torch.utils.deterministic.fill_uninitialized_memory = False
     show = sys.stderr.isatty() if config.progress is None else config.progress
     from tqdm.auto import tqdm
 
@@ -426,7 +444,9 @@ def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_image
     finally:
         bar.close()
         torch.use_deterministic_algorithms(previous_det)
+        torch.utils.deterministic.fill_uninitialized_memory = previous_fill
         model.eval()
     steps_done = len(losses) if status != "diverged" else len(losses) - 1
     return TrainResult(status=status, reason=reason, steps=steps_done, losses=tuple(losses),
-                       val_history=tuple(history), seconds=time.perf_counter() - start, config=config.to_dict())
+                       val_history=tuple(history), seconds=time.perf_counter() - start,
+                       config={**config.to_dict(), "channels_last": memory_format is torch.channels_last})

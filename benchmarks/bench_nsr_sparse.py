@@ -52,7 +52,7 @@ class NSRLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.m
         n = x.shape[0]
-        w1, b1 = m.kernels1(m._beta(m.select1, F.adaptive_avg_pool2d(x, 1).flatten(1)))
+        w1, b1 = m.kernels1(m._beta(m.select1, nsr.global_mean(x)))
         w1 = w1.view(n, m.g, m.c, m.ks, m.ks)
         b1 = None if b1 is None else b1.view(n, m.g)
         if self.old:

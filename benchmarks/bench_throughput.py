@@ -6,8 +6,8 @@
 
 **Peer**: the same built model in a plain fp32 loop with PyTorch's defaults (contiguous NCHW, Adam, MSE, the
 default thread count), fed the same patch batches (archsearch's seeded sampler, so data cost is equal).
-**archsearch**: :func:`archsearch.training.train` with its default throughput settings (``channels_last``), and
-with ``compile: true`` where asked (``--compile``). Step times are medians of chunks of steps, the peer and
+**archsearch**: :func:`archsearch.training.train` with its default throughput settings (``channels_last: auto``:
+NHWC except for NSR models), and with ``compile: true`` where asked (``--compile``). Step times are medians of chunks of steps, the peer and
 archsearch interleaved in one run, so machine load affects both alike.
 **Parity**: a 1,000-step run of each model with the default settings vs the same run in fp32 NCHW
 (``channels_last: false``); the final validation PSNR (full embedded validation images) must agree within
@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from archsearch import build, get_family, zoo_spec
+from archsearch.counting import count
 from archsearch.data import embedded_split
 from archsearch.tasks import make_task
-from archsearch.training import PatchSampler, TrainConfig, seed_everything, train
+from archsearch.training import PatchSampler, TrainConfig, seed_everything, train, uses_channels_last
 
 MODELS = ["convnet_fig4", "xnet_fig4", "dncnn_s", "nsr_dn_sparse_minus", "memnet_m2r2_c32"]
 
@@ -41,14 +42,29 @@ def spec_of(name: str):
     return zoo_spec(name)
 
 
+def peer_loss(model, x, y):
+    """What a user writes: residual learning (the denoise task restores x - model(x)), MSE; for MemNet its
+    multi-supervised loss (Tai et al. 2017 Eq. 12: alpha = 1/(M+1) on the final output, the rest shared by the
+    M intermediate reconstructions), so both loops do the same work."""
+    loss = F.mse_loss(x - model(x), y)
+    inter = []
+    for m in model.modules():
+        if isinstance(getattr(m, "intermediate", None), list) and m.intermediate:
+            inter += m.intermediate
+            m.intermediate = []
+    if inter:
+        alpha = 1 / (len(inter) + 1)
+        loss = alpha * loss + (1 - alpha) * sum(F.mse_loss(x - p, y) for p in inter) / len(inter)
+    return loss
+
+
 def peer_steps(model, sampler, opt, n: int, batch: int) -> float:
     """The hand-written loop: n steps, seconds per step."""
     model.train()
     t = time.perf_counter()
     for _ in range(n):
         x, y = sampler.batch(batch)
-        out = x - model(x)  # residual learning, as the denoise task restores
-        loss = F.mse_loss(out, y)
+        loss = peer_loss(model, x, y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -89,9 +105,29 @@ def ratios(name: str, task, images, batch: int, patch: int, chunk: int, repeats:
     return {"med": med, "compile_s": compile_s if compile_ else None}
 
 
-def parity(name: str, task, train_images, val_images, steps: int, batch: int, patch: int) -> dict:
+def conv_peak(batch: int, patch: int, repeats: int = 5) -> float:
+    """This machine's fp32 convolution rate in MACs/s: a 64->64 3x3 conv, forward + backward (3x the forward
+    MACs), NHWC, the batch and patch of the benchmark. A training step whose every MAC ran at this rate bounds
+    what any fp32 setting can gain (bf16 conv measured slower on this CPU: no AMX)."""
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 64, patch, patch).contiguous(memory_format=torch.channels_last).requires_grad_()
+    times = []
+    for _i in range(repeats + 2):
+        t = time.perf_counter()
+        conv(x).sum().backward()
+        times.append(time.perf_counter() - t)
+    return 3 * batch * patch * patch * 64 * 64 * 9 / statistics.median(times[2:])
+
+
+def parity(name: str, task, train_images, val_images, steps: int, batch: int, patch: int, compile_: bool) -> dict:
     out = {}
-    for label, settings in (("fp32 NCHW", {"channels_last": False}), ("default", {})):
+    variants = [("fp32 NCHW", {"channels_last": False}), ("default", {})]
+    if compile_:
+        variants.append(("+compile", {"compile": True}))
+    for label, settings in variants:
+        if label == "default" and not uses_channels_last(build(spec_of(name)), TrainConfig()):
+            out[label] = out["fp32 NCHW"]  # auto keeps NCHW for this model: the same settings, the same run
+            continue
         seed_everything(0)
         model = build(spec_of(name))
         config = TrainConfig(steps=steps, batch_size=batch, patch_size=patch, lr=1e-3, schedule="cosine",
@@ -110,7 +146,9 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=5, help="steps per timed chunk")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--parity-steps", type=int, default=1000)
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile (compile time reported)")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile (compile time reported) and "
+                                                           "check its PSNR parity")
+    ap.add_argument("--no-ratios", action="store_true", help="only the PSNR parity runs")
     args = ap.parse_args()
     models = args.models or (["convnet_fig4", "xnet_fig4"] if args.quick else MODELS)
     if args.quick:
@@ -119,24 +157,38 @@ def main() -> None:
     train_images, val_images = embedded_split("train"), embedded_split("val")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
           f"; batch {args.batch} x {args.patch}x{args.patch}, chunks of {args.chunk} steps x {args.repeats}")
+    peak = conv_peak(args.batch, args.patch)
+    models_timed = [] if args.no_ratios else models
+    print(f"fp32 conv peak here: {peak / 1e9:.0f} GMAC/s (64->64 3x3 forward+backward, NHWC). 'of peak': the "
+          f"step's counted MACs x 3 / its time / the peak; 'fp32 ceiling': the most any fp32 setting could gain "
+          f"over the peer (every MAC at the peak rate)")
     print(f"{'model':22s} {'peer ms/step':>12s} {'archsearch':>11s} {'ratio':>6s}"
-          + (f" {'+compile':>9s} {'ratio':>6s} {'compile s':>9s}" if args.compile else ""))
-    for name in models:
+          + (f" {'+compile':>9s} {'ratio':>6s} {'compile s':>9s}" if args.compile else "")
+          + f" {'of peak':>8s} {'fp32 ceiling':>12s}")
+    for name in models_timed:
         r = ratios(name, task, train_images, args.batch, args.patch, args.chunk, args.repeats, args.compile)
         m = r["med"]
         line = f"{name:22s} {m['peer'] * 1e3:12.1f} {m['archsearch'] * 1e3:11.1f} {m['peer'] / m['archsearch']:6.2f}"
         if args.compile:
             line += (f" {m['archsearch+compile'] * 1e3:9.1f} {m['peer'] / m['archsearch+compile']:6.2f}"
                      f" {r['compile_s']:9.1f}")
+        macs = 3 * count(spec_of(name)).macs_per_pixel * args.batch * args.patch ** 2
+        best = min(m.values())
+        line += f" {100 * macs / best / peak:7.0f}% {m['peer'] * peak / macs:11.2f}x"
         print(line, flush=True)
     if args.parity_steps:
         print(f"\nPSNR parity: {args.parity_steps} steps, cosine lr 1e-3, final validation PSNR (embedded val images)")
-        print(f"{'model':22s} {'fp32 NCHW dB':>12s} {'default dB':>11s} {'diff':>7s} {'s fp32':>7s} {'s dflt':>7s}")
+        print(f"{'model  setting':31s} {'fp32 NCHW dB':>12s} {'setting dB':>11s} {'diff':>7s} {'s fp32':>7s} "
+              f"{'s set':>7s}")
         for name in models:
-            p = parity(name, task, train_images, val_images, args.parity_steps, args.batch, args.patch)
-            (a, ta), (b, tb) = p["fp32 NCHW"], p["default"]
-            ok = "ok" if abs(a - b) <= 0.05 else "FAIL"
-            print(f"{name:22s} {a:12.3f} {b:11.3f} {b - a:+7.3f} {ta:7.0f} {tb:7.0f}  {ok}", flush=True)
+            p = parity(name, task, train_images, val_images, args.parity_steps, args.batch, args.patch, args.compile)
+            (a, ta) = p["fp32 NCHW"]
+            for label in [k for k in p if k != "fp32 NCHW"]:
+                b, tb = p[label]
+                ok = "ok" if abs(a - b) <= 0.05 else "FAIL"
+                same = "  (auto keeps NCHW: same run)" if p[label] is p["fp32 NCHW"] else ""
+                print(f"{name + ' ' + label:31s} {a:12.3f} {b:11.3f} {b - a:+7.3f} {ta:7.0f} {tb:7.0f}  {ok}{same}",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,9 @@ def test_train_then_evaluate_the_checkpoint(capsys, tmp_path):
     assert code == 0, err
     row = json.loads(out)
     assert row["status"] == "completed" and row["steps"] == 3 and row["checkpoint"] == str(ckpt)
+    import torch
+
+    assert torch.load(ckpt, weights_only=False)["config"]["channels_last"] is False  # auto, resolved: a convnet
     code, out, err = _run(capsys, "evaluate", "--weights", str(ckpt), "--format", "json")
     assert code == 0, err
     res = json.loads(out)
@@ -34,6 +37,10 @@ def test_train_then_evaluate_the_checkpoint(capsys, tmp_path):
     assert {"psnr", "ssim", "per_image"} <= res.keys()
     code, out, _ = _run(capsys, "evaluate", "--weights", str(ckpt))
     assert code == 0 and "mean of 2" in out and "camera" in out
+    code, out, err = _run(capsys, "train", "--spec", str(spec), "--task", "denoise", "--steps", "2", "--batch-size",
+                          "2", "--patch-size", "16", "--channels-last", "on", "--out", str(ckpt), "--format", "json")
+    assert code == 0, err
+    assert torch.load(ckpt, weights_only=False)["config"]["channels_last"] is True
 
 
 def test_evaluate_zoo_model_on_embedded_default(capsys):

@@ -15,7 +15,7 @@ from archsearch.study.ledger import open_study
 from archsearch.study.runner import run_study
 from archsearch.study.trial import last_third_gain
 from archsearch.tasks import make_task
-from archsearch.training import TrainConfig, TrainConfigError, train
+from archsearch.training import TrainConfig, TrainConfigError, train, uses_channels_last
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_auto_run_spawns_workers_and_records_the_run(tmp_path, monkeypatch, auto
     assert run["wall_s"] > 0 and "cores" in run["machine"] and run["started"] <= run["finished"]
     for t in ostudy.get_trials(deepcopy=False):  # each trial says how it was trained
         assert t.user_attrs["train_settings"]["threads"] == 1
-        assert t.user_attrs["train_settings"]["channels_last"] is True
+        assert t.user_attrs["train_settings"]["channels_last"] is t.user_attrs["label"].startswith("xnet")
     run_study(study, progress=False, echo=lambda *_: None)  # a resume appends a second record
     assert len(open_study(study, create=False).user_attrs["runs"]) == 2
 
@@ -89,7 +89,32 @@ def test_last_third_gain():
 def test_throughput_settings_are_validated():
     with pytest.raises(TrainConfigError, match="compile"):
         TrainConfig(compile="yes")
-    assert TrainConfig().channels_last is True and TrainConfig().amp is False and TrainConfig().compile is False
+    with pytest.raises(TrainConfigError, match="channels_last"):
+        TrainConfig(channels_last="on")
+    assert TrainConfig().channels_last == "auto" and TrainConfig().amp is False and TrainConfig().compile is False
+
+
+def test_channels_last_auto_follows_the_blocks():
+    """auto is NHWC where a block prefers it (xUnit, MemNet) and none prefers NCHW (NSR's per-image GEMMs); plain
+    conv nets stay NCHW; an explicit value wins; the result (and so the ledger's train_settings) records the
+    layout actually used."""
+    xnet = build(get_family("xnet").fn(depth=3, width=8, xunit_kernel_size=3))
+    nsr = build(get_family("nsr_resnet").fn(n_blocks=1, channels=8, expansion=2, sparsity_groups=2))
+    auto, on, off = TrainConfig(), TrainConfig(channels_last=True), TrainConfig(channels_last=False)
+    convnet = build(get_family("convnet").fn(depth=3, width=8))
+    memnet = build(get_family("memnet").fn(n_blocks=1, recursions=1, channels=8))
+    assert uses_channels_last(xnet, auto) and uses_channels_last(memnet, auto)
+    assert not uses_channels_last(nsr, auto) and not uses_channels_last(convnet, auto)  # NCHW / neutral
+    assert uses_channels_last(nsr, on) and not uses_channels_last(xnet, off)
+    cfg = TrainConfig(**{**TINY_TRAINING, "steps": 2, "val_every": 0, "progress": False})
+    res = train(nsr, make_task("denoise", sigma=25), _images(), (), cfg)
+    assert res.config["channels_last"] is False and next(nsr.parameters()).is_contiguous()
+
+
+def _images():
+    from archsearch.data import embedded_split
+
+    return embedded_split("train")
 
 
 def _trained(**settings):
@@ -118,3 +143,20 @@ def test_bf16_autocast_runs_on_cpu_and_stays_close():
     b, pb = _trained(amp=True)
     assert all(torch.isfinite(torch.tensor(b)))
     assert pb == pytest.approx(pa, abs=0.1)  # bfloat16: 8 bits of mantissa; a tolerance, not bit equality
+
+
+def test_the_layout_never_changes_which_trials_exist_or_their_numbers(tmp_path, monkeypatch, auto_env):
+    """1 worker x 2 threads and 2 workers x 1 thread run the same trials with the same seeds; the metrics agree to
+    float noise (the thread count changes oneDNN's reduction order, so they are not bit-identical)."""
+    monkeypatch.setattr(layout_mod, "machine_cpus", lambda: 2)
+    out = {}
+    for workers in (1, 2):
+        (tmp_path / f"w{workers}").mkdir()
+        study = load_study(write_study(tmp_path / f"w{workers}", seeds=[0, 1]))
+        run_study(study, workers=workers, progress=False, echo=lambda *_: None)
+        trials = open_study(study, create=False).get_trials(deepcopy=False)
+        out[workers] = {(t.user_attrs["label"], t.user_attrs["seed"]): t.user_attrs["psnr"] for t in trials}
+        assert {t.user_attrs["train_settings"]["threads"] for t in trials} == {3 - workers}
+    assert out[1].keys() == out[2].keys() and len(out[1]) == 6
+    for key, psnr in out[1].items():
+        assert out[2][key] == pytest.approx(psnr, abs=1e-3)

@@ -95,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr,
             schedule=args.schedule, loss=args.loss, grad_clip=args.grad_clip, seed=args.seed,
             val_every=args.val_every, val_crop=args.val_crop, device=args.device, amp=args.amp,
-            channels_last=args.channels_last)
+            channels_last={"on": True, "off": False}.get(args.channels_last, "auto"), compile=args.compile)
     except SpecError as err:
         raise flag_error(err, {}) from None
     out_path = check_writable(args.out or f"{spec.name}.pt", "--out", folder=False)  # before the long work
@@ -119,7 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not result.diverged:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"format": CHECKPOINT_FORMAT, "spec": spec.to_dict(), "task": task.to_dict(),
-                    "config": config.to_dict(), "result": result.to_dict(),
+                    "config": result.config, "result": result.to_dict(),
                     "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, out_path)
     row = {"model": spec.name, "dataset": args.dataset, "val_dataset": val_name, "task": task.to_dict(),
            **result.to_dict(), "checkpoint": None if result.diverged else str(out_path)}
@@ -174,8 +174,11 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                    help="validate every N steps (default: at the end)")
     p.add_argument("--val-crop", type=positive_int, help="centre-crop validation images to this size")
     p.add_argument("--device", type=device, default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
-    p.add_argument("--channels-last", action="store_true", help="channels_last memory format (CUDA only)")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CPU or CUDA; measured slower on the "
+                                                       "2-core AVX-512 CPU, see README 'Speed')")
+    p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                   help="NHWC memory format; auto: on unless the model's blocks prefer NCHW (NSR)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training forward (compiles first)")
     p.add_argument("--out", metavar="PATH", help="checkpoint path (default: <model name>.pt)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_train)

@@ -131,7 +131,7 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
     attrs["steps"] = result.steps
     attrs["steps_per_second"] = result.steps_per_second
     # throughput settings that can change the numbers in the last digits (see TrainConfig): recorded per trial
-    attrs["train_settings"] = {"threads": torch.get_num_threads(), "channels_last": config.channels_last,
+    attrs["train_settings"] = {"threads": torch.get_num_threads(), "channels_last": result.config["channels_last"],
                                "amp": config.amp, "compile": config.compile, "deterministic": config.deterministic}
     attrs["val_gain_last_third"] = last_third_gain(result.val_history, config.steps)
     if result.diverged:
