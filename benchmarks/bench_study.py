@@ -73,10 +73,10 @@ def compare_old(args) -> int:
         walls[name] = time.perf_counter() - t0
         trials = complete_trials(study)
         results[name] = {(t.user_attrs["label"], t.user_attrs["seed"]): t for t in trials}
-        s = trials[0].user_attrs["train_settings"] if trials else {}
-        print(f"[{name}] {summary.complete} complete, {summary.failed} failed in {walls[name]:.1f} s "
-              f"(threads {s.get('threads')}, channels_last {s.get('channels_last')}, amp {s.get('amp')})",
-              flush=True)
+        settings = {k: sorted({str(t.user_attrs["train_settings"][k]) for t in trials})
+                    for k in ("threads", "channels_last", "amp", "compile")}
+        print(f"[{name}] {summary.complete} complete, {summary.failed} failed in {walls[name]:.1f} s; trials ran "
+              + ", ".join(f"{k} {'/'.join(v)}" for k, v in settings.items()), flush=True)
     old, new = results["old"], results["new"]
     same = old.keys() == new.keys()
     diffs = [abs(new[k].user_attrs["psnr"] - old[k].user_attrs["psnr"]) for k in old if k in new]
