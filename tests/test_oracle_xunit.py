@@ -82,3 +82,37 @@ def test_official_designs_have_no_bn_unless_named():
         assert XUNIT_DESIGNS[f"{name}_bn"]["post_bn"], name
     assert XUnit.design("slim", 8, kernel_size=3).kernel_size == 3
     assert XUnit.design("BN+RL+CD+BN+GS", 8).kernel_size == 9  # the paper's designs keep its 9x9
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_one_by_one_xunit_is_the_depthwise_conv(tmp_path, bias):
+    """r = 1 computes its depthwise conv as a per-channel scale and shift (speed): same values and gradients as
+    nn.Conv2d's 1x1 depthwise conv on the same weights, NCHW and NHWC; traced and exported it is that conv."""
+    from archsearch import build, get_family
+    from archsearch.blocks.xunit import _DepthwiseScale
+    from archsearch.export import export_model, load_standalone
+
+    torch.manual_seed(0)
+    fast = _DepthwiseScale(6, 6, 1, groups=6, bias=bias)
+    conv = nn.Conv2d(6, 6, 1, groups=6, bias=bias)
+    conv.load_state_dict(fast.state_dict())
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(3, 6, 5, 7).contiguous(memory_format=fmt).requires_grad_()
+        a, b = fast(x), conv(x)
+        assert (a - b).abs().max() <= 1e-6 and a.is_contiguous(memory_format=fmt)
+        ga = torch.autograd.grad(a.square().sum(), [x, fast.weight])
+        gb = torch.autograd.grad(b.square().sum(), [x, conv.weight])
+        assert all(torch.allclose(u, v, atol=1e-5) for u, v in zip(ga, gb))
+    traced = torch.jit.trace(fast, torch.randn(1, 6, 4, 4))
+    assert "conv" in str(traced.inlined_graph).lower()
+    spec = XUnit(6, kernel_size=1, depthwise_bias=bias)
+    assert isinstance(spec.build().features[-2 if spec.post_bn else -1], _DepthwiseScale)
+    net_spec = get_family("xnet").fn(depth=3, width=6, xunit_kernel_size=1, name="xnet_r1")
+    model = build(net_spec).eval()
+    paths = export_model(net_spec, tmp_path, state_dict=model.state_dict())
+    exported = load_standalone(paths["py"]).Net()
+    exported.load_state_dict(model.state_dict())
+    exported.eval()
+    x = torch.randn(1, 1, 16, 16)
+    with torch.no_grad():
+        assert (exported(x) - model(x)).abs().max() <= 1e-6

@@ -549,6 +549,7 @@ class NSRResBlock(SameChannels, Block):
         return NSRResBlockModule(self)
 
     def export(self, ctx) -> str:
-        for helper in (_mlp, _stacked, _geometry, _taps, _chunk, _conv_grid, _wchunk, _ImageConv, _image_conv):
+        for helper in (_mlp, _stacked, _geometry, _taps, _chunk, _conv_grid, _wchunk, _ImageConv, _image_conv,
+                       _GlobalMean, global_mean):
             ctx.need(helper)
         return f"{ctx.need(NSRResBlockModule)}({self.namespace('group_width')})"

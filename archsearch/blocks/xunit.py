@@ -49,6 +49,18 @@ for _name, _stages in (("official", dict(relu=True)), ("slim", dict(relu=False))
     XUNIT_DESIGNS[f"{_name}_bn"] = {**XUNIT_DESIGNS[_name], "pre_bn": _name != "slim", "post_bn": True}
 
 
+class _DepthwiseScale(nn.Conv2d):
+    """A 1x1 depthwise conv (an xUnit with r = 1) computed as what it is, a per-channel scale and shift: oneDNN's
+    NHWC depthwise kernel trained the r = 1 xNet of the main study at 46 steps/s against 77 for r = 3 (one thread,
+    8 x 24x24). Same parameters, state-dict keys and MACs as the conv; traced (export, fvcore) it is the conv."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_tracing() or torch.jit.is_scripting():
+            return super().forward(x)
+        w = self.weight.view(1, -1, 1, 1)
+        return torch.addcmul(self.bias.view(1, -1, 1, 1), x, w) if self.bias is not None else x * w
+
+
 class XUnitModule(nn.Module):
     # The trainer's channels_last "auto" turns NHWC on for models with xUnits: oneDNN's NHWC depthwise kernels
     # train xnet_fig4 1.9x faster than NCHW (bench_throughput.py), 1,000-step PSNR within 0.001 dB of NCHW.
@@ -64,7 +76,8 @@ class XUnitModule(nn.Module):
             stages.append(nn.BatchNorm2d(c))
         if spec.relu:
             stages.append(nn.ReLU())
-        stages.append(nn.Conv2d(c, c, r, padding=r // 2, groups=c, bias=spec.depthwise_bias))
+        depthwise = _DepthwiseScale if r == 1 else nn.Conv2d
+        stages.append(depthwise(c, c, r, padding=r // 2, groups=c, bias=spec.depthwise_bias))
         if spec.post_bn:
             stages.append(nn.BatchNorm2d(c))
         self.features = nn.Sequential(*stages)
@@ -133,4 +146,5 @@ class XUnit(SameChannels, Block):
         return XUnitModule(self)
 
     def export(self, ctx) -> str:
+        ctx.need(_DepthwiseScale)
         return f"{ctx.need(XUnitModule)}({self.namespace()})"

@@ -1,0 +1,36 @@
+"""The throughput benchmarks run end to end at toy sizes (their numbers are quoted in the README and the issue
+notes; a benchmark that no longer runs would leave those numbers unreproducible)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench(*argv: str, cwd: Path = ROOT) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ARCHSEARCH_WORKERS": "auto"}  # the defaults, as users run it
+    proc = subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_bench_study_compares_the_old_way_with_the_defaults(tmp_path):
+    out = _bench("benchmarks/bench_study.py", "studies/xunit_budget.yaml", "--profile", "smoke", "--compare-old",
+                 "--output-dir", str(tmp_path))
+    assert "[old] 2 complete, 0 failed" in out and "channels_last False, amp False" in out
+    assert "[new] 2 complete, 0 failed" in out and "channels_last False/True" in out  # convnet NCHW, xnet NHWC
+    assert "same trials (design points x seeds): yes" in out and "new / old wall time:" in out
+    assert (tmp_path / "old" / "ledger.db").exists() and (tmp_path / "new" / "ledger.db").exists()
+
+
+def test_bench_throughput_times_and_checks_parity():
+    out = _bench("benchmarks/bench_throughput.py", "--models", "xnet_fig4", "nsr_dn_sparse_minus", "--batch", "2",
+                 "--patch", "16", "--chunk", "1", "--repeats", "1", "--parity-steps", "2")
+    lines = {line.split()[0] + " " + line.split()[1]: line for line in out.splitlines() if line.count(" ") > 3}
+    assert "fp32 conv peak here" in out and "xnet_fig4" in out
+    assert lines["xnet_fig4 default"].rstrip().endswith("ok")  # NHWC vs NCHW after 2 steps: float noise
+    assert lines["nsr_dn_sparse_minus default"].endswith("(auto keeps NCHW: same run)")
