@@ -22,23 +22,26 @@ from typing import Any
 from .errors import ArchsearchError
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``model name`` in /proc/cpuinfo where there is one, else what ``platform`` says); the
+    one reader of it for latency records, the run record (``study.layout.machine_name``) and the benchmarks."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def describe_device(device) -> str:
     """A human-readable name of a torch device, e.g. ``cpu: Intel Xeon ... (2 threads)`` or ``cuda: NVIDIA H100``."""
     import torch
 
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    name = ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    name = name or platform.processor() or platform.machine()
-    return f"cpu: {name} ({torch.get_num_threads()} threads)"
+    return f"cpu: {cpu_model()} ({torch.get_num_threads()} threads)"
 
 
 def measure_latency(spec_or_model, *, device: str = "auto", size: tuple[int, int] = (256, 256), warmup: int = 3,

@@ -36,6 +36,7 @@ from torch import nn
 
 import archsearch
 from archsearch.blocks import NSRResBlock, ResidualBlock, nsr
+from archsearch.latency import cpu_model
 from archsearch.published import published
 
 C, SIZE, KS = 64, 64, [2, 4, 8, 16]
@@ -186,18 +187,7 @@ def main() -> None:
 
 
 def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-            else:
-                name = platform.processor() or platform.machine()
-    except OSError:
-        name = platform.processor() or platform.machine()
-    return f"{name}, {torch.get_num_threads()} torch threads, CPU capability {torch.backends.cpu.get_cpu_capability()}"
-
+    return f"{cpu_model()}, {torch.get_num_threads()} torch threads, CPU capability {torch.backends.cpu.get_cpu_capability()}"
 
 if __name__ == "__main__":
     main()

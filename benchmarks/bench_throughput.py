@@ -20,7 +20,6 @@ built from the memnet family: the zoo's M6R6 is 2.9M MACs/pixel, too slow for a 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from archsearch import build, get_family, zoo_spec
 from archsearch.counting import count
 from archsearch.data import embedded_split
+from archsearch.latency import cpu_model
 from archsearch.tasks import make_task
 from archsearch.training import PatchSampler, TrainConfig, seed_everything, train, uses_channels_last
 
@@ -155,7 +155,7 @@ def main() -> None:
         args.parity_steps, args.repeats = 0, 3
     task = make_task("denoise", sigma=25)
     train_images, val_images = embedded_split("train"), embedded_split("val")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_model()}"
           f"; batch {args.batch} x {args.patch}x{args.patch}, chunks of {args.chunk} steps x {args.repeats}")
     peak = conv_peak(args.batch, args.patch)
     models_timed = [] if args.no_ratios else models

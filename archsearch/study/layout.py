@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import ArchsearchError
 from .schema import Study
@@ -35,23 +34,17 @@ def machine_cpus() -> int:
 
 def machine_name() -> str:
     """e.g. ``AMD EPYC 9R14, 2 cores`` (the CPU model from /proc/cpuinfo where there is one)."""
-    import platform
+    from ..latency import cpu_model
 
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model}, {machine_cpus()} cores"
+    return f"{cpu_model()}, {machine_cpus()} cores"
 
 
 def choose_layout(study: Study, requested: int | str | None, remaining: int, kind: str) -> Layout:
     """The worker x thread layout of a run. A number (``--workers`` or the study's ``executor.workers``) is used as
     given, the cores shared evenly. ``auto`` on a CPU with trials for more than one worker runs one single-thread
     worker per core: the studies' models are small (a few hundred thousand MACs per pixel), and independent trials
-    use 2 cores better than 2 intra-op threads on one trial (``benchmarks/bench_study_throughput.py`` measures
-    both layouts on the main study). A GPU run keeps one worker."""
+    use 2 cores better than 2 intra-op threads on one trial (``benchmarks/bench_study.py --compare-old`` times
+    the main study both ways). A GPU run keeps one worker."""
     cpus = machine_cpus()
     n, src = requested, "--workers"
     if n in (None, "auto"):
