@@ -63,7 +63,14 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return list(self._items)
 
-    def items(self) -> dict[str, T]:
+    def items(self) -> list[tuple[str, T]]:
+        """(name, object) pairs in registration order, as ``dict.items()`` gives them."""
+        return list(self._items.items())
+
+    def values(self) -> list[T]:
+        return list(self._items.values())
+
+    def as_dict(self) -> dict[str, T]:
         """A copy: name -> object."""
         return dict(self._items)
 
