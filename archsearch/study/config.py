@@ -302,12 +302,6 @@ class Study:
     task: Task
     train: TrainConfig
     plan: SweepPlan | None = None
-    source: Mapping[str, Any] | None = None  # the mapping a study was loaded from (None: from ``path``)
-
-    @property
-    def origin(self) -> str | Mapping[str, Any]:
-        """What :func:`load_study` re-reads in a worker process: the file, or the mapping."""
-        return self.source if self.source is not None else str(self.path)
 
     @property
     def name(self) -> str:

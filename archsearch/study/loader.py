@@ -27,9 +27,8 @@ def load_study(path: str | Path | Mapping[str, Any], profile: str | None = None,
     """Load and validate a study file -- or a mapping holding what such a file would (its search-space path is
     then read from the working directory) -- and its search space; nothing is written. ``output_dir`` overrides
     the file's output folder (``--output-dir``), and with it the default SQLite ledger inside it."""
-    source = None
     if isinstance(path, Mapping):
-        source, data, path = dict(path), dict(path), Path("<mapping>")
+        data, path = dict(path), Path("<mapping>")
     else:
         path = Path(path)
         data = read_yaml(path)
@@ -96,7 +95,7 @@ def load_study(path: str | Path | Mapping[str, Any], profile: str | None = None,
     problem = check_url(storage)
     if problem:
         raise ConfigError("storage", problem, file=str(path))
-    return Study(config, space, path, chosen, out, storage, task, train, plan, source)
+    return Study(config, space, path, chosen, out, storage, task, train, plan)
 
 
 def _check_claim_points(config: StudyConfig, space: SearchSpace, own_plan: SweepPlan | None, path: Path, chosen: str,
