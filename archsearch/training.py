@@ -97,16 +97,17 @@ class TrainConfig:
     val_seed: int = 0
     val_crop: int | None = None  # centre-crop validation images to this size (faster intermediate reports)
     device: str = "auto"
-    # Throughput settings (issue 13; measured by benchmarks/bench_throughput.py on the 2-core AVX-512 machine):
-    amp: bool = False  # bfloat16 autocast (CPU and CUDA); off: on this CPU it measured 0.7-0.85x (slower) for
-    #                    the small-channel nets of the studies, the casts cost more than bf16 GEMMs save
+    # Throughput settings: each comment gives the reason; docs/speed.md holds the measured speed-ups and costs
+    # (benchmarks/bench_throughput.py).
+    amp: bool = False  # bfloat16 autocast (CPU and CUDA); off: slower on a CPU for the small-channel nets of the
+    #                    studies, the casts cost more than the bf16 GEMMs save (docs/speed.md)
     channels_last: bool | Literal["auto"] = "auto"  # NHWC activations and weights (oneDNN's NHWC kernels); same
-    #   function, float rounding differs from NCHW (deterministic either way). "auto": NHWC where a block measured
-    #   faster with it and its 1,000-step PSNR matched NCHW (xUnit 1.9x, MemNet 1.13x), NCHW for NSR (0.95x) and for
-    #   plain conv nets (<= 1.05x, and DnCNN-S's 1,000-step PSNR moved 0.065 dB); see uses_channels_last.
-    compile: bool = False  # torch.compile (inductor) the training forward: 1.17-1.31x per step for conv nets, 0.87x
-    #   for NSR; needs a C++ compiler at run time and compiles per model shape (1-7 s with a warm cache, 15-55 s
-    #   cold on 2 cores), so off by default; validation runs the eager module (no recompiles per image size)
+    #   function, float rounding differs from NCHW (deterministic either way). "auto": NHWC where a block family
+    #   measured faster with it and its 1,000-step PSNR matched NCHW (xUnit, MemNet), NCHW for NSR (slower) and
+    #   for plain conv nets (no clear gain, and DnCNN-S's PSNR moved); see uses_channels_last and docs/speed.md
+    compile: bool = False  # torch.compile (inductor) the training forward: faster for conv nets, slower for NSR;
+    #   needs a C++ compiler at run time and compiles once per model shape (seconds warm, up to a minute cold), so
+    #   off by default; validation runs the eager module (no recompiles per image size); docs/speed.md
     deterministic: bool = True
     progress: bool | None = None  # None: a bar when stderr is a terminal
 
