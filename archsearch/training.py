@@ -8,6 +8,9 @@
 * **Optimisation**: Adam (default betas, as in the xUnit and NSR papers), L1 or L2 loss, optional gradient-norm
   clipping, learning-rate schedule ``step`` (x ``step_gamma`` at ``step_milestones`` fractions of the run; the
   defaults 0.2 at 2/3 and 5/6 are NSR's "x0.2 at epochs 20 and 25 of 30"), ``cosine`` or ``constant``.
+* **One step**: :func:`train_step` on a :func:`prepare_step` setup is the loop's whole step (batch to the device
+  and memory format, forward, loss, backward, gradient norm, Adam, schedule); ``archsearch run --plan`` and
+  benchmarks/bench_throughput.py time that same function, so their figures are the trainer's.
 * **Batch norm**: ``model.train()`` for the steps, ``model.eval()`` (running statistics) for validation.
 * **MemNet multi-supervision**: when a module exposes non-empty ``intermediate`` predictions during training
   (``memnet_m6r6_ms``'s recon node), the loss is ``alpha * L(final) + (1 - alpha) * mean_m L(y_m)`` with
@@ -30,7 +33,8 @@ import re
 import sys
 import time
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -93,16 +97,17 @@ class TrainConfig:
     val_seed: int = 0
     val_crop: int | None = None  # centre-crop validation images to this size (faster intermediate reports)
     device: str = "auto"
-    # Throughput settings (issue 13; measured by benchmarks/bench_throughput.py on the 2-core AVX-512 machine):
-    amp: bool = False  # bfloat16 autocast (CPU and CUDA); off: on this CPU it measured 0.7-0.85x (slower) for
-    #                    the small-channel nets of the studies, the casts cost more than bf16 GEMMs save
+    # Throughput settings: each comment gives the reason; docs/speed.md holds the measured speed-ups and costs
+    # (benchmarks/bench_throughput.py).
+    amp: bool = False  # bfloat16 autocast (CPU and CUDA); off: slower on a CPU for the small-channel nets of the
+    #                    studies, the casts cost more than the bf16 GEMMs save (docs/speed.md)
     channels_last: bool | Literal["auto"] = "auto"  # NHWC activations and weights (oneDNN's NHWC kernels); same
-    #   function, float rounding differs from NCHW (deterministic either way). "auto": NHWC where a block measured
-    #   faster with it and its 1,000-step PSNR matched NCHW (xUnit 1.9x, MemNet 1.13x), NCHW for NSR (0.95x) and for
-    #   plain conv nets (<= 1.05x, and DnCNN-S's 1,000-step PSNR moved 0.065 dB); see uses_channels_last.
-    compile: bool = False  # torch.compile (inductor) the training forward: 1.17-1.31x per step for conv nets, 0.87x
-    #   for NSR; needs a C++ compiler at run time and compiles per model shape (1-7 s with a warm cache, 15-55 s
-    #   cold on 2 cores), so off by default; validation runs the eager module (no recompiles per image size)
+    #   function, float rounding differs from NCHW (deterministic either way). "auto": NHWC where a block family
+    #   measured faster with it and its 1,000-step PSNR matched NCHW (xUnit, MemNet), NCHW for NSR (slower) and
+    #   for plain conv nets (no clear gain, and DnCNN-S's PSNR moved); see uses_channels_last and docs/speed.md
+    compile: bool = False  # torch.compile (inductor) the training forward: faster for conv nets, slower for NSR;
+    #   needs a C++ compiler at run time and compiles once per model shape (seconds warm, up to a minute cold), so
+    #   off by default; validation runs the eager module (no recompiles per image size); docs/speed.md
     deterministic: bool = True
     progress: bool | None = None  # None: a bar when stderr is a terminal
 
@@ -357,6 +362,120 @@ def _compiled(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return torch.compile(model, dynamic=False)
 
 
+@dataclass
+class StepSetup:
+    """A model prepared for :func:`train_step` exactly as :func:`train` prepares it: moved to the resolved
+    ``device`` in the resolved ``memory_format`` (:func:`uses_channels_last`), ``forward`` the module or its
+    torch.compile'd wrapper (``config.compile``), Adam over the trainable ``params`` with the learning-rate
+    schedule, the loss and the AMP, clipping and explosion settings of ``config``. Build it with
+    :func:`prepare_step`."""
+
+    model: nn.Module
+    task: Task
+    config: TrainConfig
+    device: torch.device
+    memory_format: torch.memory_format
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    params: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+    @property
+    def channels_last(self) -> bool:
+        return self.memory_format is torch.channels_last
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What one :func:`train_step` did. ``applied``: the optimiser and schedule stepped; ``False`` when the loss
+    was non-finite (``grad_norm`` is then ``None``: no backward ran) or the gradient norm was non-finite or above
+    ``max_grad_norm`` (the weights are left as they were)."""
+
+    loss: float
+    grad_norm: float | None
+    applied: bool
+
+    def divergence(self, step: int, config: TrainConfig) -> str:
+        """Why the run diverged at ``step`` ("" when it did not)."""
+        if self.applied:
+            return ""
+        if self.grad_norm is None:
+            return f"non-finite loss ({self.loss}) at step {step}"
+        return (f"exploding gradients: norm {self.grad_norm:.4g} at step {step} "
+                f"(max_grad_norm {config.max_grad_norm:.4g})")
+
+
+def prepare_step(model: nn.Module, task: Task, config: TrainConfig) -> StepSetup:
+    """Prepare ``model`` (in place: it is moved and, with ``channels_last``, converted) for :func:`train_step`
+    with ``config``'s device, memory format, compile, optimiser, schedule and loss -- what :func:`train` does
+    before its first step. Consumes no random numbers."""
+    device = select_device(config.device)
+    memory_format = torch.channels_last if uses_channels_last(model, config) else torch.contiguous_format
+    model.to(device=device, memory_format=memory_format)
+    forward = _compiled(model) if config.compile else model
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config))
+    loss_fn = F.l1_loss if config.loss == "l1" else F.mse_loss
+    return StepSetup(model, task, config, device, memory_format, forward, params, opt, sched, loss_fn)
+
+
+def train_step(setup: StepSetup, inp: torch.Tensor, target: torch.Tensor) -> StepOutcome:
+    """One optimisation step of the trainer on one batch (``inp``, ``target``: (B, C, h, w) tensors on any
+    device, as :meth:`PatchSampler.batch` draws them): the batch to the device and memory format, the forward
+    (under bfloat16 autocast with ``amp``), the loss -- with MemNet's multi-supervision (module docstring) --,
+    backward, the gradient norm (clipped with ``grad_clip``), then Adam and the schedule unless the loss or the
+    norm says the run diverged (see :class:`StepOutcome`). The model must be in training mode; run it under
+    :func:`deterministic_mode` for the trainer's determinism. :func:`train` runs exactly this per step, and
+    ``archsearch run --plan`` times it."""
+    config, model, task, loss_fn = setup.config, setup.model, setup.task, setup.loss_fn
+    inp = inp.to(setup.device, non_blocking=True).contiguous(memory_format=setup.memory_format)
+    target = target.to(setup.device, non_blocking=True)
+    with torch.autocast(setup.device.type, dtype=torch.bfloat16, enabled=config.amp):
+        out = task.restore(setup.forward(inp), inp)
+        loss = loss_fn(out.float(), target)
+        inter = _intermediates(model)
+        if inter:
+            alpha = 1.0 / (len(inter) + 1)
+            extra = sum(loss_fn(task.restore(y, inp).float(), target) for y in inter) / len(inter)
+            loss = alpha * loss + (1 - alpha) * extra
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        return StepOutcome(value, None, False)
+    setup.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = setup.params
+    if config.grad_clip is not None:
+        norm = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip))
+    else:
+        grads = [p.grad for p in params if p.grad is not None]
+        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+    if not math.isfinite(norm) or norm > config.max_grad_norm:
+        return StepOutcome(value, norm, False)
+    setup.optimizer.step()
+    setup.scheduler.step()
+    return StepOutcome(value, norm, True)
+
+
+@contextmanager
+def deterministic_mode(enabled: bool) -> Iterator[None]:
+    """The trainer's determinism setting (``TrainConfig.deterministic``) for the body; the previous state after."""
+    previous_det = torch.are_deterministic_algorithms_enabled()
+    previous_fill = torch.utils.deterministic.fill_uninitialized_memory
+    if enabled:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        # Deterministic mode also fills every new empty tensor with NaN (to expose reads of uninitialised
+        # memory); that is a full write of each activation and gradient buffer, 10-15% of a CPU training step
+        # (bench_throughput: MemNet 111 -> 95 ms), and changes no result. The algorithms stay deterministic.
+        torch.utils.deterministic.fill_uninitialized_memory = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous_det)
+        torch.utils.deterministic.fill_uninitialized_memory = previous_fill
+
+
 def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_images: Sequence[Image] = (),
           config: TrainConfig | None = None, report: Callable[[int, float], bool | None] | None = None
           ) -> TrainResult:
@@ -365,28 +484,12 @@ def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_image
     config = config or TrainConfig()
     check_fit(model, task)
     scale = model_scale(model)
-    device = select_device(config.device)
     seed_everything(config.seed)
     sampler = PatchSampler(task, train_images, config.patch_size, scale=scale, augment=config.augment,
                            seed=config.seed)
     val_images = _centre_crop(val_images, config.val_crop)
-    memory_format = torch.channels_last if uses_channels_last(model, config) else torch.contiguous_format
-    model.to(device=device, memory_format=memory_format)
-    forward = _compiled(model) if config.compile else model
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config))
-    loss_fn = F.l1_loss if config.loss == "l1" else F.mse_loss
+    setup = prepare_step(model, task, config)
     report_at = set(config.report_steps)
-
-    previous_det = torch.are_deterministic_algorithms_enabled()
-    previous_fill = torch.utils.deterministic.fill_uninitialized_memory
-    if config.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        # Deterministic mode also fills every new empty tensor with NaN (to expose reads of uninitialised
-        # memory); that is a full write of each activation and gradient buffer, 10-15% of a CPU training step
-        # (bench_throughput: MemNet 111 -> 95 ms), and changes no result. The algorithms stay deterministic.
-        torch.utils.deterministic.fill_uninitialized_memory = False
     show = sys.stderr.isatty() if config.progress is None else config.progress
     from tqdm.auto import tqdm
 
@@ -397,57 +500,35 @@ def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_image
     status, reason = "completed", ""
     start = time.perf_counter()
     try:
-        model.train()
-        for step in range(1, config.steps + 1):
-            inp, target = sampler.batch(config.batch_size)
-            inp = inp.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-            target = target.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-                out = task.restore(forward(inp), inp)
-                loss = loss_fn(out.float(), target)
-                inter = _intermediates(model)
-                if inter:
-                    alpha = 1.0 / (len(inter) + 1)
-                    extra = sum(loss_fn(task.restore(y, inp).float(), target) for y in inter) / len(inter)
-                    loss = alpha * loss + (1 - alpha) * extra
-            value = float(loss.detach())
-            losses.append(value)
-            if not math.isfinite(value):
-                status, reason = "diverged", f"non-finite loss ({value}) at step {step}"
-                break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grads = [p.grad for p in params if p.grad is not None]
-            if config.grad_clip is not None:
-                norm = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip))
-            else:
-                norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
-            if not math.isfinite(norm) or norm > config.max_grad_norm:
-                status, reason = "diverged", (f"exploding gradients: norm {norm:.4g} at step {step} "
-                                              f"(max_grad_norm {config.max_grad_norm:.4g})")
-                break
-            opt.step()
-            sched.step()
-            if show and (step % 10 == 0 or step == config.steps):
-                bar.set_postfix(loss=f"{value:.3g}", lr=f"{sched.get_last_lr()[0]:.2g}", refresh=False)
-            bar.update(1)
-            due = step == config.steps or step in report_at or (config.val_every and step % config.val_every == 0)
-            if val_images and due:
-                val = evaluate(model, task, val_images, seed=config.val_seed, scale=scale).psnr
-                model.train()
-                history.append((step, val))
-                if not math.isfinite(val):
-                    status, reason = "diverged", f"non-finite validation PSNR ({val}) at step {step}"
+        with deterministic_mode(config.deterministic):
+            model.train()
+            for step in range(1, config.steps + 1):
+                inp, target = sampler.batch(config.batch_size)
+                outcome = train_step(setup, inp, target)
+                losses.append(outcome.loss)
+                if not outcome.applied:
+                    status, reason = "diverged", outcome.divergence(step, config)
                     break
-                if report is not None and report(step, val):
-                    status, reason = "stopped", f"stopped by the report callback at step {step}"
-                    break
+                if show and (step % 10 == 0 or step == config.steps):
+                    bar.set_postfix(loss=f"{outcome.loss:.3g}", lr=f"{setup.scheduler.get_last_lr()[0]:.2g}",
+                                    refresh=False)
+                bar.update(1)
+                due = (step == config.steps or step in report_at
+                       or (config.val_every and step % config.val_every == 0))
+                if val_images and due:
+                    val = evaluate(model, task, val_images, seed=config.val_seed, scale=scale).psnr
+                    model.train()
+                    history.append((step, val))
+                    if not math.isfinite(val):
+                        status, reason = "diverged", f"non-finite validation PSNR ({val}) at step {step}"
+                        break
+                    if report is not None and report(step, val):
+                        status, reason = "stopped", f"stopped by the report callback at step {step}"
+                        break
     finally:
         bar.close()
-        torch.use_deterministic_algorithms(previous_det)
-        torch.utils.deterministic.fill_uninitialized_memory = previous_fill
         model.eval()
     steps_done = len(losses) if status != "diverged" else len(losses) - 1
     return TrainResult(status=status, reason=reason, steps=steps_done, losses=tuple(losses),
                        val_history=tuple(history), seconds=time.perf_counter() - start,
-                       config={**config.to_dict(), "channels_last": memory_format is torch.channels_last})
+                       config={**config.to_dict(), "channels_last": setup.channels_last})

@@ -6,8 +6,11 @@
 
 **Peer**: the same built model in a plain fp32 loop with PyTorch's defaults (contiguous NCHW, Adam, MSE, the
 default thread count), fed the same patch batches (archsearch's seeded sampler, so data cost is equal).
-**archsearch**: :func:`archsearch.training.train` with its default throughput settings (``channels_last: auto``:
-NHWC except for NSR models), and with ``compile: true`` where asked (``--compile``). Step times are medians of chunks of steps, the peer and
+**archsearch**: the trainer's loop body -- a batch from its seeded sampler, then
+:func:`archsearch.training.train_step` prepared by :func:`~archsearch.training.prepare_step` as
+:func:`~archsearch.training.train` prepares it, under the trainer's deterministic mode -- with the default
+throughput settings (``channels_last: auto``: NHWC except for NSR models), and with ``compile: true`` where asked
+(``--compile``; the compile time is the warm-up's). Step times are medians of chunks of steps, the peer and
 archsearch interleaved in one run, so machine load affects both alike.
 **Parity**: a 1,000-step run of each model with the default settings vs the same run in fp32 NCHW
 (``channels_last: false``); the final validation PSNR (full embedded validation images) must agree within
@@ -31,7 +34,17 @@ from archsearch.counting import count
 from archsearch.data import embedded_split
 from archsearch.latency import cpu_model
 from archsearch.tasks import make_task
-from archsearch.training import PatchSampler, TrainConfig, seed_everything, train, uses_channels_last
+from archsearch.training import (
+    PatchSampler,
+    StepSetup,
+    TrainConfig,
+    deterministic_mode,
+    prepare_step,
+    seed_everything,
+    train,
+    train_step,
+    uses_channels_last,
+)
 
 MODELS = ["convnet_fig4", "xnet_fig4", "dncnn_s", "nsr_dn_sparse_minus", "memnet_m2r2_c32"]
 
@@ -71,11 +84,22 @@ def peer_steps(model, sampler, opt, n: int, batch: int) -> float:
     return (time.perf_counter() - t) / n
 
 
-def ours_steps(model, task, images, n: int, batch: int, patch: int, **settings) -> float:
-    config = TrainConfig(steps=n, batch_size=batch, patch_size=patch, lr=1e-3, schedule="constant", loss="l2",
-                         progress=False, **settings)
-    res = train(model, task, images, (), config)
-    return res.seconds / n
+def ours_setup(spec, task, images, batch: int, patch: int, **settings) -> tuple[StepSetup, PatchSampler]:
+    """archsearch's side: a built model prepared for the trainer's step, and the trainer's sampler (seed 0, as
+    the peer's). A constant schedule: the learning rate does not change the cost of a step."""
+    config = TrainConfig(batch_size=batch, patch_size=patch, schedule="constant", progress=False, **settings)
+    return prepare_step(build(spec), task, config), PatchSampler(task, images, patch, seed=0)
+
+
+def ours_steps(setup: StepSetup, sampler: PatchSampler, n: int, batch: int) -> float:
+    """n steps of the trainer's loop body (draw a batch, train_step) under its deterministic mode, s/step."""
+    with deterministic_mode(setup.config.deterministic):
+        setup.model.train()
+        t = time.perf_counter()
+        for _ in range(n):
+            x, y = sampler.batch(batch)
+            train_step(setup, x, y)
+        return (time.perf_counter() - t) / n
 
 
 def ratios(name: str, task, images, batch: int, patch: int, chunk: int, repeats: int, compile_: bool) -> dict:
@@ -83,24 +107,21 @@ def ratios(name: str, task, images, batch: int, patch: int, chunk: int, repeats:
     spec = spec_of(name)
     peer = build(spec)
     sampler = PatchSampler(task, images, patch, seed=0)
-    opt = torch.optim.Adam(peer.parameters(), lr=1e-3)
-    ours = build(spec)
-    variants = {"archsearch": {}}
+    opt = torch.optim.Adam(peer.parameters(), lr=TrainConfig.lr)  # the trainer's default: both optimise alike
+    ours = {"archsearch": ours_setup(spec, task, images, batch, patch)}
     if compile_:
-        variants["archsearch+compile"] = {"compile": True}
-        comp = build(spec)
-    times: dict[str, list[float]] = {"peer": [], **{k: [] for k in variants}}
+        ours["archsearch+compile"] = ours_setup(spec, task, images, batch, patch, compile=True)
+    times: dict[str, list[float]] = {"peer": [], **{k: [] for k in ours}}
     peer_steps(peer, sampler, opt, 2, batch)  # warm-up
-    ours_steps(ours, task, images, 2, batch, patch)
+    ours_steps(*ours["archsearch"], 2, batch)
     t0 = time.perf_counter()
     if compile_:
-        ours_steps(comp, task, images, 2, batch, patch, compile=True)
+        ours_steps(*ours["archsearch+compile"], 2, batch)  # compiles
     compile_s = time.perf_counter() - t0
     for _ in range(repeats):
         times["peer"].append(peer_steps(peer, sampler, opt, chunk, batch))
-        times["archsearch"].append(ours_steps(ours, task, images, chunk, batch, patch))
-        if compile_:
-            times["archsearch+compile"].append(ours_steps(comp, task, images, chunk, batch, patch, compile=True))
+        for k, (setup, ours_sampler) in ours.items():
+            times[k].append(ours_steps(setup, ours_sampler, chunk, batch))
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"med": med, "compile_s": compile_s if compile_ else None}
 
@@ -130,8 +151,8 @@ def parity(name: str, task, train_images, val_images, steps: int, batch: int, pa
             continue
         seed_everything(0)
         model = build(spec_of(name))
-        config = TrainConfig(steps=steps, batch_size=batch, patch_size=patch, lr=1e-3, schedule="cosine",
-                             loss="l2", progress=False, seed=0, **settings)
+        config = TrainConfig(steps=steps, batch_size=batch, patch_size=patch, schedule="cosine", progress=False,
+                             seed=0, **settings)
         res = train(model, task, train_images, val_images, config)
         out[label] = (res.final_val_psnr, res.seconds)
     return out
@@ -141,11 +162,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--models", nargs="*")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--patch", type=int, default=40)
+    ap.add_argument("--batch", type=int, default=TrainConfig.batch_size)
+    ap.add_argument("--patch", type=int, default=TrainConfig.patch_size)
     ap.add_argument("--chunk", type=int, default=5, help="steps per timed chunk")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--parity-steps", type=int, default=1000)
+    ap.add_argument("--parity-steps", type=int, default=TrainConfig.steps)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (compile time reported) and "
                                                            "check its PSNR parity")
     ap.add_argument("--no-ratios", action="store_true", help="only the PSNR parity runs")
@@ -177,7 +198,7 @@ def main() -> None:
         line += f" {100 * macs / best / peak:7.0f}% {m['peer'] * peak / macs:11.2f}x"
         print(line, flush=True)
     if args.parity_steps:
-        print(f"\nPSNR parity: {args.parity_steps} steps, cosine lr 1e-3, final validation PSNR (embedded val images)")
+        print(f"\nPSNR parity: {args.parity_steps} steps, cosine lr {TrainConfig.lr:g}, final validation PSNR (embedded val images)")
         print(f"{'model  setting':31s} {'fp32 NCHW dB':>12s} {'setting dB':>11s} {'diff':>7s} {'s fp32':>7s} "
               f"{'s set':>7s}")
         for name in models:

@@ -10,7 +10,17 @@ from archsearch import build, get_family
 from archsearch.data import Image, embedded_split
 from archsearch.metrics import psnr
 from archsearch.tasks import DenoiseTask, JPEGTask, SRTask, bicubic_resize
-from archsearch.training import PatchSampler, TrainConfig, TrainError, _lr_lambda, seed_everything, train
+from archsearch.training import (
+    PatchSampler,
+    TrainConfig,
+    TrainError,
+    _lr_lambda,
+    deterministic_mode,
+    prepare_step,
+    seed_everything,
+    train,
+    train_step,
+)
 
 
 def _crop(images, size=96):
@@ -34,6 +44,48 @@ def test_same_seed_same_losses_and_metrics():
     assert a.losses == b.losses and a.val_history == b.val_history
     c = train(_tiny(1), DenoiseTask(sigma=25), TRAIN, VAL, TrainConfig(**{**TINY.to_dict(), "seed": 1}))
     assert c.losses != a.losses
+
+
+@pytest.mark.parametrize("family, args, settings", [
+    ("convnet", {"depth": 3, "width": 8}, {"grad_clip": 0.5, "loss": "l1"}),  # batch norm, NCHW, clipped
+    ("xnet", {"depth": 3, "width": 8, "xunit_kernel_size": 3}, {}),  # channels_last auto: NHWC
+    ("memnet", {"n_blocks": 2, "recursions": 1, "channels": 8, "multi_supervised": True}, {}),  # Eq. 12 loss
+])
+def test_the_trainer_step_is_train_step(family, args, settings):
+    """train() is the sampler's batches fed to train_step (what `run --plan` and bench_throughput time): the same
+    losses and the same weights, bit for bit."""
+    task = DenoiseTask(sigma=25)
+    config = TrainConfig(steps=4, batch_size=2, patch_size=16, seed=3, schedule="step", progress=False, **settings)
+    seed_everything(config.seed)
+    trained = build(get_family(family)(**args))
+    result = train(trained, task, TRAIN, (), config)
+    seed_everything(config.seed)
+    by_hand = build(get_family(family)(**args))
+    seed_everything(config.seed)
+    sampler = PatchSampler(task, TRAIN, config.patch_size, augment=config.augment, seed=config.seed)
+    setup = prepare_step(by_hand, task, config)
+    with deterministic_mode(config.deterministic):
+        by_hand.train()
+        outcomes = [train_step(setup, *sampler.batch(config.batch_size)) for _ in range(config.steps)]
+    assert all(o.applied and o.grad_norm is not None and o.grad_norm > 0 for o in outcomes)
+    assert tuple(o.loss for o in outcomes) == result.losses
+    assert result.config["channels_last"] == setup.channels_last == (family != "convnet")
+    for (name, a), b in zip(trained.state_dict().items(), by_hand.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_train_step_reports_divergence_without_stepping():
+    model = _tiny()
+    setup = prepare_step(model, DenoiseTask(sigma=25), TrainConfig(max_grad_norm=1e-9, progress=False))
+    before = [p.detach().clone() for p in model.parameters()]
+    model.train()
+    x = torch.rand(2, 1, 16, 16)
+    exploded = train_step(setup, x, x)
+    assert not exploded.applied and exploded.grad_norm > 1e-9
+    assert "exploding gradients" in exploded.divergence(1, setup.config)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # Adam did not step
+    nan = train_step(setup, torch.full_like(x, float("nan")), x)
+    assert not nan.applied and nan.grad_norm is None and "non-finite loss" in nan.divergence(2, setup.config)
 
 
 def test_nan_loss_is_caught_as_divergence():

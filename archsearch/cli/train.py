@@ -139,6 +139,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Register ``evaluate`` and ``train``."""
+    # the flags' defaults are TrainConfig's (importing it costs little: the package has loaded torch already)
+    from ..training import LOSSES, MAX_STEPS, SCHEDULES, TrainConfig
+
     p = sub.add_parser("evaluate", help="PSNR/SSIM of one model on a dataset",
                        description="Evaluate a zoo model or spec file (with weights) on whole images.")
     add_model_args(p, required=False)
@@ -162,18 +165,22 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     add_data_args(p, "default")
     p.add_argument("--val-dataset", help="validation set (default: default:val with the embedded default, else "
                                          "none); 'none' disables validation")
-    p.add_argument("--steps", type=positive_int, default=1000, help="training steps, 1..10,000,000 (default 1000)")
-    p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--patch-size", type=positive_int, default=40, help="target patch size (default 40)")
-    p.add_argument("--lr", type=finite_float, default=1e-3, help="learning rate > 0 (default 0.001)")
-    p.add_argument("--schedule", choices=("step", "cosine", "constant"), default="step")
-    p.add_argument("--loss", choices=("l1", "l2"), default="l2")
+    d = TrainConfig
+    p.add_argument("--steps", type=positive_int, default=d.steps,
+                   help=f"training steps, 1..{MAX_STEPS:,} (default {d.steps})")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
+                   help=f"patches per step (default {d.batch_size})")
+    p.add_argument("--patch-size", type=positive_int, default=d.patch_size,
+                   help=f"target patch size (default {d.patch_size})")
+    p.add_argument("--lr", type=finite_float, default=d.lr, help=f"learning rate > 0 (default {d.lr:g})")
+    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
+    p.add_argument("--loss", choices=LOSSES, default=d.loss)
     p.add_argument("--grad-clip", type=finite_float, help="clip the gradient norm to this value (> 0)")
-    p.add_argument("--seed", type=seed, default=0, help="0 <= seed < 2**31 (default 0)")
-    p.add_argument("--val-every", type=non_negative_int, default=0,
-                   help="validate every N steps (default: at the end)")
+    p.add_argument("--seed", type=seed, default=d.seed, help=f"0 <= seed < 2**31 (default {d.seed})")
+    p.add_argument("--val-every", type=non_negative_int, default=d.val_every,
+                   help=f"validate every N steps (0: at the end only; default {d.val_every})")
     p.add_argument("--val-crop", type=positive_int, help="centre-crop validation images to this size")
-    p.add_argument("--device", type=device, default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    p.add_argument("--device", type=device, default=d.device, help="auto (CUDA when present), cpu or cuda[:N]")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CPU or CUDA; measured slower on the "
                                                        "2-core AVX-512 CPU, see README 'Speed')")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",

@@ -3,9 +3,11 @@ on this machine -- without training anything or writing anything.
 
 :func:`plan_study` solves every grid point (or, for a search, every design at a representative point of its
 ranges), counts parameters, MACs per pixel and the activation-parameter share, and estimates the wall time by
-**timing a few optimisation steps of each distinct network** (forward + backward + Adam on random tensors of the
-training batch shape, with the torch thread count a worker would use; nothing is trained on data, nothing is
-saved), scaled by steps x seeds, plus validation, test and latency forward passes (timed forward cost per pixel x
+**timing a few steps of each distinct network** -- the trainer's own step
+(:func:`archsearch.training.train_step`, prepared from the study's training settings as the trainer prepares it:
+``channels_last`` per block family, AMP, compile) on random tensors of the training batch shape, plus drawing a
+batch of patches from the study's images, with the torch thread count a worker would use; nothing is trained on
+data, nothing is saved --, scaled by steps x seeds, plus validation, test and latency forward passes (timed forward cost per pixel x
 the pixels of the study's images), divided by the executor's worker count. Networks too large to time at the
 full batch on a CPU in a moment are timed on fewer samples (or smaller patches) and scaled linearly by pixels;
 the plan says so.
@@ -27,13 +29,16 @@ import os
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ArchsearchError, BudgetError, SpecError
 from .config import Study
 from .images import study_data
 from .layout import choose_layout, machine_cpus
 from .sweep import solve_design
+
+if TYPE_CHECKING:
+    from ..training import TrainConfig
 
 #: Forward MACs of one timed step above which the timed batch (then the patch) is reduced and the time scaled
 #: linearly by pixels (a paper-scale network on a CPU would otherwise take minutes to plan).
@@ -73,6 +78,7 @@ class Plan:
     threads: int
     timed_steps: int
     estimated_s: float | None
+    training: TrainConfig  # the study's training settings, resolved (TrainConfig's defaults filled in)
     notes: list[str] = field(default_factory=list)
     load: float = 0.0  # 1-minute load average while timing
 
@@ -80,11 +86,12 @@ class Plan:
     def method(self) -> str:
         if self.estimated_s is None:
             return "not estimated (timing disabled)"
-        return (f"estimated from {self.timed_steps} timed steps per design (forward + backward + Adam on random "
-                f"tensors of the training batch shape, {self.threads} torch thread(s) per worker, after one warm-up "
-                f"step, the fastest step kept; nothing trained or saved) + drawing a batch of patches, x steps x "
-                f"seeds, plus validation/test/"
-                f"latency forward passes, / {self.workers} worker(s); load average {self.load:.1f} on {machine_cpus()} CPUs while timing "
+        return (f"estimated from {self.timed_steps} timed steps per design (the trainer's step: forward, loss, "
+                f"backward, gradient norm, Adam, with the study's channels_last/amp/compile, on random tensors of "
+                f"the training batch shape, {self.threads} torch thread(s) per worker, after one warm-up step, the "
+                f"fastest step kept; nothing trained or saved) + drawing a batch of patches, x steps x seeds, plus "
+                f"validation/test/latency forward passes, / {self.workers} worker(s); load average "
+                f"{self.load:.1f} on {machine_cpus()} CPUs while timing "
                 "(other processes slow the timed steps: re-plan on an idle machine for a tighter figure)")
 
     def frame(self):
@@ -113,10 +120,9 @@ class Plan:
         lines.append(f"plan of study {s.name} (profile {s.profile}): {what}; {budget}; seeds {list(c.seeds)}")
         if c.fidelity:
             lines.append(f"fidelity: {c.fidelity}")
-        tr = dict(c.training)
-        lines.append(f"training: {tr.get('steps', 1000)} steps of {tr.get('batch_size', 16)} x "
-                     f"{tr.get('patch_size', 40)}x{tr.get('patch_size', 40)} patches, validation every "
-                     f"{tr.get('val_every', 0) or 'end only'}; task {dict(c.task)}; data {c.data.train} -> "
+        tr = self.training
+        lines.append(f"training: {tr.steps} steps of {tr.batch_size} x {tr.patch_size}x{tr.patch_size} patches, "
+                     f"validation every {tr.val_every or 'end only'}; task {dict(c.task)}; data {c.data.train} -> "
                      f"{c.data.test}")
         if self.mode == "sweep":
             lines.append(f"{self.n_trials} trials planned ({len(self.points)} points x {len(c.seeds)} seeds), "
@@ -228,13 +234,19 @@ def _search_points(study: Study) -> tuple[list[PlannedPoint], list[dict[str, Any
 # ---------------------------------------------------------------------------------------------------------
 def _time_steps(spec, task, config, n_steps: int) -> tuple[float, float, str]:
     """(seconds per training step at the configured batch shape, forward seconds per output pixel, how it was
-    timed) for ``spec``: random tensors, a fresh model and optimiser, nothing kept."""
+    timed) for ``spec``. The step timed is the trainer's own, :func:`archsearch.training.train_step` -- the batch
+    to the device and memory format, the forward (bfloat16 autocast with ``amp``), the loss with MemNet's
+    multi-supervision, backward, the gradient norm (clipped with ``grad_clip``), Adam and the schedule --,
+    prepared by :func:`~archsearch.training.prepare_step` from the study's ``config`` as
+    :func:`~archsearch.training.train` prepares it (device, ``channels_last`` resolved per block family,
+    ``compile``) and run under the trainer's deterministic mode, on random tensors of the batch shape: a fresh
+    model, nothing kept. Drawing the batch of patches is timed apart (:func:`_image_pixels`) and added by the
+    caller, so the sum is one step of the trainer's loop."""
     import torch
-    import torch.nn.functional as F
 
     from ..builder import build
     from ..counting import count
-    from ..training import _intermediates
+    from ..training import deterministic_mode, prepare_step, train_step
 
     torch.manual_seed(0)
     model = build(spec)
@@ -252,31 +264,29 @@ def _time_steps(spec, task, config, n_steps: int) -> tuple[float, float, str]:
     tp = max(tp, factor)
     scale_up = (batch * patch * patch) / (tb * tp * tp)
     how = "full batch" if scale_up == 1 else f"timed at {tb} x {tp}x{tp}, scaled x{scale_up:.1f} by pixels"
-    inp = torch.rand(tb, c_in, tp // factor, tp // factor)
+    inp = torch.rand(tb, c_in, tp // factor, tp // factor)  # on the CPU, as the patch sampler draws them
     target = torch.rand(tb, c_out, tp, tp)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    loss_fn = F.l1_loss if config.loss == "l1" else F.mse_loss
-    model.train()
+    setup = prepare_step(model, task, config)
+    sync = torch.cuda.synchronize if setup.device.type == "cuda" else (lambda: None)
     times = []
-    for i in range(n_steps + 1):  # the first step warms up (allocations, kernels)
-        t0 = time.perf_counter()
-        out = task.restore(model(inp), inp)
-        loss = loss_fn(out.float(), target)
-        inter = _intermediates(model)
-        if inter:
-            loss = loss + sum(loss_fn(task.restore(y, inp).float(), target) for y in inter) / len(inter)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None]))
-        opt.step()
-        if i:
-            times.append(time.perf_counter() - t0)
-    model.eval()
-    with torch.no_grad():
-        model(inp)
-        t0 = time.perf_counter()
-        model(inp)
-        fwd = time.perf_counter() - t0
+    with deterministic_mode(config.deterministic):
+        model.train()
+        for i in range(n_steps + 1):  # the first step warms up (allocations, kernels; with compile: compiling)
+            sync()
+            t0 = time.perf_counter()
+            train_step(setup, inp, target)
+            sync()
+            if i:
+                times.append(time.perf_counter() - t0)
+        model.eval()  # validation and test run the eager module in eval mode (as evaluate does)
+        x = inp.to(setup.device)
+        with torch.inference_mode():
+            model(x)
+            sync()
+            t0 = time.perf_counter()
+            model(x)
+            sync()
+            fwd = time.perf_counter() - t0
     step = min(times) * scale_up  # the fastest: other processes' interruptions are not the network's cost
     return step, fwd / (tb * tp * tp), how
 
@@ -320,6 +330,7 @@ def plan_study(study: Study, *, timed_steps: int = 3, workers: int | str | None 
     from ..training import TrainConfig
 
     c = study.config
+    config = load_dataclass(TrainConfig, dict(c.training), "training")
     mode = "sweep" if c.sweep is not None else "search"
     points, infeasible, specs = _sweep_points(study) if mode == "sweep" else _search_points(study)
     if mode == "sweep":
@@ -330,22 +341,22 @@ def plan_study(study: Study, *, timed_steps: int = 3, workers: int | str | None 
         n_trials = search_target(study)
     layout = choose_layout(study, workers, n_trials, c.executor.kind)
     n_workers, threads = layout.workers, layout.threads
-    plan = Plan(study, mode, points, infeasible, n_trials, n_workers, threads, timed_steps, None)
+    plan = Plan(study, mode, points, infeasible, n_trials, n_workers, threads, timed_steps, None, config)
     if timed_steps <= 0 or not points:
         return plan
     task = make_task(**dict(c.task))
-    config = load_dataclass(TrainConfig, dict(c.training), "training")
     scale = int(getattr(specs[points[0].spec_hash], "scale", 1))
-    val_px, test_px, sample_s, why = _image_pixels(study, config, scale)
-    if why:
-        plan.notes.append(why)
-    n_val = (config.steps // config.val_every if config.val_every else 0) + (1 if val_px else 0)
     lat = c.latency
     lat_px = lat.size[0] * lat.size[1] * (lat.warmup + lat.repeats) if lat.enabled else 0
     timed: dict[str, tuple[float, float, str]] = {}
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
+        # the batch is drawn in the worker's process, with its thread count (the gather and the noise use torch)
+        val_px, test_px, sample_s, why = _image_pixels(study, config, scale)
+        if why:
+            plan.notes.append(why)
+        n_val = (config.steps // config.val_every if config.val_every else 0) + (1 if val_px else 0)
         for p in points:
             if p.spec_hash not in timed:
                 timed[p.spec_hash] = _time_steps(specs[p.spec_hash], task, config, timed_steps)
@@ -358,6 +369,9 @@ def plan_study(study: Study, *, timed_steps: int = 3, workers: int | str | None 
     finally:
         torch.set_num_threads(previous)
     plan.load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if config.compile:
+        plan.notes.append("compile: the per-model-shape compilation (the warm-up step here) is not in the estimate;"
+                          " the timed steps are the compiled ones")
     scaled = sorted({p.timed_on for p in points if p.timed_on != "full batch"})
     if scaled:
         plan.notes.append(f"{len(scaled)} network(s) too large to time at the full batch here: "
