@@ -29,16 +29,15 @@ import os
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ArchsearchError, BudgetError, SpecError
+from ..training import TrainConfig
 from .config import Study
 from .images import study_data
 from .layout import choose_layout, machine_cpus
+from .sampling import search_target
 from .sweep import solve_design
-
-if TYPE_CHECKING:
-    from ..training import TrainConfig
 
 #: Forward MACs of one timed step above which the timed batch (then the patch) is reduced and the time scaled
 #: linearly by pixels (a paper-scale network on a CPU would otherwise take minutes to plan).
@@ -323,28 +322,22 @@ def _image_pixels(study: Study, config, scale: int) -> tuple[float | None, float
 def plan_study(study: Study, *, timed_steps: int = 3, workers: int | str | None = None) -> Plan:
     """The study's planned trials with their sizes and an estimated wall time on this machine (module
     docstring). ``timed_steps=0`` skips the timing (sizes only). Nothing is trained or written."""
-    import torch
-
-    from ..schema import load_dataclass
-    from ..tasks import make_task
-    from ..training import TrainConfig
+    import torch  # timing needs torch; a plan with timed_steps=0 still imports it for the thread count
 
     c = study.config
-    config = load_dataclass(TrainConfig, dict(c.training), "training")
+    config = study.train
     mode = "sweep" if c.sweep is not None else "search"
     points, infeasible, specs = _sweep_points(study) if mode == "sweep" else _search_points(study)
     if mode == "sweep":
         n_trials = sum(len(p.seeds) for p in points)
     else:
-        from .sampling import search_target
-
         n_trials = search_target(study)
     layout = choose_layout(study, workers, n_trials, c.executor.kind)
     n_workers, threads = layout.workers, layout.threads
     plan = Plan(study, mode, points, infeasible, n_trials, n_workers, threads, timed_steps, None, config)
     if timed_steps <= 0 or not points:
         return plan
-    task = make_task(**dict(c.task))
+    task = study.task
     scale = int(getattr(specs[points[0].spec_hash], "scale", 1))
     lat = c.latency
     lat_px = lat.size[0] * lat.size[1] * (lat.warmup + lat.repeats) if lat.enabled else 0
