@@ -57,9 +57,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"note: validation PSNR still rose by up to {worst['val_gain_last_third']:.3f} dB over the last "
                       f"third of training ({worst['label']}); those models are under-trained at this schedule")
     if study.config.claims and summary.complete:
-        from ..report.verdicts import evaluate
+        from ..report.verdicts import study_verdicts
 
-        for v in evaluate(study):
+        for v in study_verdicts(study):
             print(v.line())
     return summary.exit_code
 

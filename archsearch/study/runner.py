@@ -364,9 +364,9 @@ def write_outputs(study: Study, ostudy) -> dict[str, Path]:
     summary_frame(df).to_csv(paths["summary"], index=False)
     points = design_points(df)
     from ..report.page import published_by_label
-    from ..report.verdicts import evaluate, write_verdicts
+    from ..report.verdicts import study_verdicts, write_verdicts
 
-    verdicts = evaluate(study, ostudy, df)
+    verdicts = study_verdicts(study, ostudy, df)
     if verdicts:
         paths["claims_csv"], paths["claims_json"] = write_verdicts(verdicts, out)
     fig = fig_activation_share(points, study.config.fidelity, verdicts, published_by_label(study, points)) \

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..claims import Claim, check_points, load_claims, load_published_map
 from ..errors import ArchsearchError, BudgetError, SpecError, did_you_mean
 from ..families import Family, get_family
 from ..schema import coerce, deep_merge, describe, load_dataclass, load_yaml, read_text_file
@@ -470,8 +471,8 @@ class StudyConfig:
     output_dir: str | None = None  # default: runs/<name>
     description: str = ""
     fidelity: str = ""  # a line saying what scale this is (e.g. "CPU-scale proxy: ...")
-    published: Mapping[str, str] | None = field(default_factory=dict)  # point -> published row id (.claim_schema)
-    claims: Any = ()  # a list of claims (Claim fields); validated below (.claim_schema)
+    published: Mapping[str, str] | None = field(default_factory=dict)  # point -> published row id (archsearch.claims)
+    claims: Any = ()  # a list of claims (Claim fields); validated below (archsearch.claims)
     profiles: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -499,8 +500,6 @@ class StudyConfig:
             for i, r in enumerate(self.references)))
         if self.search is not None and "latency" in self.search.objectives and not self.latency.enabled:
             raise SpecError("latency.enabled", "the search minimises latency: it must be measured (true)")
-        from .claim_schema import Claim, load_claims, load_published_map
-
         object.__setattr__(self, "published", load_published_map({} if self.published is None else self.published))
         claims = () if self.claims is None else self.claims
         if not (isinstance(claims, tuple) and all(isinstance(c, Claim) for c in claims)):
@@ -657,8 +656,6 @@ def _check_claim_points(config: StudyConfig, space: SearchSpace, path: Path, cho
     a profile's own ``claims`` against its own sweep; claims written at the top level against the default
     profile's sweep (a profile that inherits them and lacks a point -- a smoke run's shorter sweep -- reports
     that claim inconclusive when it is evaluated, naming the missing point)."""
-    from .claim_schema import check_points
-
     override = profiles.get(chosen, {}) if chosen != "default" else {}
     plans: dict[str, list[tuple[str, Any]]] = {}
 
