@@ -12,17 +12,21 @@ from .zoo import zoo_names, zoo_spec
 def load_study(source, profile=None, output_dir=None):
     """A validated study from a YAML file or a mapping (as the file would hold; a mapping's relative paths are
     read from the working directory). Nothing is written. See :func:`archsearch.study.load_study`."""
-    from .study.schema import load_study as _load
+    from .study.loader import load_study as _load
 
     return _load(source, profile, output_dir)
 
 
 def run_study(study, **kwargs):
-    """Run or resume a study to completion; returns a :class:`~archsearch.study.RunSummary` (``status``,
-    ``exit_code``, counts). Keyword arguments: ``executor``, ``workers``, ``fresh``, ``progress``."""
+    """Run or resume a study to completion and write its outputs (results, summary, claim verdicts, the main
+    curve); returns a :class:`~archsearch.study.RunSummary` (``status``, ``exit_code``, counts, ``verdicts``,
+    ``outputs``). Keyword arguments: ``executor``, ``workers``, ``fresh``, ``progress``."""
+    # imported here: the study and report layers pull in optuna, pandas and matplotlib, which `import archsearch`
+    # (specs, counting, building) does not need
+    from .report.outputs import write_outputs
     from .study.runner import run_study as _run
 
-    return _run(study, **kwargs)
+    return _run(study, outputs=write_outputs, **kwargs)
 
 
 def write_report(study, out_dir=None, *, png=True):
@@ -34,7 +38,7 @@ def write_report(study, out_dir=None, *, png=True):
 
 def export_trial(study, which="best", *, out=None, formats=("py",)):
     """Export a study's trial(s) -- ``best``, ``pareto`` or a trial number -- as standalone models."""
-    from .study.export import export_trials
+    from .study.winners import export_trials
 
     return export_trials(study, str(which), out=out, formats=tuple(formats))
 

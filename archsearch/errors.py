@@ -35,6 +35,10 @@ class SpecError(ArchsearchError, ValueError):
         return SpecError(path, self.message, file=file or self.file)
 
 
+class ConfigError(SpecError):
+    """A study or search-space file that breaks a rule (file, key path, allowed values)."""
+
+
 class BudgetError(ArchsearchError, ValueError):
     """A budget that no value of the free knob can meet."""
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import SpecError, did_you_mean
+from .errors import ConfigError, SpecError, did_you_mean
 
 
 def describe(tp: Any) -> str:
@@ -227,3 +227,20 @@ def load_yaml(text: str, *, file: str | None = None) -> Any:
         return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML of a study or search-space file; every problem (missing, a folder, not UTF-8, binary, malformed,
+    a repeated key) is one :class:`ConfigError` naming the file."""
+    import yaml  # as in load_yaml: PyYAML is read where a file is parsed
+
+    try:
+        text = read_text_file(path, "YAML file")
+        return load_yaml(text, file=str(path))
+    except SpecError as err:
+        raise ConfigError(err.path, err.message, file=str(path)) from None
+    except yaml.YAMLError as err:
+        raise ConfigError("", "malformed YAML: " + " ".join(str(err).split()), file=str(path)) from None
+    except RecursionError:
+        raise ConfigError("", "malformed YAML: nested too deeply", file=str(path)) from None
+

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import Color
-from .errors import ArchsearchError, RegistryError, did_you_mean
+from .errors import ArchsearchError, RegistryError, SpecError, did_you_mean
 
 SR_SCALES = (2, 3, 4)
 CHANNELS = (1, 3)
@@ -301,3 +301,13 @@ def task_from_dict(data: dict[str, Any]) -> Task:
     """Inverse of :meth:`Task.to_dict` (used for checkpoints)."""
     data = dict(data)
     return make_task(data.pop("task"), **data)
+
+
+def task_error(err: Exception, keys, where) -> SpecError:
+    """A task's error (``sigma must be in (0, 255], got 300``) at the setting that caused it: ``where(key)`` for
+    the first word when it is one of ``keys`` (``task.sigma``, ``--sigma``), else ``where("")``."""
+    text = str(err)
+    key, _, rest = text.partition(" ")
+    if key in keys and rest:
+        return SpecError(where(key), rest)
+    return SpecError(where(""), text)

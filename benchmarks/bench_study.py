@@ -25,9 +25,9 @@ from pathlib import Path
 
 import yaml
 
+from archsearch.study import Study, load_study
 from archsearch.study import ledger as L
 from archsearch.study.runner import run_study
-from archsearch.study.schema import Study, load_study
 
 
 def complete_trials(study: Study) -> list:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from archsearch import count
-from archsearch.study.schema import load_study
-from archsearch.study.trial import execute, solve_design
+from archsearch.study import load_study
+from archsearch.study.sweep import solve_design
+from archsearch.study.trial import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "studies" / "compact_denoiser.yaml"
@@ -34,7 +35,7 @@ def test_every_search_choice_is_a_valid_design():
         for pick in (min, max):
             args = {k: pick(r.choices) if r.choices is not None else int(pick(r.low, r.high))
                     for k, r in design.search.items()}
-            spec = solve_design(study, design, args)
+            spec = solve_design(study.config.budget, design, args)
             assert 1_000 < count(spec).params < 200_000, (design.name, args, count(spec).params)
 
 

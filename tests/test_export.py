@@ -145,8 +145,8 @@ def test_export_trials_from_a_study(tmp_path, capsys, monkeypatch):
     import yaml
 
     import archsearch.study.trial as runner
-    from archsearch.study.runner import run_study
-    from archsearch.study.schema import load_study
+    from archsearch import run_study
+    from archsearch.study import load_study
 
     root = Path(__file__).resolve().parents[1]
     body = {"name": "exp", "search_space": str(root / "search_spaces" / "xunit_fig4.yaml"),

@@ -12,10 +12,12 @@ import torch
 import yaml
 from test_study import write_study
 
-from archsearch.errors import SpecError
+from archsearch.errors import ConfigError, SpecError
 from archsearch.schema import load_yaml, read_text_file
 from archsearch.spec import SAFE_NAME, check_name
-from archsearch.study.schema import ConfigError, check_storage, hide_password, load_search_space, load_study
+from archsearch.study import load_search_space, load_study
+from archsearch.study.config import check_storage_url
+from archsearch.study.storage import mask_url
 
 SPACE = {"name": "sp", "designs": [{"name": "xnet", "family": "xnet", "fixed": {"depth": 4}, "free_knob": "width",
                                     "search": {"xunit_kernel_size": {"choices": [1, 3]}}}]}
@@ -133,11 +135,11 @@ def test_storage_urls_are_checked_at_load_and_passwords_never_shown(tmp_path, ur
 def test_allowed_storage_urls_load_and_display_without_password(tmp_path):
     for url in ("sqlite:///ledger.db", "sqlite:////tmp/x/ledger.db", "postgresql://u:pw@h:5432/db",
                 "postgresql+psycopg2://u:pw@h/db", "mysql+pymysql://u:pw@h/db"):
-        check_storage(url)
+        check_storage_url(url)
     study = load_study(write_study(tmp_path, "s", storage="postgresql://user:s3cret@host/db"))
     assert study.storage_url == "postgresql://user:s3cret@host/db"
     assert study.storage_display == "postgresql://user:***@host/db"
-    assert hide_password("mysql://a:b@h/d") == "mysql://a:***@h/d"
+    assert mask_url("mysql://a:b@h/d") == "mysql://a:***@h/d"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -264,7 +266,7 @@ def test_block_names_have_no_dots():
 # ---------------------------------------------------------------------------------------------------------
 def test_study_data_check_names_study_key_and_image(tmp_path):
     from archsearch.data import Image
-    from archsearch.study.schema import check_study_data
+    from archsearch.study.images import check_study_data
     from archsearch.tasks import make_task
 
     study = load_study(write_study(tmp_path, "s", training={"steps": 4, "patch_size": 40, "val_crop": 8}))

@@ -11,8 +11,8 @@ from archsearch import ArchsearchError, get_family
 from archsearch.cli import main
 from archsearch.latency import measure_latency
 from archsearch.report import TITLES, ledger_frame
-from archsearch.study.latency import stored_latency
-from archsearch.study.schema import load_study
+from archsearch.study import load_study
+from archsearch.study.remeasure import stored_latency
 
 FAST = {"size": (32, 32), "warmup": 1, "repeats": 3}
 

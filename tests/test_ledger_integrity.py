@@ -15,12 +15,12 @@ import pytest
 from pg_server import pg_url  # noqa: F401  (fixture)
 from test_study import TINY_TRAINING, _trials, write_study
 
+from archsearch import run_study
 from archsearch.cli import main
 from archsearch.study import ledger as L
-from archsearch.study.runner import open_ledger, prepare, run_study
+from archsearch.study import load_study
+from archsearch.study.runner import prepare
 from archsearch.study.sampling import is_interrupted
-from archsearch.study.schema import load_study
-from archsearch.study.trial import plan_sweep
 
 QUIET = {"progress": False, "echo": lambda *_: None}
 #: Attributes that say where and how fast a trial ran, not what it measured.
@@ -40,8 +40,8 @@ def test_trial_claimed_but_never_recorded_is_recovered_and_retrained(tmp_path):
     Resume fails it as interrupted, trains its grid point, and the run is complete."""
     study = load_study(write_study(tmp_path))
     Path(study.output_dir).mkdir(parents=True)
-    ostudy = open_ledger(study, create=True)
-    points, infeasible = plan_sweep(study)
+    ostudy = L.open_study(study, create=True)
+    points, infeasible = study.plan.points, study.plan.infeasible
     prepare(study, ostudy, points, infeasible)
     zombie = ostudy.ask()  # a worker claimed a grid point and was killed before recording anything
     assert zombie.user_attrs.get("host") is None
@@ -113,7 +113,7 @@ def test_killing_the_parent_of_two_workers_ends_them_and_resume_completes(tmp_pa
     assert result.returncode == 0, result.stderr
     trials = _trials(study)
     done = [t for t in trials if t.state.name == "COMPLETE"]
-    planned = {p.key for p in plan_sweep(study)[0]}
+    planned = {p.key for p in study.plan.points}
     assert len(done) == len(planned) == 6 and {t.user_attrs["point"] for t in done} == planned
     assert sum(is_interrupted(t) for t in trials) >= 2
 
@@ -212,7 +212,7 @@ def test_objective_names_latency_and_labels_are_in_optunas_records(tmp_path, cap
 
 
 def test_importances_rank_what_makes_psnr_high(tmp_path):
-    from archsearch.report.data import param_importances
+    from archsearch.report.tables import param_importances
 
     path = write_study(tmp_path, name="imp", budget=None, sweep=None, search_space=str(_space(tmp_path)),
                        search={"sampler": "nsga2", "n_trials": 2, "objectives": ["psnr", "params"]})
@@ -265,8 +265,8 @@ def test_ctrl_c_is_one_line_exit_130_and_the_trial_is_requeued(tmp_path):
     trials = _trials(study)
     assert any(is_interrupted(t) for t in trials) and not any(t.state.name == "RUNNING" for t in trials)
     # on resume the interrupted point is queued and trained again
-    ostudy = open_ledger(study, create=True)
-    points, infeasible = plan_sweep(study)
+    ostudy = L.open_study(study, create=True)
+    points, infeasible = study.plan.points, study.plan.infeasible
     prepare(study, ostudy, points, infeasible)
     interrupted = next(t.user_attrs["point"] for t in ostudy.get_trials() if is_interrupted(t))
     waiting = [t.user_attrs["point"] for t in ostudy.get_trials() if t.state.name == "WAITING"]

@@ -29,7 +29,7 @@ from archsearch.report import (
     write_table,
 )
 from archsearch.study import ledger as L
-from archsearch.study.schema import load_study
+from archsearch.study import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "search_spaces" / "xunit_fig4.yaml"

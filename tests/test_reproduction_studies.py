@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from archsearch import run_study
 from archsearch.cli import main
+from archsearch.errors import ConfigError
+from archsearch.study import load_study
 from archsearch.study.plan import plan_study
-from archsearch.study.runner import run_study
-from archsearch.study.schema import ConfigError, load_study
-from archsearch.study.trial import plan_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ("xunit_budget", "xunit_depth", "xunit_designs", "xunit_table1", "xunit_sr", "nsr_selection",
@@ -66,7 +66,7 @@ def test_every_study_plans_in_every_profile_and_writes_nothing(tmp_path, monkeyp
     assert not out.exists() and not (tmp_path / "runs").exists()
     assert list(tmp_path.iterdir()) == []
     study = load_study(ROOT / "studies" / f"{name}.yaml", profile)
-    points, infeasible = plan_sweep(study)
+    points, infeasible = study.plan.points, study.plan.infeasible
     assert points and not infeasible, infeasible  # every grid point of every shipped profile is trainable
     assert f"{len(points)} trials planned" in text
     for p in points:
@@ -104,7 +104,7 @@ _SMOKE_TIMES: dict[str, float] = {}
 def test_smoke_profile_runs_end_to_end(tmp_path, name):
     t0 = time.perf_counter()
     study = load_study(ROOT / "studies" / f"{name}.yaml", "smoke", output_dir=tmp_path / "out")
-    points, _ = plan_sweep(study)
+    points = study.plan.points
     summary = run_study(study, progress=False, echo=lambda *_: None)
     assert summary.total == len(points) and summary.left == 0
     assert summary.complete + summary.failed == len(points)
@@ -154,7 +154,7 @@ def test_a_design_that_fixes_the_swept_argument_is_a_baseline(tmp_path):
         {"name": "sigmoid", "family": "nsr_resnet",
          "fixed": {"n_blocks": 1, "channels": 8, "selection": "sigmoid", "temperature": 1.0}}]}
     study = load_study(_write(tmp_path, space, sweep={"over": "temperature", "values": [0.1, 10.0]}))
-    points, infeasible = plan_sweep(study)
+    points, infeasible = study.plan.points, study.plan.infeasible
     assert [p.label for p in points] == ["softmax temperature=0.1", "sigmoid", "softmax temperature=10.0"]
     assert not infeasible
     # every design fixing it: nothing to sweep

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from archsearch import run_study
 from archsearch.cli import main
+from archsearch.errors import ConfigError
 from archsearch.study import ledger as L
+from archsearch.study import load_study
 from archsearch.study.results import results_frame
-from archsearch.study.runner import run_study
-from archsearch.study.schema import ConfigError, load_study
-from archsearch.study.trial import plan_sweep
+from archsearch.study.sampling import INTERRUPTED
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "search_spaces" / "xunit_fig4.yaml"
@@ -121,7 +122,7 @@ def test_missing_data_root_is_an_error_before_the_ledger(tmp_path, capsys, monke
 def test_shipped_study_and_profiles_load():
     for profile in (None, "paper", "smoke"):
         study = load_study(ROOT / "studies" / "xunit_budget.yaml", profile)
-        points, infeasible = plan_sweep(study)
+        points, infeasible = study.plan.points, study.plan.infeasible
         assert points and all(p.seed in study.config.seeds for p in points)
         designs = {p.design for p in points}
         assert designs == {"convnet", "xnet"}
@@ -133,10 +134,10 @@ def test_shipped_study_and_profiles_load():
 
 def test_sweep_plan_keys_are_stable_and_cover_baseline_once(tmp_path):
     study = load_study(write_study(tmp_path, seeds=[0, 1], sweep={"over": "xunit_kernel_size", "values": [1, 3, 5]}))
-    points, _ = plan_sweep(study)
+    points = study.plan.points
     keys = [p.key for p in points]
     assert len(keys) == len(set(keys)) == (1 + 3) * 2  # convnet once + xnet per value, x 2 seeds
-    assert [p.key for p in plan_sweep(study)[0]] == keys
+    assert [p.key for p in study.plan.points] == keys
 
 
 def test_activation_pct_sweep_reports_unreachable_targets(tmp_path):
@@ -144,7 +145,7 @@ def test_activation_pct_sweep_reports_unreachable_targets(tmp_path):
     # puts ~98% there), so a 20% target is 4.8 points from the closest design
     study = load_study(write_study(tmp_path, sweep={"over": "activation_param_pct", "values": [0, 20, 98],
                                                     "via": "xunit_kernel_size", "pct_tolerance": 1.0}))
-    points, infeasible = plan_sweep(study)
+    points, infeasible = study.plan.points, study.plan.infeasible
     assert {p.design for p in points} == {"convnet", "xnet"}
     assert [i["sweep_value"] for i in infeasible] == [20]
     assert "closest activation share is 15.23%" in infeasible[0]["reason"]
@@ -266,7 +267,7 @@ def test_kill_mid_trial_then_resume(tmp_path):
     summary = run_study(study, progress=False, echo=lambda *_: None)
     trials = _trials(study)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
-    interrupted = [t for t in trials if t.user_attrs.get("fail_reason") == L.INTERRUPTED]
+    interrupted = [t for t in trials if t.user_attrs.get("fail_reason") == INTERRUPTED]
     assert summary.complete == 3
     assert len(complete) == 3 and len({t.user_attrs["point"] for t in complete}) == 3
     assert len(interrupted) == 1
@@ -388,7 +389,7 @@ def test_every_shipped_study_loads_in_every_profile(path):
 
 
 def test_a_searched_value_is_checked_jointly_with_the_other_searched_arguments(tmp_path):
-    from archsearch.study.schema import load_search_space
+    from archsearch.study import load_search_space
 
     ok = tmp_path / "ok.yaml"  # kernel 7 breaks the default stride 8, but not the searched strides 2..6
     ok.write_text("name: ok\ndesigns:\n- {name: c, family: cscnet, search: {kernel_size: {choices: [7, 11]}, "

@@ -160,7 +160,7 @@ def add_study_args(p: argparse.ArgumentParser, *, optional: bool = False, many: 
 
 def load_study_args(args: argparse.Namespace):
     """The study named by :func:`add_study_args`'s arguments, validated (nothing is written)."""
-    from ..study.schema import load_study
+    from ..study.loader import load_study
 
     return load_study(args.study, args.profile, args.output_dir)
 
@@ -243,8 +243,7 @@ def make_task_from_args(args: argparse.Namespace, spec, checkpoint: dict[str, An
     channels = args.channels if args.channels is not None else spec.in_channels
     if settings.get("scale") is None and name == "sr" and spec.scale > 1:
         settings["scale"] = spec.scale  # a low-resolution-input SR model: its own scale
-    from ..study.schema import task_error
-    from ..tasks import TaskError
+    from ..tasks import TaskError, task_error
 
     try:
         return make_task(name, channels=channels, **settings)

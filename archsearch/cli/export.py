@@ -54,7 +54,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         for key, path in paths.items():
             print(f"{key:>12}: {path}")
         return 0
-    from ..study.export import export_trials
+    from ..study.winners import export_trials
     if args.weights:
         raise ArchsearchError("--weights: only with --zoo (a study's trials export their own trained weights)")
     trial = _trial(args.trial)

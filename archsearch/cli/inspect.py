@@ -59,7 +59,7 @@ def _space_specs(path: Path, budget) -> list:
 
 
 def _load_space(path: Path):
-    from ..study.schema import load_search_space
+    from ..study.space import load_search_space
 
     return load_search_space(path)
 

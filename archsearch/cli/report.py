@@ -14,7 +14,7 @@ from .args import add_study_args
 
 
 def _load(args: argparse.Namespace):
-    from ..report.data import open_ledger
+    from ..study.ledger import open_ledger
 
     return open_ledger(args.study, args.profile, args.output_dir)
 
@@ -26,7 +26,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _measure(study, ostudy, args: argparse.Namespace) -> int:
-    from ..study.latency import measure_study
+    from ..study.remeasure import measure_study
 
     numbers = None
     if args.pareto_only:
@@ -45,11 +45,10 @@ def _measure(study, ostudy, args: argparse.Namespace) -> int:
 
 
 def cmd_latency(args: argparse.Namespace) -> int:
-    from ..study.ledger import display_url
 
     study, ostudy = _load(args)
     n = _measure(study, ostudy, args)
-    print(f"stored latency for {n} architecture(s) in {display_url(study)} (study user attributes "
+    print(f"stored latency for {n} architecture(s) in {study.storage_display} (study user attributes "
           "latency:<spec hash>)")
     return 0
 

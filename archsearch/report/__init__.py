@@ -9,17 +9,8 @@ Three layers, each reusable on its own (``analysis/`` scripts call the same func
 * :mod:`.page` -- :func:`write_report`: ``report.html`` plus a PNG per figure.
 """
 
+from ..study.ledger import open_ledger
 from ..study.results import export_frame, ledger_frame, write_table
-from .data import (
-    VARIANT_KEYS,
-    design_points,
-    memnet_grid,
-    nsr_table,
-    open_ledger,
-    param_importances,
-    pareto_front,
-    pareto_mask,
-)
 from .figures import (
     AXES,
     PSNR_AXIS,
@@ -35,6 +26,15 @@ from .figures import (
     to_png,
 )
 from .page import Report, build_figures, write_report
+from .tables import (
+    VARIANT_KEYS,
+    design_points,
+    memnet_grid,
+    nsr_table,
+    param_importances,
+    pareto_front,
+    pareto_mask,
+)
 
 __all__ = [
     "AXES", "PSNR_AXIS", "TITLES", "VARIANT_KEYS", "FigureData", "Report", "Series", "build_figures",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchsearchError
-from .data import VARIANT_KEYS, compact_label, is_finite, pareto_front
+from .tables import VARIANT_KEYS, compact_label, is_finite, pareto_front
 
 TITLES = {
     "activation": "PSNR vs share of parameters in activations (xUnit Fig. 4)",

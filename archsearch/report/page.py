@@ -9,9 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..study.ledger import display_url
 from ..study.results import is_nan, ledger_frame
-from .data import design_points, memnet_grid, nsr_table, param_importances
 from .figures import (
     TITLES,
     FigureData,
@@ -23,6 +21,7 @@ from .figures import (
     to_plotly,
     to_png,
 )
+from .tables import design_points, memnet_grid, nsr_table, param_importances
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -150,7 +149,7 @@ def _header(study, ostudy, df) -> str:
         ("design", f"sweep over {c.sweep.over}: {list(c.sweep.values)}" if c.sweep else
          f"search: {c.search.sampler}, {c.search.n_trials} trials, objectives {list(c.search.objectives)}"),
         ("search space", f"{study.space.name} ({', '.join(d.name for d in study.space.designs)})"),
-        ("ledger", f"{display_url(study)} (study {study.name})"),
+        ("ledger", f"{study.storage_display} (study {study.name})"),
         ("trials", ", ".join(f"{v} {k.lower()}" for k, v in counts.items()) or "none"),
     ]
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts)

@@ -48,9 +48,10 @@ def _md(text: Any) -> str:
 
 def study_section(path: str | Path, profile: str | None) -> str:
     """One study's section of the page (or a line saying why there is nothing to show)."""
+    from ..errors import ConfigError
     from ..study.ledger import open_study
+    from ..study.loader import load_study
     from ..study.results import ledger_frame
-    from ..study.schema import ConfigError, load_study
 
     try:
         study = load_study(path, profile)
@@ -126,8 +127,8 @@ TRAIN_MAC_FACTOR = 3
 def paper_scale(path: str | Path) -> str:
     """A line giving the compute of the study's ``paper`` profile (trials, steps, training MACs), computed from its
     plan (sizes only; nothing is built or timed). Empty when the study has no paper profile."""
+    from ..study.loader import load_study
     from ..study.plan import plan_study
-    from ..study.schema import load_study
 
     try:
         study = load_study(path, "paper")

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import ArchsearchError
-from .schema import Study
+from .config import Study
 
 #: Environment variable that replaces ``auto`` workers by a number (as OMP_NUM_THREADS does for threads); the
 #: test suite sets it to 1 so that tests run trials in-process unless they test the layout itself.
@@ -16,7 +16,7 @@ WORKERS_ENV = "ARCHSEARCH_WORKERS"
 
 
 @dataclass(frozen=True)
-class Layout:
+class WorkerLayout:
     """How a run uses the machine: ``workers`` processes (local) or concurrent trials (Ray), ``threads`` torch
     threads each, and why (recorded in the ledger's ``runs``)."""
 
@@ -39,7 +39,7 @@ def machine_name() -> str:
     return f"{cpu_model()}, {machine_cpus()} cores"
 
 
-def choose_layout(study: Study, requested: int | str | None, remaining: int, kind: str) -> Layout:
+def choose_layout(study: Study, requested: int | str | None, remaining: int, kind: str) -> WorkerLayout:
     """The worker x thread layout of a run. A number (``--workers`` or the study's ``executor.workers``) is used as
     given, the cores shared evenly. ``auto`` on a CPU with trials for more than one worker runs one single-thread
     worker per core: the studies' models are small (a few hundred thousand MACs per pixel), and independent trials
@@ -59,15 +59,15 @@ def choose_layout(study: Study, requested: int | str | None, remaining: int, kin
             n = 0
         if n < 1:
             raise ArchsearchError(f"{src} must be auto or an integer >= 1, got {raw!r}")
-        return Layout(n, max(1, cpus // n), f"{src} {n}")
+        return WorkerLayout(n, max(1, cpus // n), f"{src} {n}")
     if on_gpu(study):
-        return Layout(1, cpus, "auto: one worker on the GPU")
+        return WorkerLayout(1, cpus, "auto: one worker on the GPU")
     if kind == "ray":
-        return Layout(cpus, 1, f"auto: {cpus} concurrent single-thread trials")
+        return WorkerLayout(cpus, 1, f"auto: {cpus} concurrent single-thread trials")
     if cpus < 2 or remaining < 2:
-        return Layout(1, cpus, f"auto: one worker, {cpus} thread(s) ({remaining} trial(s) to run)")
+        return WorkerLayout(1, cpus, f"auto: one worker, {cpus} thread(s) ({remaining} trial(s) to run)")
     n = min(cpus, remaining)
-    return Layout(n, max(1, cpus // n), f"auto: {n} single-thread workers on {cpus} cores")
+    return WorkerLayout(n, max(1, cpus // n), f"auto: {n} single-thread workers on {cpus} cores")
 
 
 def cuda_available() -> bool:
@@ -78,7 +78,7 @@ def cuda_available() -> bool:
 
 def on_gpu(study: Study) -> bool:
     """Whether the study's trials train on a GPU (``training.device`` cuda, or auto with a GPU present)."""
-    device = str(dict(study.config.training).get("device", "auto"))
+    device = study.train.device
     return device.startswith("cuda") or (device == "auto" and cuda_available())
 
 

@@ -11,15 +11,14 @@ the validated config, the fidelity line and the grid points no knob value could 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 from ..errors import ArchsearchError
-from .sampling import INTERRUPTED, OBJECTIVE_ATTRS  # noqa: F401  (INTERRUPTED re-exported for readers)
-from .schema import Study
+from .config import Study, config_fingerprint
+from .sampling import INTERRUPTED, OBJECTIVE_ATTRS
 
 
 def _optuna():
@@ -27,17 +26,6 @@ def _optuna():
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
-
-
-def config_fingerprint(study: Study) -> str:
-    """What must not change under a running ledger: everything that defines the trials' results."""
-    c = study.config
-    body = {
-        "task": dict(c.task), "data": c.data.__dict__, "budget": c.budget.__dict__ if c.budget else None,
-        "sweep": c.sweep.__dict__ if c.sweep else None, "search": c.search.__dict__ if c.search else None,
-        "training": dict(c.training), "space": [repr(d) for d in study.space.designs],
-    }
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def directions(study: Study) -> list[str]:
@@ -52,13 +40,6 @@ def metric_names(study: Study) -> list[str]:
     return [OBJECTIVE_ATTRS[o] for o in objectives]
 
 
-def display_url(study: Study) -> str:
-    """The ledger's URL as it may be printed: any password masked."""
-    from .storage import mask_url
-
-    return mask_url(study.storage_url)
-
-
 def storage_for(study: Study):
     """The study's Optuna storage (:func:`archsearch.study.storage.make_storage`: checked, masked in errors,
     safe when several processes create a new ledger at once)."""
@@ -67,7 +48,7 @@ def storage_for(study: Study):
     return make_storage(study.storage_url)
 
 
-def check_storage(study: Study):
+def server_storage(study: Study):
     """A database server that cannot be reached is one line (masked URL and reason), before anything is written;
     returns its storage, to be handed on. A default SQLite ledger is not opened here (None): it is created inside
     the study folder, which does not exist yet."""
@@ -77,7 +58,7 @@ def check_storage(study: Study):
 
 
 def _no_ledger(study: Study) -> ArchsearchError:
-    return ArchsearchError(f"no ledger for study {study.name!r} in {display_url(study)} "
+    return ArchsearchError(f"no ledger for study {study.name!r} in {study.storage_display} "
                            f"(run `archsearch run {study.path}` first)")
 
 
@@ -111,7 +92,7 @@ def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None, 
     stored = ostudy.user_attrs.get("fingerprint")
     if stored and stored != config_fingerprint(study):
         raise ArchsearchError(
-            f"{study.path}: the ledger of study {study.name!r} ({display_url(study)}) was written with a "
+            f"{study.path}: the ledger of study {study.name!r} ({study.storage_display}) was written with a "
             "different configuration; results would mix. Use --fresh to start over, or give the study a new name")
     return ostudy
 
@@ -175,3 +156,15 @@ def recover_stale(ostudy, *, owner_only: bool = False) -> list[Any]:
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001
             stale.append(t)
     return stale
+
+
+def open_ledger(study_file: str | Path, profile: str | None = None, output_dir: str | Path | None = None):
+    """The study (validated) and its ledger (the Optuna study), as ``archsearch report`` reads them.
+
+    ``output_dir`` overrides the study's output folder (and its default SQLite ledger there), as for
+    ``archsearch run --output-dir``. Raises :class:`ArchsearchError` for an unknown study file or a missing ledger.
+    """
+    from .loader import load_study  # the loader imports nothing of the ledger; kept local as the only use
+
+    study = load_study(study_file, profile, output_dir or None)
+    return study, open_study(study, create=False)

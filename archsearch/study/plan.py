@@ -13,7 +13,7 @@ the plan says so.
 Notebook use::
 
     from archsearch.study.plan import plan_study
-    from archsearch.study.schema import load_study
+    from archsearch.study import load_study
     plan = plan_study(load_study("studies/xunit_budget.yaml"))
     plan.frame()            # one row per planned point (pandas)
     print(plan.text())      # what `--plan` prints
@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ArchsearchError, BudgetError, SpecError
+from .config import Study
+from .images import study_data
 from .layout import choose_layout, machine_cpus
-from .schema import Study
-from .trial import plan_sweep, solve_design
+from .sweep import solve_design
 
 #: Forward MACs of one timed step above which the timed batch (then the patch) is reduced and the time scaled
 #: linearly by pixels (a paper-scale network on a CPU would otherwise take minutes to plan).
@@ -174,7 +175,7 @@ def _counts(sol) -> tuple[Any, Any]:
 
 
 def _sweep_points(study: Study) -> tuple[list[PlannedPoint], list[dict[str, Any]], dict[str, Any]]:
-    points, infeasible = plan_sweep(study)
+    points, infeasible = study.plan.points, study.plan.infeasible
     by_point: dict[tuple, PlannedPoint] = {}
     specs: dict[str, Any] = {}
     for p in points:
@@ -182,7 +183,7 @@ def _sweep_points(study: Study) -> tuple[list[PlannedPoint], list[dict[str, Any]
         if key in by_point:
             by_point[key].seeds += (p.seed,)
             continue
-        sol = solve_design(study, study.space.design(p.design), dict(p.arguments))
+        sol = solve_design(study.config.budget, study.space.design(p.design), dict(p.arguments))
         spec, counts = _counts(sol)
         specs[spec.hash] = spec
         by_point[key] = PlannedPoint(p.design, p.label, p.sweep_value, (p.seed,), dict(p.arguments), spec.hash,
@@ -211,7 +212,7 @@ def _search_points(study: Study) -> tuple[list[PlannedPoint], list[dict[str, Any
         args = _representative(design)
         label = design.name + "".join(f" {k}={v}" for k, v in args.items())
         try:
-            sol = solve_design(study, design, args)
+            sol = solve_design(study.config.budget, design, args)
         except (BudgetError, SpecError) as err:
             infeasible.append({"design": design.name, "sweep_value": None, "label": label, "reason": str(err)})
             continue
@@ -285,7 +286,6 @@ def _image_pixels(study: Study, config, scale: int) -> tuple[float | None, float
     and the seconds the trainer spends drawing one batch of patches from them (timed on 5 batches); (None, None,
     0, why) where the data cannot be read here (e.g. a paper profile whose sets are not installed)."""
     from ..training import PatchSampler
-    from .trial import study_data
 
     try:
         task, train, val, test = study_data(study)

@@ -17,6 +17,7 @@ trial's resources; ``workers`` caps the concurrent trials.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from functools import partial
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from . import ledger as L
+from .config import Study
+from .queue import claim_and_run
 from .sampling import (
     count_states,
     distributions,
@@ -32,14 +35,15 @@ from .sampling import (
     search_label,
     search_target,
     suggest_search,
+    validation_every,
 )
-from .schema import Study, load_study
 from .trial import run_trial
 
 
-def _origin(study: Study):
-    """The study file (absolute: Ray workers may run elsewhere) or the mapping it was loaded from."""
-    return study.source if study.source is not None else str(Path(study.path).resolve())
+def _portable(study: Study) -> Study:
+    """The loaded study as Ray trials receive it (pickled, plan included: nothing is loaded or planned again),
+    with its output folder absolute -- Tune runs each trainable in a folder of its own."""
+    return dataclasses.replace(study, output_dir=Path(study.output_dir).resolve())
 
 
 def _set_threads(cpus: float) -> None:
@@ -48,16 +52,12 @@ def _set_threads(cpus: float) -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
-def _sweep_trainable(config: dict[str, Any], *, path, profile: str, output_dir: str, cpus: float) -> None:
+def _sweep_trainable(config: dict[str, Any], *, study: Study, cpus: float) -> None:
     from ray import tune
 
-    from .claims import claim_and_run
-    from .trial import plan_sweep
-
     _set_threads(cpus)
-    study = load_study(path, profile, output_dir)
     ostudy = L.open_study(study, create=False)
-    claim_and_run(study, ostudy, distributions(plan_sweep(study)[0]))
+    claim_and_run(study, ostudy, distributions(study.plan.points))
     tune.report({"claimed": 1})
 
 
@@ -84,12 +84,11 @@ class _StorageRecorder:
         return False  # ASHA stops the trial between reports
 
 
-def _search_trainable(config: dict[str, Any], *, path, profile: str, output_dir: str, cpus: float) -> None:
+def _search_trainable(config: dict[str, Any], *, study: Study, cpus: float) -> None:
     import optuna
     from ray import tune
 
     _set_threads(cpus)
-    study = load_study(path, profile, output_dir)
     ostudy = L.open_study(study, create=False)
     number = int(config["trial_number"])
     frozen = next(t for t in ostudy.get_trials(deepcopy=False) if t.number == number)
@@ -111,11 +110,11 @@ class _DefineByRun:
     """OptunaSearch's define-by-run space: the same suggestions as the local executor, plus the Optuna trial number
     so the trainable can write its attributes to that trial. A picklable class (Tune checkpoints the searcher)."""
 
-    def __init__(self, path, profile: str):
-        self.path, self.profile = path, profile
+    def __init__(self, study: Study):
+        self.study = study
 
     def __call__(self, trial) -> dict[str, Any]:
-        suggest_search(load_study(self.path, self.profile), trial)  # only the search space is read
+        suggest_search(self.study, trial)
         return {"trial_number": trial.number}
 
 
@@ -178,8 +177,7 @@ def run_ray(study: Study, ostudy, *, mode: str, workers: int) -> None:
         started = True
     try:
         resources = {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial}
-        common = dict(path=_origin(study), profile=study.profile,
-                      output_dir=str(Path(study.output_dir).resolve()), cpus=ex.cpus_per_trial)
+        common = dict(study=_portable(study), cpus=ex.cpus_per_trial)
         run_config = tune.RunConfig(storage_path=str((Path(study.output_dir) / "ray").resolve()),
                                     name=f"{mode}", verbose=0)
         if mode == "sweep":
@@ -212,7 +210,7 @@ def _search_tuner(study: Study, common: dict[str, Any], resources: dict[str, flo
 
     s = study.config.search
     assert s is not None
-    space = _DefineByRun(_origin(study), study.profile)
+    space = _DefineByRun(_portable(study))
     names = L.metric_names(study)
     multi = len(names) > 1
     metric = names if multi else names[0]
@@ -223,9 +221,7 @@ def _search_tuner(study: Study, common: dict[str, Any], resources: dict[str, flo
     if not multi and s.pruner != "none":  # ASHA plays the pruner's role under Ray
         from ray.tune.schedulers import ASHAScheduler
 
-        from .sampling import validation_every
-
-        steps = int(dict(study.config.training).get("steps", 1000))
+        steps = study.train.steps
         scheduler = ASHAScheduler(time_attr="training_iteration", metric="psnr", mode="max",
                                   max_t=max(2, steps // validation_every(study) + 1), grace_period=1,
                                   reduction_factor=s.reduction_factor)

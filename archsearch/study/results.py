@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import ArchsearchError
 from . import ledger as L
-from .schema import Study
+from .config import Study
 
 RESULT_COLUMNS = ["number", "state", "design", "label", "sweep_value", "seed", "n_params", "macs_per_pixel",
                   "activation_param_pct", "psnr", "ssim", "val_psnr", "wall_time_s", "train_time_s", "eval_time_s",
@@ -84,7 +85,7 @@ def ledger_frame(study, ostudy=None):
     design and searched params."""
     ostudy = ostudy or L.open_study(study, create=False)
     df = results_frame(study, ostudy)
-    from .latency import stored_latency
+    from .remeasure import stored_latency
 
     latency = stored_latency(ostudy)
     extra = {}
@@ -141,3 +142,33 @@ def write_table(df, path: str | Path) -> Path:
     else:
         out.to_csv(path, index=False)
     return path
+
+
+def pareto_mask(cost: Sequence[float], quality: Sequence[float]) -> list[bool]:
+    """Non-dominated points for *cost* to minimise and *quality* to maximise.
+
+    A point is dominated when another has cost <= and quality >= with at least one strict; equal points are
+    all kept. Points with a missing (NaN/None) value are never on the front.
+    """
+    n = len(cost)
+    if len(quality) != n:
+        raise ArchsearchError(f"pareto_mask: cost and quality must have equal lengths, got {n} and {len(quality)}")
+    ok = [is_finite(cost[i]) and is_finite(quality[i]) for i in range(n)]
+    c = [float(v) if ok[i] else 0.0 for i, v in enumerate(cost)]
+    q = [float(v) if ok[i] else 0.0 for i, v in enumerate(quality)]
+    mask = []
+    for i in range(n):
+        if not ok[i]:
+            mask.append(False)
+            continue
+        dominated = any(ok[j] and c[j] <= c[i] and q[j] >= q[i] and (c[j] < c[i] or q[j] > q[i]) for j in range(n))
+        mask.append(not dominated)
+    return mask
+
+
+def is_finite(v: Any) -> bool:
+    """A number that is not NaN or infinite (None and text are not)."""
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False

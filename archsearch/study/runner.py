@@ -1,4 +1,6 @@
-"""Running a study: validate and plan, open the ledger once, resume, execute (local or Ray), write the outputs.
+"""Running a study: check its data and plan, open the ledger once, resume, execute (local or Ray), then hand the
+ledger to the caller's outputs step (:func:`archsearch.report.outputs.write_outputs` for ``archsearch run`` and
+:func:`archsearch.run_study`: this package writes the ledger and knows nothing of reports).
 
 Output folder (``runs/<study>`` unless the study sets ``output_dir``)::
 
@@ -38,9 +40,10 @@ from typing import Any
 
 from ..errors import ArchsearchError, BudgetError, SpecError
 from . import ledger as L
-from .claims import claim_and_run, claim_lock, file_lock, run_and_tell
-from .layout import Layout, choose_layout, machine_name, run_device
-from .results import RESULT_COLUMNS, ledger_frame, summary_frame
+from .config import Study
+from .images import check_study_data, study_data
+from .layout import WorkerLayout, choose_layout, machine_name, run_device
+from .queue import claim_and_run, claim_lock, file_lock, run_and_tell
 from .sampling import (
     count_states,
     distributions,
@@ -52,8 +55,7 @@ from .sampling import (
     search_target,
     suggest_search,
 )
-from .schema import Study, check_study_data, load_study
-from .trial import plan_sweep, solve_design, study_data
+from .sweep import solve_design
 
 MARKER = ".archsearch"
 #: What ``--fresh`` removes from a study folder (and nothing else).
@@ -73,6 +75,12 @@ class RunSummary:
     left: int = 0  # planned trials without a finished trial (queued, or interrupted and not yet re-run)
     interrupted: int = 0
     duplicates: int = 0
+    outputs: Any = None  # what the caller's outputs step returned (files, tables, claim verdicts), else None
+
+    @property
+    def verdicts(self) -> list:
+        """The claim verdicts the outputs step computed (none without an outputs step or claims)."""
+        return list(getattr(self.outputs, "verdicts", None) or [])
 
     @property
     def status(self) -> str:
@@ -114,7 +122,7 @@ def _search_loop(study: Study, ostudy, *, progress: bool = False, on_done=None) 
 
 
 def _sweep_loop(study: Study, ostudy, *, progress: bool = False, on_done=None) -> None:
-    dists = distributions(plan_sweep(study)[0])
+    dists = distributions(study.plan.points)
     while claim_and_run(study, ostudy, dists, progress=progress):
         if on_done:
             on_done()
@@ -138,13 +146,12 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _worker_entry(path, profile: str, output_dir: str, mode: str, threads: int, parent: int, index: int) -> None:
+def _worker_entry(study: Study, mode: str, threads: int, parent: int, index: int) -> None:
     _die_with_parent(parent)
     try:
-        import torch
+        import torch  # set before any torch work in this fresh (spawned) process
 
         torch.set_num_threads(threads)
-        study = load_study(path, profile, output_dir)  # the parent's output folder, which --output-dir may set
         ostudy = L.open_study(study, create=False, sampler=sampler(study, seed=sampler_seed(study) + 1 + index),
                               pruner=pruner(study))
         (_sweep_loop if mode == "sweep" else _search_loop)(study, ostudy)
@@ -155,12 +162,12 @@ def _worker_entry(path, profile: str, output_dir: str, mode: str, threads: int, 
 # ---------------------------------------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------------------------------------
-def check(study: Study) -> tuple[list, list[dict[str, Any]]]:
+def check(study: Study) -> tuple[tuple, tuple[dict[str, Any], ...]]:
     """Everything that can be wrong before a study starts, checked without writing anything: the data load and
     fit the task, and the budget is reachable. Returns the sweep's points and infeasible grid points."""
     check_study_data(study, *study_data(study))  # missing, unreadable or too-small images: one line naming the file
-    if study.config.sweep is not None:
-        points, infeasible = plan_sweep(study)
+    if study.plan is not None:
+        points, infeasible = study.plan.points, study.plan.infeasible
         if not points:
             reasons = "; ".join(f"{i['label']}: {i['reason']}" for i in infeasible[:4])
             raise ArchsearchError(f"{study.path}: budget: no grid point of the sweep fits the budget: {reasons}")
@@ -169,14 +176,14 @@ def check(study: Study) -> tuple[list, list[dict[str, Any]]]:
         reasons = []
         for design in study.space.designs:
             try:
-                solve_design(study, design, {})
+                solve_design(study.config.budget, design, {})
                 break
             except (BudgetError, SpecError) as err:
                 reasons.append(f"{design.name}: {err}")
         else:
             raise ArchsearchError(f"{study.path}: budget: no design of the search space can meet it: "
                                   + "; ".join(reasons))
-    return [], []
+    return (), ()
 
 
 def _prepare_folder(study: Study, fresh: bool) -> None:
@@ -202,7 +209,7 @@ def prepare(study: Study, ostudy, points, infeasible) -> int:
     L.recover_stale(ostudy, owner_only=local)
     trials = ostudy.get_trials(deepcopy=False)
     if study.config.sweep is not None:
-        ostudy.set_user_attr("infeasible", infeasible)
+        ostudy.set_user_attr("infeasible", list(infeasible))
         held = {t.user_attrs.get("point") for t in trials if not is_interrupted(t)}
         for p in points:
             if p.key not in held:
@@ -217,12 +224,7 @@ def prepare(study: Study, ostudy, points, infeasible) -> int:
     return search_target(study)
 
 
-def open_ledger(study: Study, *, create: bool, storage=None):
-    """The study's Optuna study with the search's sampler and pruner (opened once per process)."""
-    return L.open_study(study, create=create, sampler=sampler(study), pruner=pruner(study), storage=storage)
-
-
-def _record_run(ostudy, study: Study, layout: Layout, started: float, wall: float, kind: str) -> None:
+def _record_run(ostudy, study: Study, layout: WorkerLayout, started: float, wall: float, kind: str) -> None:
     """Append this run to the ledger's ``runs``: when, how long, where, with which layout (the reproduction page
     reads it)."""
     import datetime as dt
@@ -239,9 +241,10 @@ def _record_run(ostudy, study: Study, layout: Layout, started: float, wall: floa
 
 
 def run_study(study: Study, *, executor: str | None = None, workers: int | str | None = None, fresh: bool = False,
-              progress: bool | None = None, echo=print) -> RunSummary:
+              progress: bool | None = None, echo=print, outputs=None) -> RunSummary:
     """Run (or resume) a study to completion; see the module docstring. Nothing is written when the study, its
-    data or its budget is wrong."""
+    data or its budget is wrong. ``outputs(study, ostudy)``, when given, is called with the ledger at the end of
+    the run, still under the run's lock; what it returns is the summary's ``outputs``."""
     kind = executor or study.config.executor.kind
     if workers not in (None, "auto") and int(workers) < 1:
         raise ArchsearchError(f"--workers must be >= 1, got {workers}")
@@ -250,17 +253,17 @@ def run_study(study: Study, *, executor: str | None = None, workers: int | str |
     out = Path(study.output_dir)
     t0 = time.perf_counter()
     points, infeasible = check(study)
-    storage = L.check_storage(study)
+    storage = L.server_storage(study)
     _prepare_folder(study, fresh)
     with file_lock(out / ".run.lock", blocking=False):
         storage = storage or L.storage_for(study)  # opened once for the run
         if fresh:
             L.delete_study(study, storage)
-        ostudy = open_ledger(study, create=True, storage=storage)
+        ostudy = L.open_study(study, create=True, sampler=sampler(study), pruner=pruner(study), storage=storage)
         total = prepare(study, ostudy, points, infeasible)
         c = count_states(ostudy.get_trials(deepcopy=False))
         echo(f"study {study.name}: {total} trials planned, {c.finished} already finished, "
-             f"{len(infeasible)} grid points off the budget; ledger {L.display_url(study)}")
+             f"{len(infeasible)} grid points off the budget; ledger {study.storage_display}")
         if study.config.fidelity:
             echo(f"fidelity: {study.config.fidelity}")
         mode = "sweep" if study.config.sweep is not None else "search"
@@ -279,10 +282,11 @@ def run_study(study: Study, *, executor: str | None = None, workers: int | str |
             with contextlib.suppress(Exception):  # a dead database must not hide the run's own error
                 _record_run(ostudy, study, layout, started, time.time() - started, kind)
         trials = ostudy.get_trials(deepcopy=False)
-        write_outputs(study, ostudy)
+        written = outputs(study, ostudy) if outputs is not None else None
     c = count_states(trials)
     return RunSummary(total, c.complete, c.failed, c.pruned, len(infeasible), time.perf_counter() - t0, out,
-                      left=_left(study, trials, points, total), interrupted=c.interrupted, duplicates=c.duplicates)
+                      left=_left(study, trials, points, total), interrupted=c.interrupted, duplicates=c.duplicates,
+                      outputs=written)
 
 
 def _left(study: Study, trials, points, total: int) -> int:
@@ -318,10 +322,10 @@ def _run_in_process(study: Study, ostudy, mode: str, threads: int, total: int, f
             bar.close()
 
 
-def _run_processes(study: Study, ostudy, mode: str, layout: Layout, total: int, finished: int,
+def _run_processes(study: Study, ostudy, mode: str, layout: WorkerLayout, total: int, finished: int,
                    progress: bool) -> None:
     ctx = mp.get_context("spawn")  # fork after torch/sqlite initialisation is unsafe
-    args = (study.origin, study.profile, str(study.output_dir), mode, layout.threads, os.getpid())
+    args = (study, mode, layout.threads, os.getpid())  # the loaded study, pickled: workers neither load nor plan
     procs = [ctx.Process(target=_worker_entry, args=(*args, i), daemon=False) for i in range(layout.workers)]
     for p in procs:
         p.start()
@@ -346,32 +350,3 @@ def _run_processes(study: Study, ostudy, mode: str, layout: Layout, total: int, 
     bad = [p.exitcode for p in procs if p.exitcode]
     if bad:
         raise ArchsearchError(f"{len(bad)} worker process(es) exited with status {bad}; re-run to resume")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# outputs
-# ---------------------------------------------------------------------------------------------------------
-def write_outputs(study: Study, ostudy) -> dict[str, Path]:
-    """``results.csv``, ``summary.csv`` and the study's main curve as a PNG -- drawn by the report's figure
-    functions (:mod:`archsearch.report`), so the plain plot and the report show the same thing."""
-    from ..report.data import design_points
-    from ..report.figures import fig_activation_share, fig_vs_size, to_png
-
-    out = Path(study.output_dir)
-    df = ledger_frame(study, ostudy)
-    paths = {"results": out / "results.csv", "summary": out / "summary.csv"}
-    df[RESULT_COLUMNS].to_csv(paths["results"], index=False)
-    summary_frame(df).to_csv(paths["summary"], index=False)
-    points = design_points(df)
-    from ..report.page import published_by_label
-    from ..report.verdicts import study_verdicts, write_verdicts
-
-    verdicts = study_verdicts(study, ostudy, df)
-    if verdicts:
-        paths["claims_csv"], paths["claims_json"] = write_verdicts(verdicts, out)
-    fig = fig_activation_share(points, study.config.fidelity, verdicts, published_by_label(study, points)) \
-        if study.config.sweep is not None else None
-    fig = fig or fig_vs_size(points, "n_params", study.config.fidelity)
-    if fig is not None:
-        paths["plot"] = to_png(fig, out / f"{fig.key}.png")
-    return paths

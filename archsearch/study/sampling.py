@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .schema import Study
+from .config import Study
 
 #: ``fail_reason`` of a trial whose worker died (crash, kill, Ctrl-C) -- it is re-queued on resume.
 INTERRUPTED = "interrupted: the worker running it died (crash, kill, Ctrl-C); re-queued"
@@ -45,7 +45,7 @@ def pruner(study: Study):
     import optuna
 
     s = study.config.search
-    steps = int(dict(study.config.training).get("steps", 1000))
+    steps = study.train.steps
     if s is None or s.pruner == "none":
         return optuna.pruners.NopPruner()
     if s.pruner == "median":
@@ -59,9 +59,8 @@ def pruner(study: Study):
 
 def validation_every(study: Study) -> int:
     """The training steps between two validation reports (``val_every``; 0 validates at the end only)."""
-    training = dict(study.config.training)
-    every = int(training.get("val_every", 0) or 0)
-    return every if every > 0 else max(1, int(training.get("steps", 1000)))
+    every = study.train.val_every
+    return every if every > 0 else max(1, study.train.steps)
 
 
 def distributions(points) -> dict[str, Any]:

@@ -1,11 +1,12 @@
-"""Grid planning and the execution of one trial: solve the budget, build, train, evaluate, record.
+"""The execution of one trial: solve the budget, build, train, evaluate, record.
 
-Everything a trial needs is read from the :class:`~archsearch.study.schema.Study` and the trial's parameters, so
-the same function runs in the local executor, in its worker processes and inside Ray Tune.
+Everything a trial needs is read from the :class:`~archsearch.study.config.Study` and the trial's parameters, so
+the same function (:func:`run_trial`) runs in the local executor, in its worker processes and inside Ray Tune.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -14,11 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..builder import build
+from ..counting import count
 from ..errors import ArchsearchError, BudgetError, SpecError
+from ..evaluate import evaluate
+from ..latency import measure_latency
 from ..solver import Solution
 from ..spec import GraphSpec
-from .sampling import OBJECTIVE_ATTRS
-from .schema import Point, Study, plan_sweep, solve_design  # noqa: F401  (planning re-exported for readers)
+from ..training import train
+from .config import Study
+from .images import study_data
+from .ledger import this_host
+from .sampling import INTERRUPTED, OBJECTIVE_ATTRS, is_interrupted
+from .sweep import solve_design
 
 
 class TrialFailed(ArchsearchError):
@@ -31,41 +40,6 @@ class TrialFailed(ArchsearchError):
 
 class TrialPruned(Exception):
     """Raised when the pruner stops a trial at an intermediate validation step."""
-
-
-_DATA_CACHE: dict[tuple[str, str, str], Any] = {}
-
-
-def study_data(study: Study):
-    """Task and images, loaded once per process (every trial of a study sees the same images and noise)."""
-    from .ledger import config_fingerprint
-
-    key = (str(study.path), study.profile, config_fingerprint(study))
-    if key not in _DATA_CACHE:
-        _DATA_CACHE.clear()
-        _DATA_CACHE[key] = load_study_data(study)
-    return _DATA_CACHE[key]
-
-
-def load_study_data(study: Study):
-    from ..data import DataError, load_dataset
-    from ..tasks import make_task
-    from .schema import ConfigError
-
-    c = study.config
-    task = make_task(**dict(c.task))
-    root = c.data.data_root
-
-    def load(split: str):  # errors name the study file and the key (data.train) as well as the image file
-        try:
-            return load_dataset(getattr(c.data, split), color=task.color, data_root=root, split=split)
-        except DataError as err:
-            raise ConfigError(f"data.{split}", str(err), file=str(study.path)) from None
-
-    train, val, test = load("train"), load("val"), load("test")
-    if c.data.val_images:
-        val = val[: c.data.val_images]
-    return task, train, val, test
 
 
 def last_third_gain(history, steps: int) -> float | None:
@@ -88,22 +62,15 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
     step; it raises :class:`TrialPruned` to stop.
     Raises :class:`TrialFailed` with a reason when the budget cannot be met or training diverges.
     """
-    import torch
-
-    from ..builder import build
-    from ..evaluate import evaluate
-    from ..schema import load_dataclass
-    from ..training import TrainConfig, train
+    import torch  # torch is heavy: the study package imports it where a trial runs
 
     t_start = time.perf_counter()
     design = study.space.design(design_name)
     try:
-        sol = solve_design(study, design, arguments)
+        sol = solve_design(study.config.budget, design, arguments)
     except (BudgetError, SpecError) as err:
         raise TrialFailed(f"infeasible: {err}") from None
     spec = sol.spec if isinstance(sol, Solution) else sol
-    from ..counting import count
-
     counts = count(spec)
     out = study.output_dir
     spec_path = out / "specs" / f"{spec.hash}.yaml"
@@ -120,8 +87,9 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
     if on_spec is not None:
         on_spec(dict(attrs))
     task, train_images, val_images, test_images = study_data(study)
-    config = load_dataclass(TrainConfig, {"progress": progress, **dict(study.config.training), "seed": seed},
-                            "training")
+    # the study file's own `training.progress` wins over the caller's default
+    config = dataclasses.replace(study.train, seed=seed,
+                                 progress=study.train.progress if "progress" in study.config.training else progress)
     torch.manual_seed(seed)
     model = build(spec)
     t_overhead = time.perf_counter() - t_start
@@ -146,11 +114,14 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
     t2 = time.perf_counter()
     ckpt = out / "checkpoints" / f"{checkpoint_name or f'{spec.hash}_seed{seed}'}.safetensors"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save_file
+    from safetensors.torch import (
+        save_file,  # imported where checkpoints are written (it pulls in numpy paths)
+    )
 
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(ckpt),
               metadata={"spec_hash": spec.hash, "spec_path": str(spec_path)})
     attrs["checkpoint"] = str(ckpt)
+    attrs["_spec"] = spec  # for the trial's latency (not stored: run_trial pops it)
     attrs["overhead_s"] = t_overhead + (time.perf_counter() - t2)
     attrs["wall_time_s"] = time.perf_counter() - t_start
     return attrs
@@ -212,8 +183,6 @@ def aggregate(results: list[dict[str, Any]], curve: list[list[float]]) -> dict[s
 def find_finished(ostudy, spec_hash: str, *, exclude: int, wait_s: float = 2.0):
     """The first finished trial that trained ``spec_hash`` (not itself a duplicate), waiting while another worker
     still trains it; None when no trial has that architecture. Interrupted trials do not count."""
-    from .sampling import is_interrupted
-
     while True:
         same = [t for t in ostudy.get_trials(deepcopy=False)
                 if t.number != exclude and t.user_attrs.get("spec_hash") == spec_hash
@@ -235,14 +204,12 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
     trained again: the outcome repeats that trial's, with ``duplicate_of`` set. Ctrl-C and kills propagate after
     the trial is marked interrupted, so the caller re-queues it.
     """
-    from .sampling import INTERRUPTED
-
     for k, v in worker_identity().items():
         rec.set_attr(k, v)
     if label is not None:
         rec.set_attr("label", label)
     multi = study.config.search is not None and len(study.config.search.objectives) > 1
-    last_step = int(dict(study.config.training).get("steps", 1000))
+    last_step = study.train.steps
     curve: list[list[float]] = []
     spec_attrs: dict[str, Any] = {}
 
@@ -272,9 +239,12 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
             name = f"trial_{rec.number}" if len(seeds) == 1 else f"trial_{rec.number}_seed{seed}"
             results.append(execute(study, design, arguments, seed, report=report if i == 0 else None,
                                    checkpoint_name=name, progress=progress, on_spec=on_spec if i == 0 else None))
+        spec = results[0].pop("_spec")
+        for r in results[1:]:
+            r.pop("_spec")
         attrs = aggregate(results, curve)
         if study.config.latency.enabled:
-            attrs.update(trial_latency(study, attrs["spec_path"]))
+            attrs.update(trial_latency(study, spec))
         return Outcome("COMPLETE", attrs, objective_values(study, attrs))
     except _Duplicate as dup:
         prev = dup.trial
@@ -299,15 +269,12 @@ class _Duplicate(Exception):
         self.trial = trial
 
 
-def trial_latency(study: Study, spec_path: str) -> dict[str, Any]:
+def trial_latency(study: Study, spec: GraphSpec) -> dict[str, Any]:
     """Latency of the trial's architecture measured where it was trained (fresh weights: the architecture, not
     the trained values, sets the time), stored per trial so Optuna's tools can sort and plot it."""
-    from ..latency import measure_latency
-
     lat = study.config.latency
-    res = measure_latency(GraphSpec.from_file(spec_path), device=str(dict(study.config.training).get("device",
-                                                                                                     "auto")),
-                          size=tuple(lat.size), warmup=lat.warmup, repeats=lat.repeats)
+    res = measure_latency(spec, device=str(study.train.device), size=tuple(lat.size), warmup=lat.warmup,
+                          repeats=lat.repeats)
     return {"latency_ms_per_mp": res["ms_per_mp"], "latency_device": res["device"],
             "latency_input": f"{lat.size[0]}x{lat.size[1]}"}
 
@@ -321,6 +288,4 @@ def failure_log(study: Study, trial_number: int, err: BaseException) -> str:
 
 
 def worker_identity() -> dict[str, Any]:
-    from .ledger import this_host
-
     return {"host": this_host(), "pid": os.getpid()}

@@ -3,33 +3,17 @@ MemNet tables and parameter importances -- numbers only, no drawing (:mod:`.figu
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from ..errors import ArchsearchError
-from ..study.results import is_nan, ledger_frame, summary_frame  # noqa: F401  (re-exported for analysis/)
+from ..study.results import is_finite, is_nan, pareto_mask, summary_frame
 
 VARIANT_KEYS = ("xunit_kernel_size", "sparsity_groups", "recursions", "cardinality", "xunit_design", "regime",
                 "activation")
 
 # Short names of swept arguments for point labels (the papers' letters).
 _SHORT = {"xunit_kernel_size": "r", "sparsity_groups": "k", "recursions": "R", "n_blocks": "n", "cardinality": "d"}
-
-
-def open_ledger(study_file: str | Path, profile: str | None = None, output_dir: str | Path | None = None):
-    """The study (validated) and its ledger (the Optuna study), as ``archsearch report`` reads them.
-
-    ``output_dir`` overrides the study's output folder (and its default SQLite ledger there), as for
-    ``archsearch run --output-dir``. Raises :class:`ArchsearchError` for an unknown study file or a missing ledger.
-    """
-    from ..study.ledger import open_study
-    from ..study.schema import load_study
-
-    study = load_study(study_file, profile, output_dir or None)
-    return study, open_study(study, create=False)
 
 
 def design_points(df):
@@ -67,35 +51,6 @@ def _short_label(label: Any, design: Any) -> str:
     if isinstance(design, str) and text.startswith(design):
         text = text[len(design):].strip() or design
     return compact_label(text)
-
-
-def is_finite(v: Any) -> bool:
-    try:
-        return v is not None and math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
-
-
-def pareto_mask(cost: Sequence[float], quality: Sequence[float]) -> list[bool]:
-    """Non-dominated points for *cost* to minimise and *quality* to maximise.
-
-    A point is dominated when another has cost <= and quality >= with at least one strict; equal points are
-    all kept. Points with a missing (NaN/None) value are never on the front.
-    """
-    n = len(cost)
-    if len(quality) != n:
-        raise ArchsearchError(f"pareto_mask: cost and quality must have equal lengths, got {n} and {len(quality)}")
-    ok = [is_finite(cost[i]) and is_finite(quality[i]) for i in range(n)]
-    c = [float(v) if ok[i] else 0.0 for i, v in enumerate(cost)]
-    q = [float(v) if ok[i] else 0.0 for i, v in enumerate(quality)]
-    mask = []
-    for i in range(n):
-        if not ok[i]:
-            mask.append(False)
-            continue
-        dominated = any(ok[j] and c[j] <= c[i] and q[j] >= q[i] and (c[j] < c[i] or q[j] > q[i]) for j in range(n))
-        mask.append(not dominated)
-    return mask
 
 
 def pareto_front(points, x: str):

@@ -6,14 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchsearchError
+from .config import Study
 from .ledger import open_study
-from .schema import Study
-
-
-def _pareto_mask(cost, quality):
-    from ..report.data import pareto_mask
-
-    return pareto_mask(cost, quality)
+from .results import pareto_mask
 
 
 def select_trials(study: Study, which: str, ostudy=None) -> list:
@@ -29,7 +24,7 @@ def select_trials(study: Study, which: str, ostudy=None) -> list:
     if which == "pareto":
         if not complete:
             raise ArchsearchError(f"study {study.name!r} has no complete trial to export yet")
-        mask = _pareto_mask([t.user_attrs["n_params"] for t in complete], [t.user_attrs["psnr"] for t in complete])
+        mask = pareto_mask([t.user_attrs["n_params"] for t in complete], [t.user_attrs["psnr"] for t in complete])
         return sorted((t for t, keep in zip(complete, mask) if keep), key=lambda t: t.user_attrs["n_params"])
     try:
         number = int(which)

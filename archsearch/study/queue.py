@@ -1,5 +1,5 @@
-"""Claiming queued trials and recording their outcomes through Optuna's ask/tell -- used by the local workers
-and by the Ray executor's sweep trials alike."""
+"""The trial queue: claiming queued trials and recording their outcomes through Optuna's ask/tell -- used by the
+local workers and by the Ray executor's sweep trials alike."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchsearchError
-from .schema import Study
+from .config import Study
 from .trial import Outcome, run_trial
 
 
