@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from test_study import TINY_TRAINING, write_study
 
 from archsearch.errors import ConfigError
 from archsearch.study import load_study
+from archsearch.testing.studies import TINY_TRAINING, write_study
 
 CLAIM = {"id": "c1", "source": "xUnit (CVPR 2018) Fig. 4", "text": "0% is clearly worst", "kind": "extreme",
          "point": "convnet", "is": "worst"}

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_study import write_study
 
 from archsearch.errors import ConfigError, SpecError
 from archsearch.schema import load_yaml, read_text_file
@@ -18,6 +17,7 @@ from archsearch.spec import SAFE_NAME, check_name
 from archsearch.study import load_search_space, load_study
 from archsearch.study.config import check_storage_url
 from archsearch.study.storage import mask_url
+from archsearch.testing.studies import write_study
 
 SPACE = {"name": "sp", "designs": [{"name": "xnet", "family": "xnet", "fixed": {"depth": 4}, "free_knob": "width",
                                     "search": {"xunit_kernel_size": {"choices": [1, 3]}}}]}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import optuna
 import pytest
 import torch
-from test_report import add, new_ledger, write_study_file
 
 from archsearch import ArchsearchError, get_family
 from archsearch.cli import main
@@ -13,6 +12,9 @@ from archsearch.latency import measure_latency
 from archsearch.report import TITLES, ledger_frame
 from archsearch.study import load_study
 from archsearch.study.remeasure import stored_latency
+from archsearch.testing.ledger import add_trial as add
+from archsearch.testing.ledger import new_ledger
+from archsearch.testing.studies import write_synthetic_study as write_study_file
 
 FAST = {"size": (32, 32), "warmup": 1, "repeats": 3}
 

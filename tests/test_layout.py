@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_study import TINY_TRAINING, write_study
 
 from archsearch import build, get_family, load_study, run_study
 from archsearch.errors import ArchsearchError
@@ -14,6 +13,7 @@ from archsearch.study.layout import WORKERS_ENV, choose_layout
 from archsearch.study.ledger import open_study
 from archsearch.study.trial import last_third_gain
 from archsearch.tasks import make_task
+from archsearch.testing.studies import TINY_TRAINING, write_study
 from archsearch.training import TrainConfig, TrainConfigError, train, uses_channels_last
 
 

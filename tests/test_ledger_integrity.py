@@ -13,7 +13,6 @@ from pathlib import Path
 import optuna
 import pytest
 from pg_server import pg_url  # noqa: F401  (fixture)
-from test_study import TINY_TRAINING, _trials, write_study
 
 from archsearch import run_study
 from archsearch.cli import main
@@ -21,6 +20,8 @@ from archsearch.study import ledger as L
 from archsearch.study import load_study
 from archsearch.study.runner import prepare
 from archsearch.study.sampling import is_interrupted
+from archsearch.testing.ledger import trials_of as _trials
+from archsearch.testing.studies import TINY_TRAINING, write_study
 
 QUIET = {"progress": False, "echo": lambda *_: None}
 #: Attributes that say where and how fast a trial ran, not what it measured.

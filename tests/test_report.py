@@ -9,9 +9,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-import yaml
-from optuna.distributions import CategoricalDistribution, IntDistribution
-from optuna.trial import TrialState, create_trial
+from optuna.trial import TrialState
 
 from archsearch.cli import main
 from archsearch.report import (
@@ -28,63 +26,15 @@ from archsearch.report import (
     write_report,
     write_table,
 )
-from archsearch.study import ledger as L
 from archsearch.study import load_study
+from archsearch.testing.ledger import add_trial as add
+from archsearch.testing.ledger import new_ledger
+from archsearch.testing.studies import SYNTHETIC_FIDELITY as FIDELITY
+from archsearch.testing.studies import write_synthetic_study as write_study_file
 
 ROOT = Path(__file__).resolve().parents[1]
-SPACE = ROOT / "search_spaces" / "xunit_fig4.yaml"
-DESIGNS = ["convnet", "memnet", "nsr_resnet", "resnet", "xnet"]
-FIDELITY = "CPU-scale proxy: synthetic ledger for the report tests"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def write_study_file(tmp_path: Path, name: str = "synthetic", search: bool = False) -> Path:
-    body = {
-        "name": name,
-        "description": "synthetic ledger",
-        "fidelity": FIDELITY,
-        "search_space": str(SPACE),
-        "task": {"name": "denoise", "sigma": 25},
-        "data": {"train": "default", "val": "default", "test": "default"},
-        "budget": {"metric": "params", "value": 3000, "tolerance": 0.1},
-        "seeds": [0, 1],
-        "training": {"steps": 4, "batch_size": 4, "patch_size": 24, "val_every": 2},
-        "output_dir": str(tmp_path / "out"),
-    }
-    if search:
-        body["search"] = {"sampler": "tpe", "n_trials": 6}
-    else:
-        body["sweep"] = {"over": "xunit_kernel_size", "values": [1, 5, 9]}
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(body, sort_keys=False))
-    return path
-
-
-def new_ledger(study, directions=("maximize",)):
-    ostudy = optuna.create_study(study_name=study.name, storage=L.storage_for(study), directions=list(directions))
-    ostudy.set_user_attr("fidelity", study.config.fidelity)
-    return ostudy
-
-
-def add(ostudy, *, design, psnr=None, seed=0, n_params=3000, macs=2900.0, pct=0.0, arguments=None, label="",
-        state=TrialState.COMPLETE, reason=None, params=None, values=None, **extra):
-    ua = {"design": design, "seed": seed, "n_params": n_params, "macs_per_pixel": macs, "activation_param_pct": pct,
-          "arguments": arguments or {}, "spec_hash": f"{design}{sorted((arguments or {}).items())}",
-          **({"label": label or design} if label is not None else {}), **extra}
-    if psnr is not None:
-        ua["psnr"] = psnr
-        ua["ssim"] = 0.5
-    if reason:
-        ua["fail_reason"] = reason
-    params = params if params is not None else {"design": design, "seed": seed}
-    dists = {k: (CategoricalDistribution(DESIGNS) if isinstance(v, str) else IntDistribution(0, 100))
-             for k, v in params.items()}
-    if state == TrialState.COMPLETE and values is None:
-        values = [psnr]
-    ostudy.add_trial(create_trial(state=state, values=values if state == TrialState.COMPLETE else None,
-                                  params=params, distributions=dists, user_attrs=ua,
-                                  intermediate_values={1: (psnr or 20.0) - 1}))
 
 
 @pytest.fixture

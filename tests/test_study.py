@@ -16,38 +16,14 @@ import yaml
 from archsearch import run_study
 from archsearch.cli import main
 from archsearch.errors import ConfigError
-from archsearch.study import ledger as L
 from archsearch.study import load_study
 from archsearch.study.results import results_frame
 from archsearch.study.sampling import INTERRUPTED
+from archsearch.testing.ledger import trials_of
+from archsearch.testing.studies import TINY_TRAINING, write_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "search_spaces" / "xunit_fig4.yaml"
-
-TINY_TRAINING = {"steps": 4, "batch_size": 4, "patch_size": 24, "val_every": 2}
-
-
-def write_study(tmp_path: Path, name: str = "tiny", **overrides) -> Path:
-    body = {
-        "name": name,
-        "search_space": str(SPACE),
-        "task": {"name": "denoise", "sigma": 25},
-        "data": {"train": "default", "val": "default", "test": "default"},
-        "budget": {"metric": "params", "value": 3000, "tolerance": 0.1},
-        "sweep": {"over": "xunit_kernel_size", "values": [1, 5]},
-        "seeds": [0],
-        "training": dict(TINY_TRAINING),
-        "output_dir": str(tmp_path / "out"),
-    }
-    for key, value in overrides.items():
-        if value is None:
-            body.pop(key, None)
-        else:
-            body[key] = value
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(body, sort_keys=False))
-    return path
-
 
 # ---------------------------------------------------------------------------------------------------------
 # schema
@@ -155,7 +131,7 @@ def test_activation_pct_sweep_reports_unreachable_targets(tmp_path):
 # running
 # ---------------------------------------------------------------------------------------------------------
 def _trials(study):
-    return L.open_study(study, create=False).get_trials(deepcopy=False)
+    return trials_of(study)
 
 
 def test_sweep_runs_writes_ledger_results_and_plot(tmp_path):

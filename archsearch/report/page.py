@@ -137,8 +137,8 @@ def _header(study, ostudy, df) -> str:
         ("task", ", ".join(f"{k}={v}" for k, v in dict(c.task).items())),
         ("data", f"train {c.data.train}, validation {c.data.val}, test {c.data.test}"
                  + (f" (root {c.data.data_root})" if c.data.data_root else "")),
-        ("training", f"{training.get('steps', '?')} steps, batch {training.get('batch_size', '?')}, "
-                     f"patch {training.get('patch_size', '?')}, "
+        ("training", f"{study.train.steps} steps, batch {study.train.batch_size}, "
+                     f"patch {study.train.patch_size}, "
                      + ", ".join(f"{k} {v}" for k, v in training.items()
                                  if k not in ("steps", "batch_size", "patch_size"))),
         ("training device", f"{training.get('device', 'auto')} (auto: CUDA when available, else CPU); hosts: "

@@ -138,8 +138,7 @@ def paper_scale(path: str | Path) -> str:
         plan = plan_study(study, timed_steps=0)
     except ArchsearchError as err:
         return f"Paper profile: not planned ({err})."
-    t = dict(study.config.training)
-    steps, batch, patch = int(t.get("steps", 1000)), int(t.get("batch_size", 16)), int(t.get("patch_size", 40))
+    steps, batch, patch = study.train.steps, study.train.batch_size, study.train.patch_size
     macs = sum(len(p.seeds) * steps * batch * patch * patch * p.macs_per_pixel * TRAIN_MAC_FACTOR
                for p in plan.points)
     return (f"Paper profile (`--profile paper`, for a GPU): {plan.n_trials} trials of {steps:,} steps of {batch} x "

@@ -19,6 +19,7 @@ from ..errors import ArchsearchError
 from . import ledger as L
 from .config import Study
 
+#: The columns of ``results.csv``: the trial number and state, then stored attributes (:data:`.record.TRIAL_ATTRS`).
 RESULT_COLUMNS = ["number", "state", "design", "label", "sweep_value", "seed", "n_params", "macs_per_pixel",
                   "activation_param_pct", "psnr", "ssim", "val_psnr", "wall_time_s", "train_time_s", "eval_time_s",
                   "spec_hash", "checkpoint", "fail_reason", "duplicate_of", "seeds", "psnr_per_seed",

@@ -26,6 +26,7 @@ from ..training import train
 from .config import Study
 from .images import study_data
 from .ledger import this_host
+from .record import TRIAL_ATTRS, check_attrs
 from .sampling import INTERRUPTED, OBJECTIVE_ATTRS, is_interrupted
 from .sweep import solve_design
 
@@ -152,6 +153,9 @@ class Outcome:
     attrs: dict[str, Any]
     values: list[float] | None = None
 
+    def __post_init__(self) -> None:
+        check_attrs(self.attrs)
+
 
 def objective_values(study: Study, attrs: dict[str, Any]) -> list[float]:
     """The objective values of a finished trial (PSNR first), in the order of ``search.objectives``."""
@@ -214,6 +218,7 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
     spec_attrs: dict[str, Any] = {}
 
     def on_spec(attrs: dict[str, Any]) -> None:
+        check_attrs(attrs)
         spec_attrs.update(attrs)
         for k, v in attrs.items():
             if k != "seed":
@@ -248,7 +253,7 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
         return Outcome("COMPLETE", attrs, objective_values(study, attrs))
     except _Duplicate as dup:
         prev = dup.trial
-        keep = {k: v for k, v in prev.user_attrs.items() if k not in ("host", "pid", "label")}
+        keep = {k: v for k, v in prev.user_attrs.items() if k in TRIAL_ATTRS and k not in ("host", "pid", "label")}
         attrs = {**keep, "duplicate_of": prev.number}
         values = list(prev.values) if prev.state.name == "COMPLETE" else None
         return Outcome(prev.state.name, attrs, values)
