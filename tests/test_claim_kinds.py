@@ -324,10 +324,9 @@ def test_the_throw_away_kind_is_gone_after_the_test():
 
 def test_a_study_file_loads_a_registered_kind(tmp_path, exceeds_published):
     """Through the study schema: the new kind's point is checked against the sweep, its row resolved."""
-    from test_study import write_study
-
     from archsearch.errors import ConfigError
     from archsearch.study import load_study
+    from archsearch.testing.studies import write_study
 
     claim = {**HEAD, "kind": "exceeds_published", "point": "@5", "published": ["xunit_t1_s25_xdncnn"]}
     study = load_study(write_study(tmp_path, claims=[claim], published={"@5": "xunit_fig4_9x9_share"}))
