@@ -8,7 +8,7 @@ import abc
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from ..errors import RegistryError, SpecError, did_you_mean
@@ -74,9 +74,6 @@ class Decision:
             return cls("inconclusive", comps, c, f"{c.name}: the 95% interval does not decide it at this power",
                        method)
         return cls("holds", comps, min(comps, key=lambda c: abs(c.estimate)), "", method)
-
-    def but(self, **changes: Any) -> Decision:
-        return replace(self, **changes)
 
 
 # ---------------------------------------------------------------------------------------------------------

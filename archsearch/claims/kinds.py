@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import SpecError
@@ -154,7 +154,8 @@ class Trend(Claim):
                                                 n)))
         decision = Decision.of([c], method)
         if not c.decided:
-            decision = decision.but(reason=f"needs ≥ 2 seeds shared by all {len(self.points)} points (has {c.n})")
+            decision = replace(decision,
+                               reason=f"needs ≥ 2 seeds shared by all {len(self.points)} points (has {c.n})")
         return decision
 
 
@@ -185,7 +186,7 @@ class Plateau(Claim):
         comps = [measured.paired(p.text, q.text) for i, p in enumerate(self.points) for q in self.points[i + 1:]]
         decision = Decision.of([c.with_outcome(inside(c, self.tolerance)) for c in comps])
         if decision.verdict == "holds":  # headline the widest pair: the one closest to breaking the plateau
-            decision = decision.but(head=max(decision.comparisons, key=lambda c: abs(c.estimate)))
+            decision = replace(decision, head=max(decision.comparisons, key=lambda c: abs(c.estimate)))
         return decision
 
 
