@@ -126,7 +126,7 @@ def test_shipped_xunit_budget_claims_load():
 # t quantiles and the verdict rules on synthetic per-seed PSNR
 # ---------------------------------------------------------------------------------------------------------
 def test_t_quantiles_match_tables():
-    from archsearch.report.verdicts import t_interval, t_quantile
+    from archsearch.claims import t_interval, t_quantile
 
     for df, q in [(1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (9, 2.262), (29, 2.045), (1000, 1.962)]:
         assert t_quantile(0.975, df) == pytest.approx(q, abs=1e-3)
@@ -136,13 +136,13 @@ def test_t_quantiles_match_tables():
 
 
 def _claim(**kw):
-    from archsearch.study.claim_schema import load_claim
+    from archsearch.claims import load_claim
 
     return load_claim(claim(**kw), "claims[0]")
 
 
 def _verdict(c, per_seed, values=None):
-    from archsearch.report.verdicts import evaluate_claims
+    from archsearch.claims import evaluate_claims
 
     return evaluate_claims([c], per_seed, values or {}, scale="proxy", profile="default")[0]
 
@@ -210,7 +210,7 @@ def test_missing_point_and_sweep_values():
 
 
 def test_paper_profile_is_a_reproduction():
-    from archsearch.report.verdicts import evaluate_claims
+    from archsearch.claims import evaluate_claims
 
     c = _claim(kind="ordering", order=["A", "B"], published=["xunit_t1_s25_xdncnn"])
     v = evaluate_claims([c], CLEAR, {}, published_map={"A": "xunit_t1_s25_dncnn_s"}, profile="paper")[0]

@@ -99,7 +99,7 @@ def _log_scale(values) -> bool:
 
 def fig_activation_share(points, note: str = "", verdicts=(), published=None) -> FigureData | None:
     """PSNR (mean ± std over seeds) vs the activation-parameter share, one line per design (xUnit Fig. 4).
-    ``verdicts`` (:class:`~archsearch.report.verdicts.Verdict`) are written under the title; ``published``
+    ``verdicts`` (:class:`~archsearch.claims.Verdict`) are written under the title; ``published``
     (label -> published row dict) adds the rows in dB as a separate series at the measured point's share."""
     pts = points[[is_finite(v) for v in points["activation_param_pct"]]] if len(points) else points
     if pts.empty or not (pts["activation_param_pct"].astype(float) > 0).any():

@@ -16,7 +16,7 @@ from ..study.results import RESULT_COLUMNS, ledger_frame, summary_frame
 from .figures import fig_activation_share, fig_vs_size, to_png
 from .page import published_by_label
 from .tables import design_points
-from .verdicts import evaluate, write_verdicts
+from .verdicts import study_verdicts, write_verdicts
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def write_outputs(study: Study, ostudy) -> RunOutputs:
     df[RESULT_COLUMNS].to_csv(paths["results"], index=False)
     summary.to_csv(paths["summary"], index=False)
     points = design_points(df)
-    verdicts = evaluate(study, ostudy, df)
+    verdicts = study_verdicts(study, ostudy, df)
     if verdicts:
         paths["claims_csv"], paths["claims_json"] = write_verdicts(verdicts, out)
     # the plain plot is drawn by the report's figure functions, so it shows what the report shows

@@ -35,7 +35,7 @@ class Report:
     figures: list[FigureData]
     n_complete: int
     skipped: list[str]  # figures not drawn, with the reason
-    verdicts: list = field(default_factory=list)  # the claims' verdicts (archsearch.report.verdicts)
+    verdicts: list = field(default_factory=list)  # the claims' verdicts (archsearch.claims.Verdict)
     claim_files: list = field(default_factory=list)  # claims.csv, claims.json
 
 
@@ -55,16 +55,9 @@ def _fidelity_note(study, ostudy) -> str:
 
 
 def published_by_label(study, points) -> dict[str, dict[str, Any]]:
-    """The study's ``published:`` rows by the ledger label of the point they are mapped to."""
-    from ..published import published
-    from ..study.claim_schema import parse_ref, resolve
-
+    """The study's ``published:`` rows (resolved at load) by the ledger label of the point they are mapped to."""
     pairs = [(lab, v) for lab, v in zip(points["label"], points["sweep_value"])] if len(points) else []
-    out = {}
-    for ref, row_id in study.config.published.items():
-        for lab in resolve(parse_ref(ref, "published"), pairs):
-            out[lab] = published(row_id).as_dict()
-    return out
+    return study.config.published.by_label(pairs)
 
 
 def build_figures(study, df, ostudy, verdicts=()) -> tuple[list[FigureData], list[str], dict[str, Any]]:
@@ -185,9 +178,9 @@ def write_report(study, ostudy=None, out_dir: str | Path | None = None, *, png: 
     df = ledger_frame(study, ostudy)
     out = Path(out_dir) if out_dir else Path(study.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from .verdicts import evaluate, write_verdicts
+    from .verdicts import study_verdicts, write_verdicts
 
-    verdicts = evaluate(study, ostudy, df)
+    verdicts = study_verdicts(study, ostudy, df)
     claim_files = write_verdicts(verdicts, out) if study.config.claims else []
     figs, skipped, tables = build_figures(study, df, ostudy, verdicts)
     n_complete = int((df["state"] == "COMPLETE").sum())
@@ -244,7 +237,7 @@ def _published_cell(row: dict[str, Any] | None) -> str:
 
 def claims_html(verdicts) -> str:
     """The claims table: verdict, estimate with its 95% interval and seeds, measured and published numbers."""
-    from .verdicts import METHOD, RULES
+    from ..claims import METHOD, RULES
 
     v0 = verdicts[0]
     rows = [{"claim": v.claim_id, "verdict": v.verdict, "estimate (95% CI, seeds)": v.estimate_text(),

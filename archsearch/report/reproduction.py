@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..claims import METHOD, PROXY_NOTE, RULES
 from ..errors import ArchsearchError
-from .verdicts import METHOD, PROXY_NOTE, RULES, evaluate
+from .verdicts import study_verdicts
 
 
 def run_record(ostudy, df) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def study_section(path: str | Path, profile: str | None) -> str:
     df = ledger_frame(study, ostudy)
     rec = run_record(ostudy, df)
     counts = df["state"].value_counts().to_dict() if len(df) else {}
-    verdicts = evaluate(study, ostudy, df)
+    verdicts = study_verdicts(study, ostudy, df)
     scale = verdicts[0].scale_note if verdicts else ("paper scale" if study.profile == "paper" else PROXY_NOTE)
     fidelity = ostudy.user_attrs.get("fidelity") or c.fidelity
     head[3] = f"**Fidelity:** {fidelity or 'not stated in the study file'}"

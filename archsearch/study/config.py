@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..claims import Claim, load_claims, load_published_map
 from ..errors import SpecError
 from ..schema import load_dataclass
 from ..solver import METRICS, Budget
 from ..spec import check_name
 from ..tasks import Task
 from ..training import MAX_SEED, TrainConfig
-from .claim_schema import Claim, load_claims, load_published_map
 from .space import SearchSpace
 from .storage import check_url, mask_url
 
@@ -196,8 +196,8 @@ class StudyConfig:
     output_dir: str | None = None  # default: runs/<name>
     description: str = ""
     fidelity: str = ""  # a line saying what scale this is (e.g. "CPU-scale proxy: ...")
-    published: Mapping[str, str] | None = field(default_factory=dict)  # point -> published row id (.claim_schema)
-    claims: Any = ()  # a list of claims (Claim fields); validated below (.claim_schema)
+    published: Mapping[str, str] | None = field(default_factory=dict)  # point -> published row id (archsearch.claims)
+    claims: Any = ()  # a list of claims (Claim fields); validated below (archsearch.claims)
     profiles: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

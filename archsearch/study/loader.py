@@ -9,13 +9,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..claims import check_points
 from ..errors import ArchsearchError, ConfigError, SpecError, did_you_mean
 from ..families import get_family
 from ..schema import deep_merge, load_dataclass, read_yaml
 from ..spec import check_name
 from ..tasks import Task, make_task, task_error
 from ..training import TrainConfig
-from .claim_schema import check_points
 from .config import RUNS_ROOT, Study, StudyConfig
 from .space import SearchSpace, check_argument, load_search_space
 from .storage import check_url
