@@ -351,3 +351,11 @@ def test_published_map_resolves_rows_by_label_once():
     a = evaluate_claims([c], TINY, {"A": 5}, published_map=pm)[0]
     b = evaluate_claims([c], TINY, {"A": 5}, published_map={"@5": "xunit_fig4_9x9_share"})[0]
     assert a == b and a.points[0].published["id"] == "xunit_fig4_9x9_share"
+
+
+def test_a_claim_with_nothing_to_compare_is_inconclusive_not_an_error():
+    from archsearch.claims import evaluate_claims, load_claims
+
+    claims = load_claims([{"id": "c", "source": "s", "text": "t", "kind": "extreme", "point": "a", "is": "best"}])
+    (v,) = evaluate_claims(claims, {"a": {0: 20.0, 1: 20.1}}, {"a": None})
+    assert v.verdict == "inconclusive" and "nothing to compare" in v.reason

@@ -59,6 +59,8 @@ class Decision:
         """Composite claims: *contradicted* when any comparison is contradicted, else *inconclusive* when any
         comparison lacks 2 shared seeds or is undecided, else *holds* (headlining the least margin)."""
         comps = tuple(comparisons)
+        if not comps:  # e.g. `extreme` over every point while only its own point has results
+            return cls("inconclusive", comps, None, "nothing to compare it with in the ledger yet", method)
         bad = [c for c in comps if c.outcome == "contradicted"]
         if bad:
             worst = max(bad, key=lambda c: abs(c.estimate))
