@@ -21,7 +21,9 @@ def test_rows_load_typed_and_unique():
     rows = published_rows()
     assert len(rows) == len(set(published_ids())) > 100
     assert all(r.unit in UNITS and isinstance(r.approximate, bool) for r in rows)
-    assert {r.paper for r in rows} == {"xUnit (CVPR 2018)", "NSR (NeurIPS 2020)", "MemNet (ICCV 2017)"}
+    assert all(r.paper.strip() for r in rows)
+    # the papers reproduced so far; rows of a new paper need no edit here
+    assert {r.paper for r in rows} >= {"xUnit (CVPR 2018)", "NSR (NeurIPS 2020)", "MemNet (ICCV 2017)"}
 
 
 @pytest.mark.parametrize("row_id,value,unit", [
