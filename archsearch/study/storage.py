@@ -201,7 +201,7 @@ def engine_kwargs_for(url: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, timeout_s: float) -> Iterator[None]:
+def creation_lock(path: Path, timeout_s: float) -> Iterator[None]:
     """An exclusive lock on the file ``path``, held for the ``with`` block and removed after it.
 
     The file is created and deleted around the lock (so no lock file stays next to a ledger); a waiter that got
@@ -311,7 +311,7 @@ def make_storage(url: str, *, retries: int = 2, **rdb_kwargs: Any):
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise StorageError(f"cannot create the folder of the ledger {mask_url(url)}: {err}") from None
-        lock: contextlib.AbstractContextManager = file_lock(Path(f"{path}.lock"), CREATE_LOCK_TIMEOUT_S)
+        lock: contextlib.AbstractContextManager = creation_lock(Path(f"{path}.lock"), CREATE_LOCK_TIMEOUT_S)
         probe = None
     else:
         lock = contextlib.nullcontext()
