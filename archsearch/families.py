@@ -29,7 +29,8 @@ from .blocks import (
     WNConv,
     XUnit,
 )
-from .errors import RegistryError, SpecError, did_you_mean
+from .errors import SpecError, did_you_mean
+from .registry import Registry
 from .spec import INPUT, GraphSpec, SpecBuilder
 
 
@@ -83,28 +84,24 @@ class Family:
         return self.knobs[name]
 
 
-_FAMILIES: dict[str, Family] = {}
+#: The family registry: name -> :class:`Family` (:func:`register_family` adds to it).
+FAMILIES: Registry[Family] = Registry("family")
 
 
 def register_family(name: str, **knobs: tuple[int, int] | tuple[int, int, int]):
     def deco(fn: Callable[..., GraphSpec]) -> Callable[..., GraphSpec]:
-        if name in _FAMILIES:
-            raise RegistryError(f"family {name!r} is already registered")
-        _FAMILIES[name] = Family(name, fn, {k: Knob(k, *v) for k, v in knobs.items()}, (fn.__doc__ or "").strip())
+        FAMILIES.add(name, Family(name, fn, {k: Knob(k, *v) for k, v in knobs.items()}, (fn.__doc__ or "").strip()))
         return fn
 
     return deco
 
 
 def get_family(name: str) -> Family:
-    if name not in _FAMILIES:
-        raise RegistryError(f"unknown family {name!r}{did_you_mean(name, _FAMILIES)}; "
-                            f"registered: {', '.join(sorted(_FAMILIES))}")
-    return _FAMILIES[name]
+    return FAMILIES.get(name)
 
 
 def families() -> dict[str, Family]:
-    return dict(_FAMILIES)
+    return FAMILIES.as_dict()
 
 
 # ---------------------------------------------------------------------------------------------------------

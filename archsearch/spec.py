@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from .errors import RegistryError, SpecError, did_you_mean
+from .registry import Registry
 from .schema import coerce, describe, load_yaml, read_text_file
 
 #: The one safe pattern for user-chosen names: specs, blocks (graph nodes), studies, designs, profiles. ASCII
@@ -149,31 +150,22 @@ def _field_types(cls: type) -> dict[str, Any]:
     return cached
 
 
-_BLOCKS: dict[str, type[Block]] = {}
+#: The block registry: type name -> block class (:func:`register_block` adds to it).
+BLOCKS: Registry[type[Block]] = Registry("block type")
 
 
 def register_block(cls: type[Block]) -> type[Block]:
     """Class decorator adding a block to the registry; a name can be registered once."""
     if not cls.type:
         raise RegistryError(f"{cls.__name__} has no `type` name")
-    if cls.type in _BLOCKS:
-        raise RegistryError(f"block type {cls.type!r} is already registered by {_BLOCKS[cls.type].__name__}")
-    _BLOCKS[cls.type] = cls
-    return cls
+    if cls.type in BLOCKS:
+        raise RegistryError(f"block type {cls.type!r} is already registered by {BLOCKS.get(cls.type).__name__}")
+    return BLOCKS.add(cls.type, cls)
 
 
 def block_types() -> dict[str, type[Block]]:
     """The registered block classes by type name (a copy)."""
-    return dict(_BLOCKS)
-
-
-def block_class(name: str) -> type[Block]:
-    try:
-        return _BLOCKS[name]
-    except KeyError:
-        raise RegistryError(
-            f"unknown block type {name!r}{did_you_mean(name, _BLOCKS)}; registered: {', '.join(sorted(_BLOCKS))}"
-        ) from None
+    return BLOCKS.as_dict()
 
 
 def block_from_dict(data: Mapping[str, Any]) -> Block:
@@ -181,14 +173,14 @@ def block_from_dict(data: Mapping[str, Any]) -> Block:
     if not isinstance(data, Mapping):
         raise SpecError("", f"a block must be a mapping with a `type` key, got {data!r}")
     if "type" not in data:
-        raise SpecError("type", f"is missing; registered block types: {', '.join(sorted(_BLOCKS))}")
+        raise SpecError("type", f"is missing; registered block types: {', '.join(sorted(BLOCKS))}")
     name = data["type"]
-    if not isinstance(name, str) or name not in _BLOCKS:
+    if not isinstance(name, str) or name not in BLOCKS:
         raise SpecError(
             "type",
-            f"unknown block type {name!r}{did_you_mean(str(name), _BLOCKS)}; allowed: {', '.join(sorted(_BLOCKS))}",
+            f"unknown block type {name!r}{did_you_mean(str(name), BLOCKS)}; allowed: {', '.join(sorted(BLOCKS))}",
         )
-    cls = _BLOCKS[name]
+    cls = BLOCKS.get(name)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
@@ -459,12 +451,12 @@ class SpecBuilder:
 
 
 __all__ = [
+    "BLOCKS",
     "ROLES",
     "Block",
     "GraphSpec",
     "Node",
     "SpecBuilder",
-    "block_class",
     "block_from_dict",
     "block_types",
     "register_block",

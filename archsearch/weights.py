@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ArchsearchError, RegistryError, did_you_mean
+from .errors import ArchsearchError
+from .registry import Registry
 
 CHECKPOINT_FORMAT = "archsearch-checkpoint-1"
 
@@ -23,32 +24,27 @@ class WeightsError(ArchsearchError, ValueError):
 
 
 @dataclass(frozen=True)
-class Layout:
+class WeightLayout:
+    """An author's ``state_dict`` key layout: ``detect`` recognises its keys, ``convert`` maps them onto the zoo
+    model's; ``source`` says where the author's weights come from."""
+
     name: str
     detect: Callable[[Mapping[str, Any]], bool]
     convert: Callable[[Mapping[str, Any]], dict[str, Any]]
     source: str = ""
 
 
-_LAYOUTS: dict[str, Layout] = {}
+#: The layout registry: name -> :class:`WeightLayout`, tried in registration order by :func:`state_dict_of`.
+LAYOUTS: Registry[WeightLayout] = Registry("weights layout")
 
 
 def register_layout(name: str, detect: Callable[[Mapping[str, Any]], bool],
-                    convert: Callable[[Mapping[str, Any]], dict[str, Any]], source: str = "") -> None:
-    if name in _LAYOUTS:
-        raise RegistryError(f"weights layout {name!r} is already registered")
-    _LAYOUTS[name] = Layout(name, detect, convert, source)
+                    convert: Callable[[Mapping[str, Any]], dict[str, Any]], source: str = "") -> WeightLayout:
+    return LAYOUTS.add(name, WeightLayout(name, detect, convert, source))
 
 
-def layouts() -> dict[str, Layout]:
-    return dict(_LAYOUTS)
-
-
-def get_layout(name: str) -> Layout:
-    if name not in _LAYOUTS:
-        raise RegistryError(f"unknown weights layout {name!r}{did_you_mean(name, _LAYOUTS)}; "
-                            f"registered: {', '.join(_LAYOUTS)}")
-    return _LAYOUTS[name]
+def layouts() -> dict[str, WeightLayout]:
+    return LAYOUTS.as_dict()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -133,7 +129,7 @@ def state_dict_of(obj: Mapping[str, Any], path: str | Path = "") -> dict[str, An
     bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise WeightsError(f"{path}: not a state_dict: entry {bad[0]!r} is not a named tensor")
-    for layout in _LAYOUTS.values():
+    for layout in LAYOUTS.values():
         if layout.detect(sd):
             return layout.convert(sd)
     return dict(sd)

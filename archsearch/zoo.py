@@ -28,8 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import RegistryError, did_you_mean
 from .families import get_family
+from .registry import Registry
 from .spec import GraphSpec
 
 
@@ -46,63 +46,63 @@ class ZooEntry:
         return get_family(self.family)(name=self.name, **self.kwargs)
 
 
-_ZOO: dict[str, ZooEntry] = {}
+#: The zoo registry: model name -> :class:`ZooEntry` (:func:`register_zoo` adds to it).
+ZOO: Registry[ZooEntry] = Registry("zoo model")
 
 
-def _add(entry: ZooEntry) -> None:
-    if entry.name in _ZOO:
-        raise RegistryError(f"zoo name {entry.name!r} is already registered")
-    _ZOO[entry.name] = entry
+def register_zoo(entry: ZooEntry) -> ZooEntry:
+    """Add a named model to the zoo; its family must be registered (the name once)."""
+    get_family(entry.family)
+    return ZOO.add(entry.name, entry)
 
 
-_add(ZooEntry("dncnn_s", "convnet", dict(depth=17, width=64, bn_eps=1e-4),
+
+register_zoo(ZooEntry("dncnn_s", "convnet", dict(depth=17, width=64, bn_eps=1e-4),
               "Zhang et al. TIP 2017 (DnCNN-S)", "555K (xUnit Table 1); 556,096 official PyTorch", "denoise"))
-_add(ZooEntry("xdncnn", "xnet", dict(depth=9, width=64, xunit_kernel_size=9, batch_norm=True),
+register_zoo(ZooEntry("xdncnn", "xnet", dict(depth=9, width=64, xunit_kernel_size=9, batch_norm=True),
               "Kligvasser et al. CVPR 2018, Table 1", "303K", "denoise"))
-_add(ZooEntry("convnet_fig4", "convnet", dict(depth=4, width=64),
+register_zoo(ZooEntry("convnet_fig4", "convnet", dict(depth=4, width=64),
               "xUnit paper Fig. 3/4 ConvNet (4 layers)", "-", "denoise"))
-_add(ZooEntry("xnet_fig4", "xnet", dict(depth=4, width=64, xunit_kernel_size=9),
+register_zoo(ZooEntry("xnet_fig4", "xnet", dict(depth=4, width=64, xunit_kernel_size=9),
               "xUnit paper Fig. 3/4 xNet (4 layers, 9x9 xUnits)", "-", "denoise"))
-_add(ZooEntry("srcnn", "srcnn", dict(n1=64, n2=32, f2=5),
+register_zoo(ZooEntry("srcnn", "srcnn", dict(n1=64, n2=32, f2=5),
               "Dong et al. TPAMI 2016 (9-5-5)", "57K", "sr"))
-_add(ZooEntry("xsrcnn_f", "srcnn", dict(n1=64, n2=32, f2=3, activation="xunit"),
+register_zoo(ZooEntry("xsrcnn_f", "srcnn", dict(n1=64, n2=32, f2=3, activation="xunit"),
               "Kligvasser et al. CVPR 2018, Table 3 (xSRCNNf)", "32K", "sr"))
-_add(ZooEntry("xsrcnn_c", "srcnn", dict(n1=42, n2=32, f2=5, activation="xunit"),
+register_zoo(ZooEntry("xsrcnn_c", "srcnn", dict(n1=42, n2=32, f2=5, activation="xunit"),
               "Kligvasser et al. CVPR 2018, Table 3 (xSRCNNc)", "44K", "sr"))
-_add(ZooEntry("memnet_m6r6", "memnet", dict(n_blocks=6, recursions=6),
+register_zoo(ZooEntry("memnet_m6r6", "memnet", dict(n_blocks=6, recursions=6),
               "Tai et al. ICCV 2017 (M6R6, 80 layers)", "677K", "denoise"))
-_add(ZooEntry("memnet_m6r6_ms", "memnet", dict(n_blocks=6, recursions=6, multi_supervised=True),
+register_zoo(ZooEntry("memnet_m6r6_ms", "memnet", dict(n_blocks=6, recursions=6, multi_supervised=True),
               "Tai et al. ICCV 2017, multi-supervised M6R6", "677K", "denoise"))
-_add(ZooEntry("memnet_m6r6_nl", "memnet", dict(n_blocks=6, recursions=6, long_term=False),
+register_zoo(ZooEntry("memnet_m6r6_nl", "memnet", dict(n_blocks=6, recursions=6, long_term=False),
               "Tai et al. ICCV 2017, Table 1 MemNet_NL", "-", "denoise"))
-_add(ZooEntry("memnet_m6r6_ns", "memnet", dict(n_blocks=6, recursions=6, short_term=False),
+register_zoo(ZooEntry("memnet_m6r6_ns", "memnet", dict(n_blocks=6, recursions=6, short_term=False),
               "Tai et al. ICCV 2017, Table 1 MemNet_NS", "-", "denoise"))
-_add(ZooEntry("nsr_dn_baseline", "resnet", dict(n_blocks=16, channels=32, expansion=2),
+register_zoo(ZooEntry("nsr_dn_baseline", "resnet", dict(n_blocks=16, channels=32, expansion=2),
               "Fan et al. NeurIPS 2020, Table 5 baseline (x2 width)", "0.59M", "denoise"))
-_add(ZooEntry("nsr_dn_sparse_minus", "nsr_resnet", dict(n_blocks=16, channels=32, expansion=1, sparsity_groups=2),
+register_zoo(ZooEntry("nsr_dn_sparse_minus", "nsr_resnet", dict(n_blocks=16, channels=32, expansion=1, sparsity_groups=2),
               "Fan et al. NeurIPS 2020, Table 5 sparse- (k=2, x1 width)", "0.30M", "denoise"))
-_add(ZooEntry("nsr_dn_sparse_plus", "nsr_resnet", dict(n_blocks=16, channels=32, expansion=2, sparsity_groups=2),
+register_zoo(ZooEntry("nsr_dn_sparse_plus", "nsr_resnet", dict(n_blocks=16, channels=32, expansion=2, sparsity_groups=2),
               "Fan et al. NeurIPS 2020, Table 5 sparse+ (k=2, x2 width)", "0.60M", "denoise"))
-_add(ZooEntry("wdsr_nsr_x2", "wdsr_nsr", dict(n_blocks=16, channels=32, expansion=1, sparsity_groups=4, upscale=2),
+register_zoo(ZooEntry("wdsr_nsr_x2", "wdsr_nsr", dict(n_blocks=16, channels=32, expansion=1, sparsity_groups=4, upscale=2),
               "Fan et al. NeurIPS 2020, Table 2 (WDSR 16 blocks, k=4, same size, x2); pt_ir models/wdsr_nsr.py "
               "with --width_multiplier 1", "1.2M", "sr"))
 for _s, _n in ((2, "4,877,812"), (3, "4,887,637"), (4, "4,901,392")):
-    _add(ZooEntry(f"edsr_nsr_x{_s}", "edsr_nsr", dict(upscale=_s),
+    register_zoo(ZooEntry(f"edsr_nsr_x{_s}", "edsr_nsr", dict(upscale=_s),
                   f"Fan et al. NeurIPS 2020; github ychfan/nsr README, EDSR+NSR x{_s} (pt_ir models/wdsr_nsr.py)",
                   _n, "sr"))
-_add(ZooEntry("cscnet", "cscnet", dict(filters=175, kernel_size=11, stride=8, unfoldings=12),
+register_zoo(ZooEntry("cscnet", "cscnet", dict(filters=175, kernel_size=11, stride=8, unfoldings=12),
               "Simon & Elad NeurIPS 2019 (CSCNet sigma=25: 175 filters 11x11, stride 8, 12 unfoldings)", "63K",
               "denoise"))
 
 
 def zoo_names() -> list[str]:
-    return list(_ZOO)
+    return ZOO.names()
 
 
 def zoo_entry(name: str) -> ZooEntry:
-    if name not in _ZOO:
-        raise RegistryError(f"unknown zoo model {name!r}{did_you_mean(name, _ZOO)}; available: {', '.join(_ZOO)}")
-    return _ZOO[name]
+    return ZOO.get(name)
 
 
 def zoo_spec(name: str) -> GraphSpec:
