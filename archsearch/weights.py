@@ -2,8 +2,9 @@
 authors' published layouts (mapped onto the zoo's keys by a registered *layout*).
 
 A layout is a key mapping from an author's ``state_dict`` to the zoo model's: ``detect`` recognises the author's
-keys, ``convert`` renames them. Adding one is one function and one :func:`register_layout` line (README,
-"Reference zoo", lists each mapping).
+keys, ``convert`` renames them. Adding one is one function and one :func:`register_layout` line in the block file
+of the family whose zoo model it loads (``blocks/conv.py``: DnCNN; ``blocks/csc.py``: CSCNet; README, "Reference
+zoo", lists each mapping).
 """
 
 from __future__ import annotations
@@ -45,47 +46,6 @@ def register_layout(name: str, detect: Callable[[Mapping[str, Any]], bool],
 
 def layouts() -> dict[str, WeightLayout]:
     return LAYOUTS.as_dict()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the authors' layouts
-# ---------------------------------------------------------------------------------------------------------
-def official_dncnn_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Map the DnCNN authors' keys (``dncnn.<i>.<param>``, an ``nn.Sequential`` named ``dncnn``) onto
-    ``dncnn_s``'s (``blocks.<i>.<param>``): the zoo spec names its nodes 0..47 in the same order."""
-    out = {}
-    for key, value in state.items():
-        if not key.startswith("dncnn."):
-            raise WeightsError(f"unexpected key {key!r} in a DnCNN state_dict (expected 'dncnn.<i>.<param>')")
-        out["blocks." + key[len("dncnn."):]] = value
-    return out
-
-
-register_layout("dncnn", lambda sd: bool(sd) and all(isinstance(k, str) and k.startswith("dncnn.") for k in sd),
-                official_dncnn_state_dict, "github cszn/DnCNN (PyTorch model_zoo, nn.Sequential 'dncnn')")
-
-
-#: CSCNet's ``ConvLista_T`` keys -> the ``csc`` block's (node ``csc`` of the ``cscnet`` zoo spec, blocks/csc.py).
-CSCNET_KEYS = {
-    "apply_A.weight": "blocks.csc.decoder",  # A: transposed conv inside the iterations
-    "apply_B.weight": "blocks.csc.encoder",  # B: strided conv, image -> code
-    "apply_C.weight": "blocks.csc.output",  # C: transposed conv, code -> output image
-    "soft_threshold.threshold": "blocks.csc.threshold",  # (1, filters, 1, 1), one per filter
-}
-
-
-def official_cscnet_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Map the CSCNet authors' keys (github drorsimon/CSCNet, ``model/modules.py`` ``ConvLista_T``) onto
-    ``cscnet``'s. The weight tensors keep their shapes: A and C are ``ConvTranspose2d(filters, 1)`` weights and B
-    a ``Conv2d(1, filters)`` weight, all (filters, 1, k, k), which is how the ``csc`` block stores them."""
-    unknown = sorted(set(state) - set(CSCNET_KEYS))
-    if unknown:
-        raise WeightsError(f"unexpected key {unknown[0]!r} in a CSCNet state_dict (expected {', '.join(CSCNET_KEYS)})")
-    return {CSCNET_KEYS[k]: v for k, v in state.items()}
-
-
-register_layout("cscnet", lambda sd: bool(sd) and set(sd) == set(CSCNET_KEYS), official_cscnet_state_dict,
-                "github drorsimon/CSCNet (trained_models/sigma_*.model, ConvLista_T)")
 
 
 # ---------------------------------------------------------------------------------------------------------

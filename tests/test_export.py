@@ -126,7 +126,7 @@ def test_zoo_export_cli_with_official_dncnn_weights(tmp_path, capsys):
 
     net = load_standalone(tmp_path / "dncnn_s.py").Net.from_safetensors(str(tmp_path / "dncnn_s.safetensors"))
     ref = A.build(A.zoo_spec("dncnn_s")).eval()
-    from archsearch.zoo import load_official_dncnn
+    from archsearch.blocks.conv import load_official_dncnn
 
     load_official_dncnn(ref, str(weights))
     x = torch.rand(1, 1, 16, 16)

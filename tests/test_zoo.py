@@ -11,7 +11,7 @@ from fvcore_macs import fvcore_macs
 from torch import nn
 
 from archsearch import build, count, macs, zoo_names, zoo_spec
-from archsearch.zoo import load_official_dncnn
+from archsearch.blocks.conv import load_official_dncnn
 
 ZOO = zoo_names()
 

@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SpecError
-from ..spec import Block, register_block
+from ..families import register_family
+from ..spec import Block, GraphSpec, SpecBuilder, register_block
 from ._common import SameChannels, positive
 
 
@@ -154,3 +155,18 @@ class PatchLISTA(SameChannels, Block):
     def export(self, ctx) -> str:
         ctx.need(overcomplete_dct)
         return f"{ctx.need(PatchLISTAModule)}({self.namespace()})"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the Deep K-SVD family
+# ---------------------------------------------------------------------------------------------------------
+@register_family("deep_ksvd", atoms=(1, 1024), iterations=(0, 32), patch_size=(2, 16))
+def deep_ksvd(atoms: int = 256, iterations: int = 5, patch_size: int = 8, mlp_hidden: tuple[int, ...] = (128, 64, 32),
+              clamp: bool = True, channels: int = 1, name: str = "") -> GraphSpec:
+    """Deep K-SVD (Scetbon, Elad & Milanfar 2021): one patch-LISTA block (blocks/deep_ksvd.py) on all fully
+    overlapping patches, an MLP-predicted threshold per patch, learned weighted patch averaging; outputs the clean
+    image. Defaults: the reference code's configuration (8 x 8 patches, 256 atoms, T = 5, MLP 64-128-64-32-1).
+    Parameters grow with atoms and patch size and do not depend on the iterations; MACs grow with each knob."""
+    b = SpecBuilder()
+    b.add(PatchLISTA(channels, patch_size, atoms, iterations, tuple(mlp_hidden), clamp), name="patch_lista")
+    return b.spec(name or f"deep_ksvd_p{patch_size}_m{atoms}_t{iterations}", channels, channels)

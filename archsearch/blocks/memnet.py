@@ -35,8 +35,11 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
-from ..spec import Block, register_block
+from ..families import register_family
+from ..spec import INPUT, Block, GraphSpec, SpecBuilder, register_block
+from ..zoo import ZooEntry, register_zoo
 from ._common import odd_kernel, positive
+from .conv import BatchNorm, Conv, ReLU
 
 
 class _BNReLUConv(nn.Sequential):
@@ -225,3 +228,53 @@ class MemNetRecon(Block):
 
     def export(self, ctx) -> str:
         return f"{ctx.need(MemNetReconModule)}({self.namespace()})"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the MemNet family and zoo models
+# ---------------------------------------------------------------------------------------------------------
+@register_family("memnet", n_blocks=(1, 64), recursions=(1, 64), channels=(1, 512))
+def memnet(n_blocks: int = 6, recursions: int = 6, channels: int = 64, long_term: bool = True,
+           short_term: bool = True, multi_supervised: bool = False, share_weights: bool = True,
+           bias: bool = True, fenet_norm: bool = True, gate_order: str = "long_first", in_channels: int = 1,
+           out_channels: int = 1, name: str = "") -> GraphSpec:
+    """MemNet (Tai et al. ICCV 2017) as the Caffe model (github tyshiwo/MemNet, M6R6 prototxts): FENet
+    BN+Scale -> ReLU -> conv (``bn_conv1``, ``relu1``, ``conv1``), M memory blocks (dense long-term links), ReconNet
+    BN+Scale -> ReLU -> conv, plus the input. ``multi_supervised`` is the deploy prototxt's graph: every block's
+    output through its own BN+Scale and ReLU, one shared conv, plus the input, and a learned weighted sum of the M
+    predictions. Convs with biases as in Caffe (``bias: false`` drops them); ``fenet_norm: false`` makes the FENet
+    a bare conv (the paper's text); ``gate_order`` as in :class:`~archsearch.blocks.MemoryBlock`."""
+    b = SpecBuilder()
+    if fenet_norm:
+        b.add(BatchNorm(in_channels), name="fenet_bn")
+        b.add(ReLU(in_channels), name="fenet_relu")
+    fe = b.add(Conv(in_channels, channels, 3, bias=bias), name="fenet")
+    states = [fe]
+    for m in range(1, n_blocks + 1):
+        inputs = states if long_term else states[-1:]
+        blk = MemoryBlock(channels, recursions, len(inputs), long_term, short_term, share_weights, bias=bias,
+                          gate_order=gate_order)  # type: ignore[arg-type]
+        states.append(b.add(blk, inputs, name=f"memory{m}"))
+    suffix = ("_nl" if not long_term else "") + ("_ns" if not short_term else "") + ("_ms" if multi_supervised else "")
+    spec_name = name or f"memnet_m{n_blocks}r{recursions}{suffix}"
+    if multi_supervised:
+        b.add(MemNetRecon(channels, out_channels, n_blocks, bias=bias), [INPUT] + states[1:], name="recon")
+        return b.spec(spec_name, in_channels, out_channels)
+    b.add(BatchNorm(channels), name="recon_bn")
+    b.add(ReLU(channels), name="recon_relu")
+    b.add(Conv(channels, out_channels, 3, bias=bias), name="recon")
+    return b.spec(spec_name, in_channels, out_channels, global_residual="add")
+
+
+# The Caffe M6R6 deploy prototxt's graph (FENet BN-ReLU-conv, 6 memory blocks x 6 recursions with shared convs and
+# per-recursion BN, gates reading long-term memories first, convs with biases, one BN per output and a shared
+# ReconNet conv): 695,497 parameters = the prototxt's learnable blobs (676,992 conv weights; paper: 677K).
+# ``memnet_m6r6`` is its single-output form: 694,851.
+register_zoo(ZooEntry("memnet_m6r6", "memnet", dict(n_blocks=6, recursions=6),
+                      "Tai et al. ICCV 2017 (M6R6, 80 layers)", "677K", "denoise"))
+register_zoo(ZooEntry("memnet_m6r6_ms", "memnet", dict(n_blocks=6, recursions=6, multi_supervised=True),
+                      "Tai et al. ICCV 2017, multi-supervised M6R6", "677K", "denoise"))
+register_zoo(ZooEntry("memnet_m6r6_nl", "memnet", dict(n_blocks=6, recursions=6, long_term=False),
+                      "Tai et al. ICCV 2017, Table 1 MemNet_NL", "-", "denoise"))
+register_zoo(ZooEntry("memnet_m6r6_ns", "memnet", dict(n_blocks=6, recursions=6, short_term=False),
+                      "Tai et al. ICCV 2017, Table 1 MemNet_NS", "-", "denoise"))
