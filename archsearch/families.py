@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import SpecError, did_you_mean
+from .errors import RegistryError, SpecError, did_you_mean
 from .registry import Registry
 from .spec import GraphSpec
 
@@ -41,10 +41,15 @@ class Knob:
 
 @dataclass(frozen=True)
 class Family:
+    """A registered design family. ``labels`` (argument -> short letter) and ``variants`` (arguments whose values
+    split a design into separate legend lines) tell the report how to name the family's sweeps."""
+
     name: str
     fn: Callable[..., GraphSpec]
     knobs: dict[str, Knob]
     doc: str
+    labels: dict[str, str] = field(default_factory=dict)
+    variants: tuple[str, ...] = ()
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -76,9 +81,40 @@ class Family:
 FAMILIES: Registry[Family] = Registry("family")
 
 
-def register_family(name: str, **knobs: tuple[int, int] | tuple[int, int, int]):
+def register_family(name: str, *, labels: dict[str, str] | None = None, variants: tuple[str, ...] = (),
+                    **knobs: tuple[int, int] | tuple[int, int, int]):
+    """Decorator registering a function ``(**arguments) -> GraphSpec`` as family ``name``; ``knobs`` name its
+    integer arguments the solver may free, as ``(low, high)`` or ``(low, high, step)``.
+
+    Report labels: ``labels`` gives swept arguments a short letter in point labels (the papers' letters, e.g.
+    ``{"xunit_kernel_size": "r"}``: ``r=9``); ``variants`` names arguments whose values split a design into
+    separate lines of a figure (xUnit's r at each depth). One argument has one letter across all families and one
+    letter names one argument, so labels stay unambiguous in a report that mixes families.
+    """
+    labels = dict(labels or {})
+    variants = tuple(variants)
+
     def deco(fn: Callable[..., GraphSpec]) -> Callable[..., GraphSpec]:
-        FAMILIES.add(name, Family(name, fn, {k: Knob(k, *v) for k, v in knobs.items()}, (fn.__doc__ or "").strip()))
+        arguments = [k for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty]
+        for what, names in (("knob", knobs), ("label", labels), ("variant", variants)):
+            for arg in names:
+                if arg not in arguments:
+                    raise RegistryError(f"family {name!r}: {what} {arg!r} is not an argument of "
+                                        f"{fn.__name__}(){did_you_mean(arg, arguments)}; arguments: "
+                                        f"{', '.join(arguments)}")
+        known = argument_labels()
+        for arg, short in labels.items():
+            if not isinstance(short, str) or not short:
+                raise RegistryError(f"family {name!r}: the label of {arg!r} must be a non-empty string, got {short!r}")
+            if known.get(arg, short) != short:
+                raise RegistryError(f"family {name!r}: argument {arg!r} is labelled {known[arg]!r} by another "
+                                    f"family, got {short!r}")
+            other = next((a for a, s in known.items() if s == short and a != arg), None)
+            if other is not None:
+                raise RegistryError(f"family {name!r}: label {short!r} of {arg!r} already names argument "
+                                    f"{other!r}")
+        FAMILIES.add(name, Family(name, fn, {k: Knob(k, *v) for k, v in knobs.items()}, (fn.__doc__ or "").strip(),
+                                  labels, variants))
         return fn
 
     return deco
@@ -90,3 +126,19 @@ def get_family(name: str) -> Family:
 
 def families() -> dict[str, Family]:
     return FAMILIES.as_dict()
+
+
+def argument_labels() -> dict[str, str]:
+    """Short letters of swept arguments in report labels (argument -> letter), over every registered family."""
+    out: dict[str, str] = {}
+    for fam in FAMILIES.values():
+        out.update(fam.labels)
+    return out
+
+
+def variant_arguments() -> tuple[str, ...]:
+    """Arguments whose values split a design into legend variants in reports, over every registered family."""
+    out: dict[str, None] = {}
+    for fam in FAMILIES.values():
+        out.update(dict.fromkeys(fam.variants))
+    return tuple(out)

@@ -72,7 +72,9 @@ class Block:
       (the per-pixel rate; terms paid once per image are in ``macs``, not here);
     * ``macs(h, w)`` -- exact MACs for one image whose block input is h x w (default: rate x h x w);
     * ``build()`` -- the ``nn.Module`` (its ``forward`` takes one tensor per input edge);
-    * ``check()`` -- raise ``SpecError(field_name, ...)`` on values that break a rule.
+    * ``check()`` -- raise ``SpecError(field_name, ...)`` on values that break a rule;
+    * ``examples()`` -- a few small instances (:class:`BlockExample`) that the contract test kit
+      (``archsearch.testing.blocks``) runs every behavioural check on; a registered type without one fails there.
 
     ``scale`` is the spatial factor output/input (2 for a x2 pixel-shuffle upsampler).
     """
@@ -112,6 +114,12 @@ class Block:
     def build(self):  # -> torch.nn.Module
         raise NotImplementedError
 
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        """Small instances of this block for the contract tests (house style: <= 16 channels; inputs <= 32 x 32).
+        Data only: the block file declares them next to the block, so a new block needs no edit to the tests."""
+        return []
+
     def export(self, ctx) -> str:
         """Python source (torch only) constructing a module identical in structure to ``build()``; helper
         classes go through ``ctx.need(obj)``, which copies their source into the generated file once."""
@@ -136,6 +144,16 @@ class Block:
 
     def replace(self, **changes: Any) -> Block:
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class BlockExample:
+    """One small instance of a block type and the input size (h, w) to run it at; the default size is non-square
+    on purpose (it catches h/w mix-ups)."""
+
+    id: str
+    block: Block
+    size: tuple[int, int] = (12, 10)
 
 
 _FIELD_TYPES: dict[type, dict[str, Any]] = {}
@@ -454,6 +472,7 @@ __all__ = [
     "BLOCKS",
     "ROLES",
     "Block",
+    "BlockExample",
     "GraphSpec",
     "Node",
     "SpecBuilder",

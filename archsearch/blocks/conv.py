@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import SpecError
 from ..families import register_family
-from ..spec import Block, GraphSpec, SpecBuilder, register_block
+from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
 from ..weights import WeightsError, load_weights, register_layout
 from ..zoo import ZooEntry, register_zoo
 from ._common import SameChannels, divisible, odd_kernel, positive
@@ -35,6 +35,15 @@ class Conv(Block):
     kernel_size: int = 3
     bias: bool = True
     groups: int = 1
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("3x3", Conv(8, 8)),
+            BlockExample("1x1-nobias", Conv(4, 16, kernel_size=1, bias=False)),
+            BlockExample("5x5-groups4", Conv(8, 12, kernel_size=5, groups=4)),
+            BlockExample("depthwise", Conv(8, 8, groups=8)),
+        ]
 
     def check(self) -> None:
         positive(self, "in_channels", "out_channels", "groups")
@@ -74,6 +83,13 @@ class BatchNorm(SameChannels, Block):
     affine: bool = True
     eps: float = 1e-5
     momentum: float = 0.1
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("affine", BatchNorm(8, eps=1e-4)),
+            BlockExample("plain", BatchNorm(8, affine=False)),
+        ]
 
     def check(self) -> None:
         positive(self, "channels")
@@ -117,6 +133,12 @@ class ReLU(_Pointwise):
     type = "relu"
     paper = "Nair & Hinton 2010"
 
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("default", ReLU(8)),
+        ]
+
     def build(self) -> nn.Module:
         return nn.ReLU(inplace=False)
 
@@ -131,6 +153,12 @@ class Identity(_Pointwise):
 
     type = "identity"
     paper = "-"
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("default", Identity(8)),
+        ]
 
     def build(self) -> nn.Module:
         return nn.Identity()
@@ -149,6 +177,13 @@ class PReLU(SameChannels, Block):
 
     channels: int
     slopes: Literal["channel", "shared"] = "channel"
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("channel", PReLU(8)),
+            BlockExample("shared", PReLU(8, slopes="shared")),
+        ]
 
     def check(self) -> None:
         positive(self, "channels")

@@ -69,7 +69,7 @@ from torch import nn
 
 from ..errors import SpecError
 from ..families import register_family
-from ..spec import Block, GraphSpec, SpecBuilder, register_block
+from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
 from ..weights import WeightsError, register_layout
 from ..zoo import ZooEntry, register_zoo
 from ._common import SameChannels, positive
@@ -205,6 +205,20 @@ class CSC(SameChannels, Block):
     tied: bool = False
     average_shifts: bool = True
     threshold: float = 0.01
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        base = dict(filters=8, kernel_size=5, unfoldings=3)
+        return [
+            BlockExample("s2", CSC(**base, stride=2)),
+            BlockExample("s3-tied", CSC(**base, stride=3, tied=True), (13, 11)),
+            BlockExample("s1", CSC(**base, stride=1)),
+            BlockExample("s4-k4-patches", CSC(filters=8, kernel_size=4, stride=4, unfoldings=2), (9, 14)),
+            BlockExample("s2-one-shift", CSC(**base, stride=2, average_shifts=False)),
+            BlockExample("s3-u1", CSC(filters=8, kernel_size=5, stride=3, unfoldings=1)),  # no decoder A
+            BlockExample("rgb", CSC(channels=3, filters=8, kernel_size=3, stride=2, unfoldings=2), (16, 12)),
+            BlockExample("tiny-image", CSC(filters=4, kernel_size=7, stride=4, unfoldings=2), (5, 6)),  # pads > image
+        ]
 
     def check(self) -> None:
         positive(self, "channels", "filters", "kernel_size", "stride", "unfoldings")

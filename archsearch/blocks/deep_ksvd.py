@@ -42,7 +42,7 @@ from torch import nn
 
 from ..errors import SpecError
 from ..families import register_family
-from ..spec import Block, GraphSpec, SpecBuilder, register_block
+from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
 from ._common import SameChannels, positive
 
 
@@ -116,6 +116,15 @@ class PatchLISTA(SameChannels, Block):
     iterations: int = 5  # T: LISTA steps after the first thresholding (the reference's training script)
     mlp_hidden: tuple[int, ...] = (128, 64, 32)
     clamp: bool = True  # clamp the patch estimates to the data range, as the reference
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("p4", PatchLISTA(patch_size=4, atoms=16, iterations=2, mlp_hidden=(8, 4))),
+            BlockExample("p5-nonsquare-T0", PatchLISTA(patch_size=5, atoms=12, iterations=0, mlp_hidden=(6,))),
+            BlockExample("p3-rgb-noclamp", PatchLISTA(channels=3, patch_size=3, atoms=9, iterations=1, mlp_hidden=(4,),
+                                                      clamp=False), (9, 11)),
+        ]
 
     def check(self) -> None:
         positive(self, "channels", "patch_size", "atoms")

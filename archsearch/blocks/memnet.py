@@ -36,7 +36,7 @@ from torch import nn
 
 from ..errors import SpecError
 from ..families import register_family
-from ..spec import INPUT, Block, GraphSpec, SpecBuilder, register_block
+from ..spec import INPUT, Block, BlockExample, GraphSpec, SpecBuilder, register_block
 from ..zoo import ZooEntry, register_zoo
 from ._common import odd_kernel, positive
 from .conv import BatchNorm, Conv, ReLU
@@ -96,6 +96,23 @@ class MemoryBlock(Block):
     kernel_size: int = 3
     bias: bool = True  # Caffe's convs have biases (BN precedes each conv, so a bias is not redundant)
     gate_order: Literal["long_first", "short_first"] = "long_first"  # Caffe's concat0m: long-term first
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        out = []
+        for n in (1, 3):
+            out += [
+                BlockExample(f"m{n}", MemoryBlock(8, 2, n_memories=n)),
+                BlockExample(f"m{n}-unshared", MemoryBlock(8, 2, n_memories=n, share_weights=False)),
+                BlockExample(f"m{n}-ns", MemoryBlock(8, 3, n_memories=n, short_term=False)),
+            ]
+        return out + [
+            BlockExample("nl", MemoryBlock(8, 2, n_memories=1, long_term=False)),
+            BlockExample("nl-ns-nobias", MemoryBlock(8, 2, long_term=False, short_term=False, bias=False)),
+            BlockExample("m2-short-first", MemoryBlock(8, 2, n_memories=2, gate_order="short_first")),
+            BlockExample("m2-ns-short-first-nobias", MemoryBlock(8, 2, n_memories=2, short_term=False,
+                                                                 gate_order="short_first", bias=False)),
+        ]
 
     def check(self) -> None:
         positive(self, "channels", "recursions", "n_memories")
@@ -205,6 +222,15 @@ class MemNetRecon(Block):
     bias: bool = True  # Caffe's Recon_b
     shared_norm: bool = False  # Caffe: one BN+Scale per output
 
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("m1", MemNetRecon(8, out_channels=1, n_outputs=1)),
+            BlockExample("m3-rgb", MemNetRecon(8, out_channels=3, n_outputs=3)),
+            BlockExample("m3-shared-norm-nobias", MemNetRecon(8, out_channels=1, n_outputs=3, shared_norm=True,
+                                                               bias=False)),
+        ]
+
     def check(self) -> None:
         positive(self, "channels", "out_channels", "n_outputs")
         odd_kernel(self)
@@ -233,7 +259,9 @@ class MemNetRecon(Block):
 # ---------------------------------------------------------------------------------------------------------
 # the MemNet family and zoo models
 # ---------------------------------------------------------------------------------------------------------
-@register_family("memnet", n_blocks=(1, 64), recursions=(1, 64), channels=(1, 512))
+# n and R: the paper's M (memory blocks) and R (recursions); R splits a design into lines (MemNet Table 6)
+@register_family("memnet", n_blocks=(1, 64), recursions=(1, 64), channels=(1, 512),
+                 labels={"n_blocks": "n", "recursions": "R"}, variants=("recursions",))
 def memnet(n_blocks: int = 6, recursions: int = 6, channels: int = 64, long_term: bool = True,
            short_term: bool = True, multi_supervised: bool = False, share_weights: bool = True,
            bias: bool = True, fenet_norm: bool = True, gate_order: str = "long_first", in_channels: int = 1,

@@ -62,7 +62,7 @@ from torch import nn
 
 from ..errors import ArchsearchError, SpecError
 from ..families import register_family
-from ..spec import Block, GraphSpec, SpecBuilder, register_block
+from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
 from ..zoo import ZooEntry, register_zoo
 from ._common import SameChannels, odd_kernel, positive
 from .conv import Conv
@@ -450,6 +450,37 @@ class NSRResBlock(SameChannels, Block):
     layout: Literal["reference", "hidden_groups"] = "reference"
     weight_norm: bool = False  # the reference wraps every conv in torch.nn.utils.weight_norm
 
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        base = dict(channels=8, hidden_channels=16)
+        pooled = (20, 20)  # not divisible by 4: exercises the padding of the patch pooling
+        return [
+            BlockExample("pool0", NSRResBlock(**base)),
+            BlockExample("pool4", NSRResBlock(**base, pool=4), pooled),
+            BlockExample("pool4-nonsquare", NSRResBlock(**base, pool=4, sparsity_groups=2), (20, 18)),
+            BlockExample("pool4-k1", NSRResBlock(**base, pool=4, kernel_size=1), pooled),
+            BlockExample("shared", NSRResBlock(**base, shared_selection=True)),
+            BlockExample("shared-pool4", NSRResBlock(**base, shared_selection=True, pool=4), pooled),
+            BlockExample("card2", NSRResBlock(**base, cardinality=2)),
+            BlockExample("card2-pool4", NSRResBlock(**base, cardinality=2, pool=4), pooled),
+            BlockExample("same_flops", NSRResBlock(8, 8, sparsity_groups=2, regime="same_flops")),
+            BlockExample("same_flops-card2-pool4", NSRResBlock(8, 8, sparsity_groups=3, regime="same_flops",
+                                                               cardinality=2, pool=4), pooled),
+            BlockExample("sigmoid", NSRResBlock(**base, selection="sigmoid")),
+            BlockExample("none", NSRResBlock(**base, selection="none", temperature=0.5)),
+            BlockExample("mlp-hidden-tau", NSRResBlock(**base, mlp_hidden=4, temperature=10.0)),
+            BlockExample("nobias-scale", NSRResBlock(**base, bias=False, branch_scale=0.1)),
+            # the reference (pt_ir) form with weight normalisation, cardinals on both convs' outputs
+            BlockExample("wn-card4", NSRResBlock(8, 8, sparsity_groups=2, cardinality=4, regime="same_flops",
+                                                 weight_norm=True, branch_scale=0.25)),
+            BlockExample("wn-card2-pool4", NSRResBlock(**base, cardinality=2, weight_norm=True, pool=4), pooled),
+            BlockExample("wn-shared-nobias", NSRResBlock(**base, weight_norm=True, shared_selection=True, bias=False)),
+            # the paper's Eq. 4/9 form (W_2 split along the hidden neurons), a named option
+            BlockExample("hidden-groups", NSRResBlock(**base, layout="hidden_groups", cardinality=2)),
+            BlockExample("hidden-groups-pool4", NSRResBlock(**base, layout="hidden_groups", pool=4), pooled),
+            BlockExample("hidden-groups-shared", NSRResBlock(**base, layout="hidden_groups", shared_selection=True)),
+        ]
+
     def check(self) -> None:
         positive(self, "channels", "hidden_channels", "sparsity_groups", "cardinality")
         odd_kernel(self)
@@ -564,6 +595,11 @@ class NSRResBlock(SameChannels, Block):
 # ---------------------------------------------------------------------------------------------------------
 # the NSR families: the authors' WDSR/EDSR+NSR network and a residual search family; zoo models
 # ---------------------------------------------------------------------------------------------------------
+#: Report letters of the NSR families' swept arguments: the paper's k (sparsity groups) and d (cardinality), and n
+#: residual blocks. k and d split a design into lines (Tables 2-3 compare k at each number of blocks).
+NSR_LABELS = {"n_blocks": "n", "sparsity_groups": "k", "cardinality": "d"}
+
+
 def _wdsr_nsr(n_blocks: int, channels: int, expansion: int, sparsity_groups: int, cardinality: int, upscale: int,
               in_channels: int, out_channels: int, image_mean: float, name: str) -> GraphSpec:
     """The network of pt_ir ``models/wdsr_nsr.py`` (``MODEL``, commit bb6933c), node by node: ``x - mean``;
@@ -592,7 +628,8 @@ def _wdsr_nsr(n_blocks: int, channels: int, expansion: int, sparsity_groups: int
 
 
 # channels in steps of 16: the reference's 16 cardinal groups must divide conv2's output channels
-@register_family("wdsr_nsr", n_blocks=(1, 256), channels=(16, 1024, 16), expansion=(1, 16), sparsity_groups=(1, 64))
+@register_family("wdsr_nsr", n_blocks=(1, 256), channels=(16, 1024, 16), expansion=(1, 16), sparsity_groups=(1, 64),
+                 labels=NSR_LABELS, variants=("sparsity_groups", "cardinality"))
 def wdsr_nsr(n_blocks: int = 16, channels: int = 32, expansion: int = 4, sparsity_groups: int = 4,
              cardinality: int = 16, upscale: int = 2, in_channels: int = 3, out_channels: int = 3,
              image_mean: float = 0.5, name: str = "") -> GraphSpec:
@@ -604,7 +641,8 @@ def wdsr_nsr(n_blocks: int = 16, channels: int = 32, expansion: int = 4, sparsit
                      name or f"wdsr_nsr_b{n_blocks}_c{channels}_e{expansion}_k{sparsity_groups}_x{upscale}")
 
 
-@register_family("edsr_nsr", n_blocks=(1, 256), channels=(16, 1024, 16), sparsity_groups=(1, 64))
+@register_family("edsr_nsr", n_blocks=(1, 256), channels=(16, 1024, 16), sparsity_groups=(1, 64),
+                 labels=NSR_LABELS, variants=("sparsity_groups", "cardinality"))
 def edsr_nsr(n_blocks: int = 16, channels: int = 64, sparsity_groups: int = 4, cardinality: int = 16,
              upscale: int = 2, in_channels: int = 3, out_channels: int = 3, image_mean: float = 0.5,
              name: str = "") -> GraphSpec:
@@ -614,7 +652,8 @@ def edsr_nsr(n_blocks: int = 16, channels: int = 64, sparsity_groups: int = 4, c
                      image_mean, name or f"edsr_nsr_b{n_blocks}_c{channels}_k{sparsity_groups}_x{upscale}")
 
 
-@register_family("nsr_resnet", n_blocks=(1, 256), channels=(1, 1024), expansion=(1, 16), sparsity_groups=(1, 64))
+@register_family("nsr_resnet", n_blocks=(1, 256), channels=(1, 1024), expansion=(1, 16), sparsity_groups=(1, 64),
+                 labels=NSR_LABELS, variants=("sparsity_groups", "cardinality", "regime"))
 def nsr_resnet(n_blocks: int = 16, channels: int = 32, expansion: int = 2, sparsity_groups: int = 2,
                cardinality: int = 1, regime: str = "same_size", pool: int = 0, temperature: float = 1.0,
                selection: str = "softmax", shared_selection: bool = False, layout: str = "reference",

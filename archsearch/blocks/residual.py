@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import SpecError
 from ..families import register_family
-from ..spec import Block, GraphSpec, SpecBuilder, register_block
+from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
 from ._common import SameChannels, odd_kernel, positive
 from .conv import BatchNorm, Conv, PReLU, ReLU
 from .xunit import XUnit
@@ -61,6 +61,17 @@ class ResidualBlock(SameChannels, Block):
     batch_norm: bool = False
     bias: bool = True
     branch_scale: float = 1.0
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("relu", ResidualBlock(8)),
+            BlockExample("prelu-bn", ResidualBlock(8, activation="prelu", batch_norm=True)),
+            BlockExample("xunit-e2", ResidualBlock(8, activation="xunit", xunit_kernel_size=3, expansion=2)),
+            BlockExample("xunit-bn-scale", ResidualBlock(8, activation="xunit", xunit_kernel_size=5, batch_norm=True,
+                                                         branch_scale=0.1, bias=False)),
+            BlockExample("relu-5x5", ResidualBlock(8, kernel_size=5)),
+        ]
 
     def check(self) -> None:
         positive(self, "channels", "expansion")
@@ -107,6 +118,14 @@ class Upsampler(Block):
     kernel_size: int = 3
     bias: bool = True
 
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("x2", Upsampler(8, 3, factor=2)),
+            BlockExample("x3", Upsampler(8, 1, factor=3, kernel_size=1)),
+            BlockExample("x4-nobias", Upsampler(4, 1, factor=4, bias=False)),
+        ]
+
     def check(self) -> None:
         positive(self, "in_channels", "out_channels")
         odd_kernel(self)
@@ -148,7 +167,8 @@ def add_tail(b: SpecBuilder, out_channels: int, channels: int, upscale: int) -> 
         b.add(Upsampler(channels, out_channels, upscale), name="tail")
 
 
-@register_family("resnet", n_blocks=(1, 256), channels=(1, 1024), expansion=(1, 16))
+@register_family("resnet", n_blocks=(1, 256), channels=(1, 1024), expansion=(1, 16),
+                 labels={"n_blocks": "n", "xunit_kernel_size": "r"}, variants=("xunit_kernel_size", "activation"))
 def resnet(n_blocks: int = 16, channels: int = 32, expansion: int = 2, activation: str = "relu",
            xunit_kernel_size: int = 9, batch_norm: bool = False, branch_scale: float = 1.0, upscale: int = 1,
            in_channels: int = 1, out_channels: int = 1, global_residual: str = "", name: str = "") -> GraphSpec:

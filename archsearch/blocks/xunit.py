@@ -31,7 +31,7 @@ from torch import nn
 
 from ..errors import SpecError, did_you_mean
 from ..families import register_family
-from ..spec import Block, GraphSpec, SpecBuilder, register_block
+from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
 from ..zoo import ZooEntry, register_zoo
 from ._common import SameChannels, odd_kernel, positive
 from .conv import BatchNorm, Conv, ReLU
@@ -116,6 +116,11 @@ class XUnit(SameChannels, Block):
     pointwise: bool = False  # the official "dense" variant's leading 1x1 conv
 
     @classmethod
+    def examples(cls) -> list[BlockExample]:
+        out = [BlockExample("default-r3", XUnit(8, kernel_size=3)), BlockExample("r1", XUnit(8, kernel_size=1))]
+        return out + [BlockExample(name, XUnit.design(name, 8, kernel_size=3)) for name in XUNIT_DESIGNS]
+
+    @classmethod
     def design(cls, name: str, channels: int, kernel_size: int | None = None) -> XUnit:
         """An xUnit of a named design (keys of :data:`XUNIT_DESIGNS`); ``kernel_size`` None: the design's own
         default (7 for the official code's designs, else the paper's 9)."""
@@ -155,7 +160,8 @@ class XUnit(SameChannels, Block):
 # ---------------------------------------------------------------------------------------------------------
 # the xUnit paper's families (xNet, xSRCNN) and zoo models
 # ---------------------------------------------------------------------------------------------------------
-@register_family("xnet", depth=(2, 200), width=(1, 1024), xunit_kernel_size=(1, 31, 2))
+@register_family("xnet", depth=(2, 200), width=(1, 1024), xunit_kernel_size=(1, 31, 2),
+                 labels={"xunit_kernel_size": "r"}, variants=("xunit_kernel_size", "xunit_design"))
 def xnet(depth: int = 4, width: int = 64, xunit_kernel_size: int = 9, xunit_design: str = "BN+RL+CD+BN+GS",
          batch_norm: bool = False, in_channels: int = 1, out_channels: int = 1, kernel_size: int = 3,
          global_residual: str = "subtract", name: str = "") -> GraphSpec:
@@ -177,7 +183,8 @@ def xnet(depth: int = 4, width: int = 64, xunit_kernel_size: int = 9, xunit_desi
                   global_residual=global_residual)
 
 
-@register_family("srcnn", n1=(1, 512), n2=(1, 512), xunit_kernel_size=(1, 31, 2))
+@register_family("srcnn", n1=(1, 512), n2=(1, 512), xunit_kernel_size=(1, 31, 2),
+                 labels={"xunit_kernel_size": "r"}, variants=("xunit_kernel_size", "activation"))
 def srcnn(n1: int = 64, n2: int = 32, f1: int = 9, f2: int = 5, f3: int = 5, activation: str = "relu",
           xunit_kernel_size: int = 9, in_channels: int = 1, out_channels: int = 1, name: str = "") -> GraphSpec:
     """SRCNN (Dong et al. 2016): f1 x f1 x n1 -> f2 x f2 x n2 -> f3 x f3 x out on the bicubic-upsampled input,
