@@ -65,7 +65,8 @@ def family():
 
         def export(self, ctx) -> str:
             k = self.kernel_size
-            return f"nn.Conv2d({self.channels}, {self.channels}, {k}, padding={k // 2}, groups={self.channels}, bias=False)"
+            c = self.channels
+            return f"nn.Conv2d({c}, {c}, {k}, padding={k // 2}, groups={c}, bias=False)"
 
     @register_family(FAMILY, depth=(1, 32), width=(1, 64), labels={"depth": "D"}, variants=("dw_kernel",))
     def dwnet(depth: int = 2, width: int = 8, dw_kernel: int = 3, in_channels: int = 1, out_channels: int = 1,

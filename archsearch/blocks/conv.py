@@ -3,6 +3,9 @@
 MAC conventions (README, "What the counts include"): a k x k conv costs ``out * in/groups * k^2`` MACs per
 output pixel (bias additions are not MACs, as in fvcore); BatchNorm at inference is a per-channel affine
 ``a*x + b``: one MAC per element; ReLU, PReLU and identity are elementwise and cost no MACs.
+
+Also here: the ``convnet`` family (the xUnit paper's ConvNet / DnCNN layout), the ``dncnn_s`` zoo model and the
+DnCNN authors' weight layout (``dncnn``).
 """
 
 from __future__ import annotations

@@ -54,6 +54,9 @@ positions; the s^2 copies multiply this by s^2, and averaging them costs one MAC
 ``2K m c k^2 + s^2 c`` for any stride, plus a padding overhead that vanishes for large images (so exact MACs
 exceed rate x pixels). ``average_shifts: false`` keeps only shift (0, 0) (1/s^2 of the cost, no averaging).
 The soft thresholds, the residual ``A gamma - x`` and ``gamma - B r`` are elementwise and excluded.
+
+Also here: the ``cscnet`` and ``csc_hybrid`` families, the ``cscnet`` zoo model and the CSCNet authors' weight
+layout (``cscnet``).
 """
 
 from __future__ import annotations

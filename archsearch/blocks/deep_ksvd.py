@@ -28,6 +28,8 @@ MACs (exact, :meth:`PatchLISTA.macs`): per patch position, the MLP (its Linear l
 T iterations of the atoms x atoms matrix (I - D^T D / c), and D z (atoms x n); once per forward pass, D^T D
 (atoms x n x atoms; not needed when T = 0). There are (H - p + 1)(W - p + 1) patch positions, so the per-pixel rate is the per-patch
 cost. Excluded: soft thresholds, clamps, the weighting by w and the overlap-add (elementwise, and data movement).
+
+Also here: the ``deep_ksvd`` family.
 """
 
 from __future__ import annotations

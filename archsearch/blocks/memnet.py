@@ -23,6 +23,8 @@ short-term memory only; ``short_term=False`` (MemNet_NS) -- the gate sees only t
 Roles: the recursions' convs ``conv``, their BNs ``normalization``, the gate's BN and 1x1 conv ``gate``.
 MACs per pixel: R x (2 convs + 2 BNs) + gate BN + gate 1x1 conv; conv bias additions, residual additions and
 ReLUs excluded (the convention of every conv here).
+
+Also here: the ``memnet`` family and its zoo models (M6R6 and the Table 1 ablations).
 """
 
 from __future__ import annotations

@@ -47,6 +47,10 @@ activation), per selection unit (the image, or each patch) the MLP(s) and the ke
 aggregated weight or bias), and once per forward pass the weight-norm squared norms (1 MAC per weight; the
 rescaling by gain / norm is elementwise). ReLU, softmax/sigmoid and the residual addition are elementwise and
 excluded.
+
+Also here: the families ``wdsr_nsr`` / ``edsr_nsr`` (the authors' network, pt_ir ``models/wdsr_nsr.py``) and
+``nsr_resnet`` (a generic search family), the NSR zoo models, and :func:`pt_ir_nsr_state_dict` (the authors'
+checkpoint keys mapped onto a built ``wdsr_nsr`` / ``edsr_nsr``).
 """
 
 from __future__ import annotations
@@ -628,7 +632,8 @@ def _wdsr_nsr(n_blocks: int, channels: int, expansion: int, sparsity_groups: int
 
 
 # channels in steps of 16: the reference's 16 cardinal groups must divide conv2's output channels
-@register_family("wdsr_nsr", n_blocks=(1, 256), channels=(16, 1024, 16), expansion=(1, 16), sparsity_groups=(1, 64),
+@register_family("wdsr_nsr", n_blocks=(1, 256), channels=(16, 1024, 16), expansion=(1, 16),
+                 sparsity_groups=(1, 64),
                  labels=NSR_LABELS, variants=("sparsity_groups", "cardinality"))
 def wdsr_nsr(n_blocks: int = 16, channels: int = 32, expansion: int = 4, sparsity_groups: int = 4,
              cardinality: int = 16, upscale: int = 2, in_channels: int = 3, out_channels: int = 3,
@@ -652,7 +657,8 @@ def edsr_nsr(n_blocks: int = 16, channels: int = 64, sparsity_groups: int = 4, c
                      image_mean, name or f"edsr_nsr_b{n_blocks}_c{channels}_k{sparsity_groups}_x{upscale}")
 
 
-@register_family("nsr_resnet", n_blocks=(1, 256), channels=(1, 1024), expansion=(1, 16), sparsity_groups=(1, 64),
+@register_family("nsr_resnet", n_blocks=(1, 256), channels=(1, 1024), expansion=(1, 16),
+                 sparsity_groups=(1, 64),
                  labels=NSR_LABELS, variants=("sparsity_groups", "cardinality", "regime"))
 def nsr_resnet(n_blocks: int = 16, channels: int = 32, expansion: int = 2, sparsity_groups: int = 2,
                cardinality: int = 1, regime: str = "same_size", pool: int = 0, temperature: float = 1.0,
@@ -682,7 +688,8 @@ register_zoo(ZooEntry("nsr_dn_baseline", "resnet", dict(n_blocks=16, channels=32
 register_zoo(ZooEntry("nsr_dn_sparse_minus", "nsr_resnet",
                       dict(n_blocks=16, channels=32, expansion=1, sparsity_groups=2),
                       "Fan et al. NeurIPS 2020, Table 5 sparse- (k=2, x1 width)", "0.30M", "denoise"))
-register_zoo(ZooEntry("nsr_dn_sparse_plus", "nsr_resnet", dict(n_blocks=16, channels=32, expansion=2, sparsity_groups=2),
+register_zoo(ZooEntry("nsr_dn_sparse_plus", "nsr_resnet",
+                      dict(n_blocks=16, channels=32, expansion=2, sparsity_groups=2),
                       "Fan et al. NeurIPS 2020, Table 5 sparse+ (k=2, x2 width)", "0.60M", "denoise"))
 # The authors' code with its defaults but width multiplier 1 (Table 2's same-size k=4, 16 blocks): 1,260,756.
 register_zoo(ZooEntry("wdsr_nsr_x2", "wdsr_nsr",
@@ -693,7 +700,8 @@ register_zoo(ZooEntry("wdsr_nsr_x2", "wdsr_nsr",
 # cardinals: 4,877,812 / 4,887,637 / 4,901,392 parameters (the README's numbers).
 for _s, _n in ((2, "4,877,812"), (3, "4,887,637"), (4, "4,901,392")):
     register_zoo(ZooEntry(f"edsr_nsr_x{_s}", "edsr_nsr", dict(upscale=_s),
-                          f"Fan et al. NeurIPS 2020; github ychfan/nsr README, EDSR+NSR x{_s} (pt_ir models/wdsr_nsr.py)",
+                          f"Fan et al. NeurIPS 2020; github ychfan/nsr README, EDSR+NSR x{_s} "
+                          "(pt_ir models/wdsr_nsr.py)",
                           _n, "sr"))
 
 

@@ -9,6 +9,8 @@ Upsampler: a conv to ``out_channels * scale^2`` channels and ``PixelShuffle(scal
 WDSR's tail). MACs are counted per *input* (low-resolution) pixel; pixel shuffle is data movement (no MACs).
 
 Counts are the sum of the parts, which are the registered blocks themselves.
+
+Also here: the ``resnet`` family (EDSR/WDSR style; the NSR paper's denoising baseline).
 """
 
 from __future__ import annotations

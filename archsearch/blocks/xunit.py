@@ -18,6 +18,9 @@ Fig. 4 ("percentage of parameters invested in the activations").
 
 MACs per pixel: each BN C (folded affine), the depthwise conv r^2 C, the dense variant's 1x1 conv C^2. The
 ReLU, the gate nonlinearity and the product ``z * g`` are elementwise and excluded.
+
+Also here: the paper's families ``xnet`` (Fig. 3) and ``srcnn`` (SRCNN and its xSRCNN variants, Table 3) and their
+zoo models (``xdncnn``, ``convnet_fig4``, ``xnet_fig4``, ``srcnn``, ``xsrcnn_f``, ``xsrcnn_c``).
 """
 
 from __future__ import annotations
