@@ -75,7 +75,8 @@ class Registry(Generic[T]):
         return dict(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items or name in self._aliases
+        # names are strings: anything else (None, a list from a malformed YAML file) is simply not registered
+        return isinstance(name, str) and (name in self._items or name in self._aliases)
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._items))

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from .errors import RegistryError, SpecError, did_you_mean
+from .registry import Registry
 from .schema import coerce, describe, load_yaml, read_text_file
 
 #: The one safe pattern for user-chosen names: specs, blocks (graph nodes), studies, designs, profiles. ASCII
@@ -71,7 +72,9 @@ class Block:
       (the per-pixel rate; terms paid once per image are in ``macs``, not here);
     * ``macs(h, w)`` -- exact MACs for one image whose block input is h x w (default: rate x h x w);
     * ``build()`` -- the ``nn.Module`` (its ``forward`` takes one tensor per input edge);
-    * ``check()`` -- raise ``SpecError(field_name, ...)`` on values that break a rule.
+    * ``check()`` -- raise ``SpecError(field_name, ...)`` on values that break a rule;
+    * ``examples()`` -- a few small instances (:class:`BlockExample`) that the contract test kit
+      (``archsearch.testing.blocks``) runs every behavioural check on; a registered type without one fails there.
 
     ``scale`` is the spatial factor output/input (2 for a x2 pixel-shuffle upsampler).
     """
@@ -111,6 +114,12 @@ class Block:
     def build(self):  # -> torch.nn.Module
         raise NotImplementedError
 
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        """Small instances of this block for the contract tests (house style: <= 16 channels; inputs <= 32 x 32).
+        Data only: the block file declares them next to the block, so a new block needs no edit to the tests."""
+        return []
+
     def export(self, ctx) -> str:
         """Python source (torch only) constructing a module identical in structure to ``build()``; helper
         classes go through ``ctx.need(obj)``, which copies their source into the generated file once."""
@@ -137,6 +146,16 @@ class Block:
         return dataclasses.replace(self, **changes)
 
 
+@dataclass(frozen=True)
+class BlockExample:
+    """One small instance of a block type and the input size (h, w) to run it at; the default size is non-square
+    on purpose (it catches h/w mix-ups)."""
+
+    id: str
+    block: Block
+    size: tuple[int, int] = (12, 10)
+
+
 _FIELD_TYPES: dict[type, dict[str, Any]] = {}
 
 
@@ -149,31 +168,22 @@ def _field_types(cls: type) -> dict[str, Any]:
     return cached
 
 
-_BLOCKS: dict[str, type[Block]] = {}
+#: The block registry: type name -> block class (:func:`register_block` adds to it).
+BLOCKS: Registry[type[Block]] = Registry("block type")
 
 
 def register_block(cls: type[Block]) -> type[Block]:
     """Class decorator adding a block to the registry; a name can be registered once."""
     if not cls.type:
         raise RegistryError(f"{cls.__name__} has no `type` name")
-    if cls.type in _BLOCKS:
-        raise RegistryError(f"block type {cls.type!r} is already registered by {_BLOCKS[cls.type].__name__}")
-    _BLOCKS[cls.type] = cls
-    return cls
+    if cls.type in BLOCKS:
+        raise RegistryError(f"block type {cls.type!r} is already registered by {BLOCKS.get(cls.type).__name__}")
+    return BLOCKS.add(cls.type, cls)
 
 
 def block_types() -> dict[str, type[Block]]:
     """The registered block classes by type name (a copy)."""
-    return dict(_BLOCKS)
-
-
-def block_class(name: str) -> type[Block]:
-    try:
-        return _BLOCKS[name]
-    except KeyError:
-        raise RegistryError(
-            f"unknown block type {name!r}{did_you_mean(name, _BLOCKS)}; registered: {', '.join(sorted(_BLOCKS))}"
-        ) from None
+    return BLOCKS.as_dict()
 
 
 def block_from_dict(data: Mapping[str, Any]) -> Block:
@@ -181,14 +191,14 @@ def block_from_dict(data: Mapping[str, Any]) -> Block:
     if not isinstance(data, Mapping):
         raise SpecError("", f"a block must be a mapping with a `type` key, got {data!r}")
     if "type" not in data:
-        raise SpecError("type", f"is missing; registered block types: {', '.join(sorted(_BLOCKS))}")
+        raise SpecError("type", f"is missing; registered block types: {', '.join(sorted(BLOCKS))}")
     name = data["type"]
-    if not isinstance(name, str) or name not in _BLOCKS:
+    if not isinstance(name, str) or name not in BLOCKS:
         raise SpecError(
             "type",
-            f"unknown block type {name!r}{did_you_mean(str(name), _BLOCKS)}; allowed: {', '.join(sorted(_BLOCKS))}",
+            f"unknown block type {name!r}{did_you_mean(str(name), BLOCKS)}; allowed: {', '.join(sorted(BLOCKS))}",
         )
-    cls = _BLOCKS[name]
+    cls = BLOCKS.get(name)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
@@ -459,12 +469,13 @@ class SpecBuilder:
 
 
 __all__ = [
+    "BLOCKS",
     "ROLES",
     "Block",
+    "BlockExample",
     "GraphSpec",
     "Node",
     "SpecBuilder",
-    "block_class",
     "block_from_dict",
     "block_types",
     "register_block",

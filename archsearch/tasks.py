@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from .data import Color
-from .errors import ArchsearchError, RegistryError, SpecError, did_you_mean
+from .errors import ArchsearchError, SpecError, did_you_mean
+from .registry import Registry
 
 SR_SCALES = (2, 3, 4)
 CHANNELS = (1, 3)
@@ -58,18 +59,12 @@ def _check_channels(channels: Any) -> None:
 
 
 #: The task registry: a new task is one :class:`Task` subclass decorated with :func:`register_task`.
-TASKS: dict[str, type[Task]] = {}
-_ALIASES: dict[str, str] = {}
+TASKS: Registry[type[Task]] = Registry("task")
 
 
 def register_task(cls: type[Task]) -> type[Task]:
     """Add a task class to the registry under its ``kind`` (and ``aliases``); names must be new."""
-    for name in (cls.kind, *cls.aliases):
-        if not name or name in TASKS or name in _ALIASES:
-            raise RegistryError(f"task name {name!r} is empty or already registered")
-    TASKS[cls.kind] = cls
-    _ALIASES.update({a: cls.kind for a in cls.aliases})
-    return cls
+    return TASKS.add(cls.kind, cls, aliases=tuple(cls.aliases))
 
 
 @dataclass(frozen=True)
@@ -281,9 +276,9 @@ def task_settings(kind: str) -> dict[str, Any]:
 def make_task(name: str, *, channels: int = 1, **settings: Any) -> Task:
     """A task from its registered name (or an alias) and settings; ``None`` settings are ignored, a setting of
     another task is refused (e.g. ``sigma`` for ``sr``)."""
-    key = _ALIASES.get(name, name)
-    if key not in TASKS:
-        raise TaskError(f"unknown task {name!r}{did_you_mean(name, TASKS)}; allowed: {', '.join(TASKS)}")
+    if name not in TASKS:
+        raise TaskError(f"unknown task {name!r}{did_you_mean(str(name), TASKS)}; allowed: {', '.join(TASKS)}")
+    key = TASKS.canonical(name)
     given = {k: v for k, v in settings.items() if v is not None}
     own = task_settings(key)
     for k in given:

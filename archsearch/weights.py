@@ -2,8 +2,9 @@
 authors' published layouts (mapped onto the zoo's keys by a registered *layout*).
 
 A layout is a key mapping from an author's ``state_dict`` to the zoo model's: ``detect`` recognises the author's
-keys, ``convert`` renames them. Adding one is one function and one :func:`register_layout` line (README,
-"Reference zoo", lists each mapping).
+keys, ``convert`` renames them. Adding one is one function and one :func:`register_layout` line in the block file
+of the family whose zoo model it loads (``blocks/conv.py``: DnCNN; ``blocks/csc.py``: CSCNet; README, "Reference
+zoo", lists each mapping).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ArchsearchError, RegistryError, did_you_mean
+from .errors import ArchsearchError
+from .registry import Registry
 
 CHECKPOINT_FORMAT = "archsearch-checkpoint-1"
 
@@ -23,73 +25,27 @@ class WeightsError(ArchsearchError, ValueError):
 
 
 @dataclass(frozen=True)
-class Layout:
+class WeightLayout:
+    """An author's ``state_dict`` key layout: ``detect`` recognises its keys, ``convert`` maps them onto the zoo
+    model's; ``source`` says where the author's weights come from."""
+
     name: str
     detect: Callable[[Mapping[str, Any]], bool]
     convert: Callable[[Mapping[str, Any]], dict[str, Any]]
     source: str = ""
 
 
-_LAYOUTS: dict[str, Layout] = {}
+#: The layout registry: name -> :class:`WeightLayout`, tried in registration order by :func:`state_dict_of`.
+LAYOUTS: Registry[WeightLayout] = Registry("weights layout")
 
 
 def register_layout(name: str, detect: Callable[[Mapping[str, Any]], bool],
-                    convert: Callable[[Mapping[str, Any]], dict[str, Any]], source: str = "") -> None:
-    if name in _LAYOUTS:
-        raise RegistryError(f"weights layout {name!r} is already registered")
-    _LAYOUTS[name] = Layout(name, detect, convert, source)
+                    convert: Callable[[Mapping[str, Any]], dict[str, Any]], source: str = "") -> WeightLayout:
+    return LAYOUTS.add(name, WeightLayout(name, detect, convert, source))
 
 
-def layouts() -> dict[str, Layout]:
-    return dict(_LAYOUTS)
-
-
-def get_layout(name: str) -> Layout:
-    if name not in _LAYOUTS:
-        raise RegistryError(f"unknown weights layout {name!r}{did_you_mean(name, _LAYOUTS)}; "
-                            f"registered: {', '.join(_LAYOUTS)}")
-    return _LAYOUTS[name]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the authors' layouts
-# ---------------------------------------------------------------------------------------------------------
-def official_dncnn_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Map the DnCNN authors' keys (``dncnn.<i>.<param>``, an ``nn.Sequential`` named ``dncnn``) onto
-    ``dncnn_s``'s (``blocks.<i>.<param>``): the zoo spec names its nodes 0..47 in the same order."""
-    out = {}
-    for key, value in state.items():
-        if not key.startswith("dncnn."):
-            raise WeightsError(f"unexpected key {key!r} in a DnCNN state_dict (expected 'dncnn.<i>.<param>')")
-        out["blocks." + key[len("dncnn."):]] = value
-    return out
-
-
-register_layout("dncnn", lambda sd: bool(sd) and all(isinstance(k, str) and k.startswith("dncnn.") for k in sd),
-                official_dncnn_state_dict, "github cszn/DnCNN (PyTorch model_zoo, nn.Sequential 'dncnn')")
-
-
-#: CSCNet's ``ConvLista_T`` keys -> the ``csc`` block's (node ``csc`` of the ``cscnet`` zoo spec, blocks/csc.py).
-CSCNET_KEYS = {
-    "apply_A.weight": "blocks.csc.decoder",  # A: transposed conv inside the iterations
-    "apply_B.weight": "blocks.csc.encoder",  # B: strided conv, image -> code
-    "apply_C.weight": "blocks.csc.output",  # C: transposed conv, code -> output image
-    "soft_threshold.threshold": "blocks.csc.threshold",  # (1, filters, 1, 1), one per filter
-}
-
-
-def official_cscnet_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Map the CSCNet authors' keys (github drorsimon/CSCNet, ``model/modules.py`` ``ConvLista_T``) onto
-    ``cscnet``'s. The weight tensors keep their shapes: A and C are ``ConvTranspose2d(filters, 1)`` weights and B
-    a ``Conv2d(1, filters)`` weight, all (filters, 1, k, k), which is how the ``csc`` block stores them."""
-    unknown = sorted(set(state) - set(CSCNET_KEYS))
-    if unknown:
-        raise WeightsError(f"unexpected key {unknown[0]!r} in a CSCNet state_dict (expected {', '.join(CSCNET_KEYS)})")
-    return {CSCNET_KEYS[k]: v for k, v in state.items()}
-
-
-register_layout("cscnet", lambda sd: bool(sd) and set(sd) == set(CSCNET_KEYS), official_cscnet_state_dict,
-                "github drorsimon/CSCNet (trained_models/sigma_*.model, ConvLista_T)")
+def layouts() -> dict[str, WeightLayout]:
+    return LAYOUTS.as_dict()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -133,7 +89,7 @@ def state_dict_of(obj: Mapping[str, Any], path: str | Path = "") -> dict[str, An
     bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise WeightsError(f"{path}: not a state_dict: entry {bad[0]!r} is not a named tensor")
-    for layout in _LAYOUTS.values():
+    for layout in LAYOUTS.values():
         if layout.detect(sd):
             return layout.convert(sd)
     return dict(sd)

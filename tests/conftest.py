@@ -1,5 +1,6 @@
-"""pytest setup shared by the tests: the helper modules of this folder (``block_examples``, ``fvcore_macs``)
-are importable by name, and torch uses the 2 CPU cores deterministically."""
+"""pytest setup shared by the tests: the helper modules of this folder (``restore_data``, the reference
+re-implementations ``ref_*``) are importable by name, and torch uses the 2 CPU cores deterministically. The block
+contract kit and the fvcore MAC count are ``archsearch.testing``."""
 
 from __future__ import annotations
 

@@ -11,6 +11,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def shared_dir() -> Path:
+    """The shared reference folder (pretrained weights, papers): ``$ARCHSEARCH_SHARED`` or ``../shared`` next to
+    the repository."""
+    env = os.environ.get("ARCHSEARCH_SHARED")
+    return Path(env) if env else (REPO.parent / "shared")
+
+
 def shared_root() -> Path | None:
     env = os.environ.get("ARCHSEARCH_DATA_ROOT")
     root = Path(env) if env else REPO.parent / "shared" / "datasets"

@@ -1,140 +1,83 @@
 """Contract test kit: the same behavioural checks for every registered block type.
 
-Parametrized over ``archsearch.spec.block_types()`` x the small examples of ``block_examples.EXAMPLES``: a new
-block gets all of these tests without new test code -- and a registered type without an example fails.
+Parametrized over the block registry x each block's own small examples (``Block.examples()``, collected by
+``archsearch.testing.blocks``): a new block gets all of these tests without new test code -- and a registered type
+without an example fails.
 """
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from block_examples import EXAMPLES, Example, block_cases, wrap_block
-from fvcore_macs import fvcore_macs
 
-import archsearch
-from archsearch.spec import ROLES, block_from_dict, block_types
+from archsearch.spec import block_types
+from archsearch.testing import blocks as kit
+from archsearch.testing.blocks import BlockExample, block_cases, block_examples
 
 CASES = block_cases()
+EXAMPLES = block_examples()
 
 
-def _example(type_name: str, ex: Example | None) -> Example:
+def _example(type_name: str, ex: BlockExample | None) -> BlockExample:
     if ex is None:
-        pytest.fail(f"registered block type {type_name!r} has no example in tests/block_examples.py EXAMPLES: "
-                    "add at least one small instance (<= 16 channels) so the contract kit covers it")
+        pytest.fail(f"registered block type {type_name!r} has no example: add at least one small instance "
+                    "(<= 16 channels) to its class's `examples()` so the contract kit covers it")
     assert ex.block.type == type_name
     return ex
 
 
-def _inputs(ex: Example, batch: int, seed: int = 1) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator().manual_seed(seed)
-    h, w = ex.size
-    return tuple(torch.randn(batch, c, h, w, generator=g) for c in ex.block.input_channels)
-
-
 def test_every_registered_block_has_examples():
     missing = sorted(set(block_types()) - set(EXAMPLES))
-    assert not missing, f"block types without examples in tests/block_examples.py: {missing}"
-    unknown = sorted(set(EXAMPLES) - set(block_types()))
-    assert not unknown, f"examples for unregistered block types: {unknown}"
+    assert not missing, f"block types without examples (Block.examples()): {missing}"
+    assert all(ex.block.type == t for t, examples in EXAMPLES.items() for ex in examples)
 
 
 def test_example_sizes_follow_house_style():
     for examples in EXAMPLES.values():
         for ex in examples:
-            assert max(ex.block.input_channels + (ex.block.out_channels,)) <= 16, ex.id
-            assert max(ex.size) <= 32, ex.id
+            kit.check_house_size(ex)
 
 
 @pytest.mark.parametrize("type_name, ex", CASES)
 def test_forward_shape_and_finite(type_name, ex):
-    ex = _example(type_name, ex)
-    module = ex.block.build()
-    y = module(*_inputs(ex, batch=2))
-    h, w = ex.size
-    s = ex.block.scale
-    assert y.shape == (2, ex.block.out_channels, h * s, w * s)
-    assert torch.isfinite(y).all()
-    module.eval()
-    with torch.no_grad():
-        y = module(*_inputs(ex, batch=2))
-    assert y.shape == (2, ex.block.out_channels, h * s, w * s)
-    assert torch.isfinite(y).all()
+    kit.check_forward_shape_and_finite(_example(type_name, ex))
 
 
 @pytest.mark.parametrize("type_name, ex", CASES)
 def test_gradients_reach_every_parameter(type_name, ex):
-    ex = _example(type_name, ex)
-    module = ex.block.build().train()
-    inputs = tuple(x.requires_grad_() for x in _inputs(ex, batch=2))
-    y = module(*inputs)
-    y.square().mean().backward()
-    for name, p in module.named_parameters():
-        assert p.grad is not None, f"{ex.id}: no gradient reaches parameter {name}"
-        assert torch.isfinite(p.grad).all(), f"{ex.id}: non-finite gradient in {name}"
-    for x in inputs:
-        assert x.grad is not None and torch.isfinite(x.grad).all()
+    kit.check_gradients_reach_every_parameter(_example(type_name, ex))
 
 
 @pytest.mark.parametrize("type_name, ex", CASES)
 def test_param_count_equals_built_module(type_name, ex):
-    ex = _example(type_name, ex)
-    block = ex.block
-    numel = sum(p.numel() for p in block.build().parameters())
-    assert block.params() == numel
-    roles = block.params_by_role()
-    assert set(roles) <= set(ROLES), f"unknown roles {set(roles) - set(ROLES)}"
-    assert all(isinstance(n, int) and n >= 0 for n in roles.values())
-    assert sum(roles.values()) == block.params()
+    kit.check_param_count_equals_built_module(_example(type_name, ex))
 
 
 @pytest.mark.parametrize("type_name, ex", CASES)
 def test_macs_equal_fvcore(type_name, ex):
-    ex = _example(type_name, ex)
-    h, w = ex.size
-    result = fvcore_macs(ex.block.build(), _inputs(ex, batch=1))
-    assert not result.unsupported_ops, f"ops without a MAC handler: {dict(result.unsupported_ops)}"
-    assert ex.block.macs(h, w) == result.total, dict(result.by_operator)
+    kit.check_macs_equal_fvcore(_example(type_name, ex))
 
 
 @pytest.mark.parametrize("type_name, ex", CASES)
 def test_wrapped_in_graph_spec(type_name, ex):
     """The block inside a minimal GraphSpec: spec counts == built module, exact MACs == fvcore, shape."""
-    ex = _example(type_name, ex)
-    spec = wrap_block(ex.block)
-    counts = archsearch.count(spec)
-    module = archsearch.build(spec)
-    assert counts.params == sum(p.numel() for p in module.parameters())
-    assert sum(counts.params_by_role.values()) == counts.params
-    h, w = ex.size
-    x = torch.randn(1, spec.in_channels, h, w)
-    result = fvcore_macs(module, x)
-    assert not result.unsupported_ops, dict(result.unsupported_ops)
-    assert archsearch.macs(spec, h, w) == result.total
-    assert module(x).shape == (1, spec.out_channels, h * spec.scale, w * spec.scale)
+    kit.check_wrapped_in_graph_spec(_example(type_name, ex))
 
 
 @pytest.mark.parametrize("type_name, ex", CASES)
 def test_same_seed_same_output(type_name, ex):
-    ex = _example(type_name, ex)
-    outs = []
-    for _ in range(2):
-        torch.manual_seed(1234)
-        module = ex.block.build().eval()
-        with torch.no_grad():
-            outs.append(module(*_inputs(ex, batch=2)))
-    assert torch.equal(outs[0], outs[1])
+    kit.check_same_seed_same_output(_example(type_name, ex))
 
 
 @pytest.mark.parametrize("type_name, ex", CASES)
 def test_dict_round_trip(type_name, ex):
-    ex = _example(type_name, ex)
-    d = ex.block.to_dict()
-    assert d["type"] == type_name
-    assert block_from_dict(d) == ex.block
-    assert block_from_dict(json.loads(json.dumps(d))) == ex.block  # tuples come back as lists from JSON
-    assert block_from_dict({"type": type_name, **{k: v for k, v in d.items() if k != "type"}}) == ex.block
+    kit.check_dict_round_trip(_example(type_name, ex))
+
+
+@pytest.mark.parametrize("type_name, ex", CASES)
+def test_export_reproduces_the_block(type_name, ex):
+    """The generated torch-only source builds the same module (``Block.export``, used by ``archsearch export``)."""
+    kit.check_export_reproduces_the_block(_example(type_name, ex))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -218,21 +161,3 @@ def test_nsr_single_group_is_independent_of_pooling(size):
     x = torch.randn(1, 4, *size)
     with torch.no_grad():
         torch.testing.assert_close(patched(x), dense(x), rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("type_name, ex", CASES)
-def test_export_reproduces_the_block(type_name, ex):
-    """The generated torch-only source builds the same module: the framework's weights load strictly and the
-    outputs are equal (``Block.export``, used by ``archsearch export``)."""
-    from archsearch.export import python_source
-
-    ex = _example(type_name, ex)
-    spec = wrap_block(ex.block)
-    model = archsearch.build(spec).eval()
-    namespace: dict = {}
-    exec(compile(python_source(spec), f"<export of {ex.id}>", "exec"), namespace)  # noqa: S102 - our own output
-    net = namespace["Net"]().eval()
-    net.load_state_dict(model.state_dict(), strict=True)
-    x = torch.randn(1, spec.in_channels, *ex.size, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        assert (net(x) - model(x)).abs().max().item() <= 1e-6

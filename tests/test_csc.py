@@ -12,13 +12,12 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
-from block_examples import shared_dir
-from fvcore_macs import fvcore_macs
-from restore_data import requires_shared, shared_root
+from restore_data import requires_shared, shared_dir, shared_root
 
 from archsearch import build, count, get_family, macs, zoo_spec
 from archsearch.blocks import CSC
 from archsearch.blocks.csc import csc_pads, csc_reflect, reflect_index
+from archsearch.testing.macs import fvcore_macs
 from archsearch.weights import load_weights, read_weights, state_dict_of
 
 CSCNET_PARAMS = 63_700  # 3 x 175 x 11 x 11 + 175 (shared/datasets/README.md, the authors' file)

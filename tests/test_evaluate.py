@@ -71,7 +71,7 @@ def test_every_task_evaluates_on_the_embedded_default(task, spec):
 
 
 def _dncnn():
-    from archsearch.zoo import load_official_dncnn
+    from archsearch.blocks.conv import load_official_dncnn
 
     weights = shared_file("pretrained", "dncnn_s_sigma25.pt")
     if weights is None:

@@ -126,7 +126,7 @@ def test_zoo_export_cli_with_official_dncnn_weights(tmp_path, capsys):
 
     net = load_standalone(tmp_path / "dncnn_s.py").Net.from_safetensors(str(tmp_path / "dncnn_s.safetensors"))
     ref = A.build(A.zoo_spec("dncnn_s")).eval()
-    from archsearch.zoo import load_official_dncnn
+    from archsearch.blocks.conv import load_official_dncnn
 
     load_official_dncnn(ref, str(weights))
     x = torch.rand(1, 1, 16, 16)
@@ -136,7 +136,7 @@ def test_zoo_export_cli_with_official_dncnn_weights(tmp_path, capsys):
 
 def test_export_errors(capsys):
     assert main(["export", "--zoo", "dncnn"]) == 2
-    assert "available: dncnn_s" in capsys.readouterr().err
+    assert "registered: dncnn_s" in capsys.readouterr().err
     assert main(["export", "--zoo", "srcnn", "--format", "pt"]) == 2
     assert "allowed: py, torchscript, onnx" in capsys.readouterr().err
 
@@ -299,7 +299,7 @@ def test_export_writes_user_strings_only_as_literals_and_imports_cleanly(tmp_pat
     finally:
         from archsearch import spec as S
 
-        S._BLOCKS.pop("_test_tagged_identity", None)
+        S.BLOCKS.remove("_test_tagged_identity")
 
 
 def test_export_name_is_checked_before_anything_is_written(tmp_path):

@@ -3,7 +3,7 @@
 ``tests/ref_pt_ir.py``): same weights through ``ref_pt_ir.model_to_reference``, max |difference| <= 1e-5 in train
 and eval mode on tiny nets, equal parameter counts; and the full ``edsr_nsr_x2`` built once to count parameters
 against the NSR README's 4,877,812 (github ychfan/nsr README, "EDSR+NSR x2"). The authors' checkpoints are on
-Google Drive, not in shared/pretrained: the key mapping ``archsearch.zoo.pt_ir_nsr_state_dict`` is tested on a
+Google Drive, not in shared/pretrained: the key mapping ``archsearch.blocks.nsr.pt_ir_nsr_state_dict`` is tested on a
 state dict with the reference's keys.
 """
 
@@ -63,10 +63,10 @@ def test_edsr_nsr_x2_has_the_readme_size():
 @pytest.mark.parametrize("family, kwargs, ref_args", TINY[:3], ids=lambda v: str(v) if isinstance(v, str) else None)
 def test_reference_checkpoint_loads_through_the_key_mapping(family, kwargs, ref_args):
     """A state dict with the reference checkpoints' keys (weight_g / weight_v) loads strictly into our model
-    through ``archsearch.zoo.pt_ir_nsr_state_dict`` and gives the reference's output."""
+    through ``archsearch.blocks.nsr.pt_ir_nsr_state_dict`` and gives the reference's output."""
     from ref_pt_ir import as_checkpoint
 
-    from archsearch.zoo import pt_ir_nsr_state_dict
+    from archsearch.blocks.nsr import pt_ir_nsr_state_dict
 
     torch.manual_seed(3)
     ref = RefModel(*ref_args).eval()
@@ -85,8 +85,8 @@ def test_reference_checkpoint_loads_through_the_key_mapping(family, kwargs, ref_
 def test_checkpoint_of_other_arguments_is_refused():
     from ref_pt_ir import as_checkpoint
 
+    from archsearch.blocks.nsr import pt_ir_nsr_state_dict
     from archsearch.errors import ArchsearchError
-    from archsearch.zoo import pt_ir_nsr_state_dict
 
     ckpt = as_checkpoint(RefModel(16, 1, 4, 16, 2, 2).state_dict())
     ours = build(get_family("edsr_nsr")(n_blocks=2, channels=32, upscale=2))

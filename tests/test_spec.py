@@ -12,13 +12,14 @@ import sys
 import typing
 
 import pytest
-from block_examples import EXAMPLES, wrap_block
 
 from archsearch import GraphSpec, SpecError, zoo_names, zoo_spec
 from archsearch.cli import main
 from archsearch.spec import block_types
+from archsearch.testing.blocks import block_examples, wrap_block
 
 ZOO = zoo_names()
+EXAMPLES = block_examples()
 
 
 # ---------------------------------------------------------------------------------------------------------

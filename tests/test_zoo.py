@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
-from block_examples import shared_dir
-from fvcore_macs import fvcore_macs
+from restore_data import shared_dir
 from torch import nn
 
 from archsearch import build, count, macs, zoo_names, zoo_spec
-from archsearch.zoo import load_official_dncnn
+from archsearch.blocks.conv import load_official_dncnn
+from archsearch.testing.macs import fvcore_macs
 
 ZOO = zoo_names()
 

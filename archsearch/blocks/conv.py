@@ -3,18 +3,25 @@
 MAC conventions (README, "What the counts include"): a k x k conv costs ``out * in/groups * k^2`` MACs per
 output pixel (bias additions are not MACs, as in fvcore); BatchNorm at inference is a per-channel affine
 ``a*x + b``: one MAC per element; ReLU, PReLU and identity are elementwise and cost no MACs.
+
+Also here: the ``convnet`` family (the xUnit paper's ConvNet / DnCNN layout), the ``dncnn_s`` zoo model and the
+DnCNN authors' weight layout (``dncnn``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 
 from ..errors import SpecError
-from ..spec import Block, register_block
+from ..families import register_family
+from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
+from ..weights import WeightsError, load_weights, register_layout
+from ..zoo import ZooEntry, register_zoo
 from ._common import SameChannels, divisible, odd_kernel, positive
 
 
@@ -31,6 +38,15 @@ class Conv(Block):
     kernel_size: int = 3
     bias: bool = True
     groups: int = 1
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("3x3", Conv(8, 8)),
+            BlockExample("1x1-nobias", Conv(4, 16, kernel_size=1, bias=False)),
+            BlockExample("5x5-groups4", Conv(8, 12, kernel_size=5, groups=4)),
+            BlockExample("depthwise", Conv(8, 8, groups=8)),
+        ]
 
     def check(self) -> None:
         positive(self, "in_channels", "out_channels", "groups")
@@ -70,6 +86,13 @@ class BatchNorm(SameChannels, Block):
     affine: bool = True
     eps: float = 1e-5
     momentum: float = 0.1
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("affine", BatchNorm(8, eps=1e-4)),
+            BlockExample("plain", BatchNorm(8, affine=False)),
+        ]
 
     def check(self) -> None:
         positive(self, "channels")
@@ -113,6 +136,12 @@ class ReLU(_Pointwise):
     type = "relu"
     paper = "Nair & Hinton 2010"
 
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("default", ReLU(8)),
+        ]
+
     def build(self) -> nn.Module:
         return nn.ReLU(inplace=False)
 
@@ -127,6 +156,12 @@ class Identity(_Pointwise):
 
     type = "identity"
     paper = "-"
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("default", Identity(8)),
+        ]
 
     def build(self) -> nn.Module:
         return nn.Identity()
@@ -146,6 +181,13 @@ class PReLU(SameChannels, Block):
     channels: int
     slopes: Literal["channel", "shared"] = "channel"
 
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("channel", PReLU(8)),
+            BlockExample("shared", PReLU(8, slopes="shared")),
+        ]
+
     def check(self) -> None:
         positive(self, "channels")
 
@@ -160,3 +202,53 @@ class PReLU(SameChannels, Block):
 
     def export(self, ctx) -> str:
         return f"nn.PReLU({self.channels if self.slopes == 'channel' else 1})"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the ConvNet / DnCNN family, its zoo model and the DnCNN authors' weight layout
+# ---------------------------------------------------------------------------------------------------------
+@register_family("convnet", depth=(2, 200), width=(1, 1024))
+def convnet(depth: int = 5, width: int = 64, in_channels: int = 1, out_channels: int = 1, kernel_size: int = 3,
+            bn_eps: float = 1e-5, global_residual: str = "subtract", name: str = "") -> GraphSpec:
+    """ConvNet of the xUnit paper's Fig. 3 / DnCNN layout: conv+ReLU, (depth-2) x conv+BN+ReLU, conv.
+
+    ``depth`` counts conv layers. Biases only on the first conv (the others feed a BN or are the output), as in
+    the official DnCNN PyTorch model. ``global_residual: subtract`` = residual learning (predict the noise).
+    """
+    b = SpecBuilder()
+    b.add(Conv(in_channels, width, kernel_size, bias=True))
+    b.add(ReLU(width))
+    for _ in range(depth - 2):
+        b.add(Conv(width, width, kernel_size, bias=False))
+        b.add(BatchNorm(width, eps=bn_eps))
+        b.add(ReLU(width))
+    b.add(Conv(width, out_channels, kernel_size, bias=False))
+    return b.spec(name or f"convnet_d{depth}_w{width}", in_channels, out_channels, global_residual=global_residual)
+
+
+# 17 convs, 64 ch; bias only on the first conv, BN (affine, eps 1e-4) after the 15 inner convs; output = input -
+# body (residual learning). The official PyTorch layout: 556,096 parameters.
+register_zoo(ZooEntry("dncnn_s", "convnet", dict(depth=17, width=64, bn_eps=1e-4),
+                      "Zhang et al. TIP 2017 (DnCNN-S)", "555K (xUnit Table 1); 556,096 official PyTorch", "denoise"))
+
+
+def official_dncnn_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Map the DnCNN authors' keys (``dncnn.<i>.<param>``, an ``nn.Sequential`` named ``dncnn``) onto
+    ``dncnn_s``'s (``blocks.<i>.<param>``): the zoo spec names its nodes 0..47 in the same order."""
+    out = {}
+    for key, value in state.items():
+        if not key.startswith("dncnn."):
+            raise WeightsError(f"unexpected key {key!r} in a DnCNN state_dict (expected 'dncnn.<i>.<param>')")
+        out["blocks." + key[len("dncnn."):]] = value
+    return out
+
+
+register_layout("dncnn", lambda sd: bool(sd) and all(isinstance(k, str) and k.startswith("dncnn.") for k in sd),
+                official_dncnn_state_dict, "github cszn/DnCNN (PyTorch model_zoo, nn.Sequential 'dncnn')")
+
+
+def load_official_dncnn(module, path: str) -> None:
+    """Load the official DnCNN-S weights (a plain state_dict, read without unpickling code) into a built
+    ``dncnn_s``; every key must match (the key mapping is the ``dncnn`` layout above, which
+    :func:`archsearch.weights.load_weights` recognises)."""
+    load_weights(module, path)

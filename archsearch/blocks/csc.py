@@ -54,20 +54,30 @@ positions; the s^2 copies multiply this by s^2, and averaging them costs one MAC
 ``2K m c k^2 + s^2 c`` for any stride, plus a padding overhead that vanishes for large images (so exact MACs
 exceed rate x pixels). ``average_shifts: false`` keeps only shift (0, 0) (1/s^2 of the cost, no averaging).
 The soft thresholds, the residual ``A gamma - x`` and ``gamma - B r`` are elementwise and excluded.
+
+Also here: the ``cscnet`` and ``csc_hybrid`` families, the ``cscnet`` zoo model and the CSCNet authors' weight
+layout (``cscnet``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SpecError
-from ..spec import Block, register_block
+from ..families import register_family
+from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
+from ..weights import WeightsError, register_layout
+from ..zoo import ZooEntry, register_zoo
 from ._common import SameChannels, positive
+from .conv import Conv, ReLU
+from .merge import Add
 
 
 def csc_pads(size: int, kernel_size: int, stride: int) -> tuple[int, int]:
@@ -199,6 +209,20 @@ class CSC(SameChannels, Block):
     average_shifts: bool = True
     threshold: float = 0.01
 
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        base = dict(filters=8, kernel_size=5, unfoldings=3)
+        return [
+            BlockExample("s2", CSC(**base, stride=2)),
+            BlockExample("s3-tied", CSC(**base, stride=3, tied=True), (13, 11)),
+            BlockExample("s1", CSC(**base, stride=1)),
+            BlockExample("s4-k4-patches", CSC(filters=8, kernel_size=4, stride=4, unfoldings=2), (9, 14)),
+            BlockExample("s2-one-shift", CSC(**base, stride=2, average_shifts=False)),
+            BlockExample("s3-u1", CSC(filters=8, kernel_size=5, stride=3, unfoldings=1)),  # no decoder A
+            BlockExample("rgb", CSC(channels=3, filters=8, kernel_size=3, stride=2, unfoldings=2), (16, 12)),
+            BlockExample("tiny-image", CSC(filters=4, kernel_size=7, stride=4, unfoldings=2), (5, 6)),  # pads > image
+        ]
+
     def check(self) -> None:
         positive(self, "channels", "filters", "kernel_size", "stride", "unfoldings")
         if self.stride > self.kernel_size:
@@ -246,3 +270,74 @@ class CSC(SameChannels, Block):
         for helper in (csc_reflect, csc_synthesis, csc_power_norm):
             ctx.need(helper)
         return f"{ctx.need(CSCModule)}({self.namespace()})"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the CSCNet families, zoo model and the CSCNet authors' weight layout
+# ---------------------------------------------------------------------------------------------------------
+@register_family("cscnet", filters=(1, 1024), unfoldings=(1, 64), kernel_size=(1, 31), stride=(1, 16))
+def cscnet(filters: int = 175, unfoldings: int = 12, kernel_size: int = 11, stride: int = 8, tied: bool = False,
+           average_shifts: bool = True, threshold: float = 0.01, channels: int = 1, global_residual: str = "none",
+           name: str = "") -> GraphSpec:
+    """CSCNet (Simon & Elad, NeurIPS 2019): one convolutional-LISTA block on the image, ``unfoldings``
+    iterations of ``filters`` k x k atoms at ``stride``, the stride^2 shifted copies averaged. The network
+    outputs the clean image (``global_residual: none``, the authors' convention: images in [0, 1], no mean
+    removal); ``global_residual: subtract`` is a departure that makes it predict the noise instead.
+
+    Parameters grow with filters and kernel size, do not depend on the stride and, past 2, not on the unfoldings
+    (LISTA shares its matrices across iterations); MACs grow with each knob (per pixel ``2K m k^2 + s^2``). A
+    stride above the kernel size is refused (the solver skips it).
+    """
+    b = SpecBuilder()
+    b.add(CSC(channels, filters, kernel_size, stride, unfoldings, tied, average_shifts, threshold), name="csc")
+    return b.spec(name or f"cscnet_m{filters}_k{kernel_size}_s{stride}_u{unfoldings}{'_tied' if tied else ''}",
+                  channels, channels, global_residual=global_residual)
+
+
+@register_family("csc_hybrid", filters=(1, 1024), unfoldings=(1, 64), cnn_depth=(2, 64), cnn_width=(1, 512))
+def csc_hybrid(filters: int = 64, unfoldings: int = 6, kernel_size: int = 7, stride: int = 4, cnn_depth: int = 3,
+               cnn_width: int = 32, tied: bool = False, average_shifts: bool = True, channels: int = 1,
+               name: str = "") -> GraphSpec:
+    """A CSC stage followed by a CNN refinement: the convolutional-LISTA estimate of the clean image, then a
+    plain ConvNet (conv+ReLU, (cnn_depth - 2) x conv+ReLU, conv; 3x3, biases) that predicts a correction added to
+    it -- a classical prior first, learned residual detail second. Output: the clean image."""
+    b = SpecBuilder()
+    csc = b.add(CSC(channels, filters, kernel_size, stride, unfoldings, tied, average_shifts), name="csc")
+    b.add(Conv(channels, cnn_width, 3), name="cnn0")
+    b.add(ReLU(cnn_width), name="cnn0_relu")
+    for i in range(1, cnn_depth - 1):
+        b.add(Conv(cnn_width, cnn_width, 3), name=f"cnn{i}")
+        b.add(ReLU(cnn_width), name=f"cnn{i}_relu")
+    branch = b.add(Conv(cnn_width, channels, 3), name=f"cnn{cnn_depth - 1}")
+    b.add(Add(channels), [csc, branch], name="refine")
+    return b.spec(name or f"csc_hybrid_m{filters}_u{unfoldings}_d{cnn_depth}_w{cnn_width}", channels, channels)
+
+
+# CSCNet sigma=25 (Simon & Elad 2019): one convolutional LISTA block, 3 x 175 x 11 x 11 dictionaries + 175
+# thresholds = 63,700 parameters; outputs the clean image (no global residual).
+register_zoo(ZooEntry("cscnet", "cscnet", dict(filters=175, kernel_size=11, stride=8, unfoldings=12),
+                      "Simon & Elad NeurIPS 2019 (CSCNet sigma=25: 175 filters 11x11, stride 8, 12 unfoldings)", "63K",
+                      "denoise"))
+
+
+#: CSCNet's ``ConvLista_T`` keys -> the ``csc`` block's (node ``csc`` of the ``cscnet`` zoo spec, blocks/csc.py).
+CSCNET_KEYS = {
+    "apply_A.weight": "blocks.csc.decoder",  # A: transposed conv inside the iterations
+    "apply_B.weight": "blocks.csc.encoder",  # B: strided conv, image -> code
+    "apply_C.weight": "blocks.csc.output",  # C: transposed conv, code -> output image
+    "soft_threshold.threshold": "blocks.csc.threshold",  # (1, filters, 1, 1), one per filter
+}
+
+
+def official_cscnet_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Map the CSCNet authors' keys (github drorsimon/CSCNet, ``model/modules.py`` ``ConvLista_T``) onto
+    ``cscnet``'s. The weight tensors keep their shapes: A and C are ``ConvTranspose2d(filters, 1)`` weights and B
+    a ``Conv2d(1, filters)`` weight, all (filters, 1, k, k), which is how the ``csc`` block stores them."""
+    unknown = sorted(set(state) - set(CSCNET_KEYS))
+    if unknown:
+        raise WeightsError(f"unexpected key {unknown[0]!r} in a CSCNet state_dict (expected {', '.join(CSCNET_KEYS)})")
+    return {CSCNET_KEYS[k]: v for k, v in state.items()}
+
+
+register_layout("cscnet", lambda sd: bool(sd) and set(sd) == set(CSCNET_KEYS), official_cscnet_state_dict,
+                "github drorsimon/CSCNet (trained_models/sigma_*.model, ConvLista_T)")

@@ -28,6 +28,8 @@ MACs (exact, :meth:`PatchLISTA.macs`): per patch position, the MLP (its Linear l
 T iterations of the atoms x atoms matrix (I - D^T D / c), and D z (atoms x n); once per forward pass, D^T D
 (atoms x n x atoms; not needed when T = 0). There are (H - p + 1)(W - p + 1) patch positions, so the per-pixel rate is the per-patch
 cost. Excluded: soft thresholds, clamps, the weighting by w and the overlap-add (elementwise, and data movement).
+
+Also here: the ``deep_ksvd`` family.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SpecError
-from ..spec import Block, register_block
+from ..families import register_family
+from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
 from ._common import SameChannels, positive
 
 
@@ -116,6 +119,15 @@ class PatchLISTA(SameChannels, Block):
     mlp_hidden: tuple[int, ...] = (128, 64, 32)
     clamp: bool = True  # clamp the patch estimates to the data range, as the reference
 
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("p4", PatchLISTA(patch_size=4, atoms=16, iterations=2, mlp_hidden=(8, 4))),
+            BlockExample("p5-nonsquare-T0", PatchLISTA(patch_size=5, atoms=12, iterations=0, mlp_hidden=(6,))),
+            BlockExample("p3-rgb-noclamp", PatchLISTA(channels=3, patch_size=3, atoms=9, iterations=1, mlp_hidden=(4,),
+                                                      clamp=False), (9, 11)),
+        ]
+
     def check(self) -> None:
         positive(self, "channels", "patch_size", "atoms")
         if self.iterations < 0:
@@ -154,3 +166,18 @@ class PatchLISTA(SameChannels, Block):
     def export(self, ctx) -> str:
         ctx.need(overcomplete_dct)
         return f"{ctx.need(PatchLISTAModule)}({self.namespace()})"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the Deep K-SVD family
+# ---------------------------------------------------------------------------------------------------------
+@register_family("deep_ksvd", atoms=(1, 1024), iterations=(0, 32), patch_size=(2, 16))
+def deep_ksvd(atoms: int = 256, iterations: int = 5, patch_size: int = 8, mlp_hidden: tuple[int, ...] = (128, 64, 32),
+              clamp: bool = True, channels: int = 1, name: str = "") -> GraphSpec:
+    """Deep K-SVD (Scetbon, Elad & Milanfar 2021): one patch-LISTA block (blocks/deep_ksvd.py) on all fully
+    overlapping patches, an MLP-predicted threshold per patch, learned weighted patch averaging; outputs the clean
+    image. Defaults: the reference code's configuration (8 x 8 patches, 256 atoms, T = 5, MLP 64-128-64-32-1).
+    Parameters grow with atoms and patch size and do not depend on the iterations; MACs grow with each knob."""
+    b = SpecBuilder()
+    b.add(PatchLISTA(channels, patch_size, atoms, iterations, tuple(mlp_hidden), clamp), name="patch_lista")
+    return b.spec(name or f"deep_ksvd_p{patch_size}_m{atoms}_t{iterations}", channels, channels)

@@ -23,6 +23,8 @@ short-term memory only; ``short_term=False`` (MemNet_NS) -- the gate sees only t
 Roles: the recursions' convs ``conv``, their BNs ``normalization``, the gate's BN and 1x1 conv ``gate``.
 MACs per pixel: R x (2 convs + 2 BNs) + gate BN + gate 1x1 conv; conv bias additions, residual additions and
 ReLUs excluded (the convention of every conv here).
+
+Also here: the ``memnet`` family and its zoo models (M6R6 and the Table 1 ablations).
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
-from ..spec import Block, register_block
+from ..families import register_family
+from ..spec import INPUT, Block, BlockExample, GraphSpec, SpecBuilder, register_block
+from ..zoo import ZooEntry, register_zoo
 from ._common import odd_kernel, positive
+from .conv import BatchNorm, Conv, ReLU
 
 
 class _BNReLUConv(nn.Sequential):
@@ -93,6 +98,23 @@ class MemoryBlock(Block):
     kernel_size: int = 3
     bias: bool = True  # Caffe's convs have biases (BN precedes each conv, so a bias is not redundant)
     gate_order: Literal["long_first", "short_first"] = "long_first"  # Caffe's concat0m: long-term first
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        out = []
+        for n in (1, 3):
+            out += [
+                BlockExample(f"m{n}", MemoryBlock(8, 2, n_memories=n)),
+                BlockExample(f"m{n}-unshared", MemoryBlock(8, 2, n_memories=n, share_weights=False)),
+                BlockExample(f"m{n}-ns", MemoryBlock(8, 3, n_memories=n, short_term=False)),
+            ]
+        return out + [
+            BlockExample("nl", MemoryBlock(8, 2, n_memories=1, long_term=False)),
+            BlockExample("nl-ns-nobias", MemoryBlock(8, 2, long_term=False, short_term=False, bias=False)),
+            BlockExample("m2-short-first", MemoryBlock(8, 2, n_memories=2, gate_order="short_first")),
+            BlockExample("m2-ns-short-first-nobias", MemoryBlock(8, 2, n_memories=2, short_term=False,
+                                                                 gate_order="short_first", bias=False)),
+        ]
 
     def check(self) -> None:
         positive(self, "channels", "recursions", "n_memories")
@@ -202,6 +224,15 @@ class MemNetRecon(Block):
     bias: bool = True  # Caffe's Recon_b
     shared_norm: bool = False  # Caffe: one BN+Scale per output
 
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("m1", MemNetRecon(8, out_channels=1, n_outputs=1)),
+            BlockExample("m3-rgb", MemNetRecon(8, out_channels=3, n_outputs=3)),
+            BlockExample("m3-shared-norm-nobias", MemNetRecon(8, out_channels=1, n_outputs=3, shared_norm=True,
+                                                               bias=False)),
+        ]
+
     def check(self) -> None:
         positive(self, "channels", "out_channels", "n_outputs")
         odd_kernel(self)
@@ -225,3 +256,55 @@ class MemNetRecon(Block):
 
     def export(self, ctx) -> str:
         return f"{ctx.need(MemNetReconModule)}({self.namespace()})"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the MemNet family and zoo models
+# ---------------------------------------------------------------------------------------------------------
+# n and R: the paper's M (memory blocks) and R (recursions); R splits a design into lines (MemNet Table 6)
+@register_family("memnet", n_blocks=(1, 64), recursions=(1, 64), channels=(1, 512),
+                 labels={"n_blocks": "n", "recursions": "R"}, variants=("recursions",))
+def memnet(n_blocks: int = 6, recursions: int = 6, channels: int = 64, long_term: bool = True,
+           short_term: bool = True, multi_supervised: bool = False, share_weights: bool = True,
+           bias: bool = True, fenet_norm: bool = True, gate_order: str = "long_first", in_channels: int = 1,
+           out_channels: int = 1, name: str = "") -> GraphSpec:
+    """MemNet (Tai et al. ICCV 2017) as the Caffe model (github tyshiwo/MemNet, M6R6 prototxts): FENet
+    BN+Scale -> ReLU -> conv (``bn_conv1``, ``relu1``, ``conv1``), M memory blocks (dense long-term links), ReconNet
+    BN+Scale -> ReLU -> conv, plus the input. ``multi_supervised`` is the deploy prototxt's graph: every block's
+    output through its own BN+Scale and ReLU, one shared conv, plus the input, and a learned weighted sum of the M
+    predictions. Convs with biases as in Caffe (``bias: false`` drops them); ``fenet_norm: false`` makes the FENet
+    a bare conv (the paper's text); ``gate_order`` as in :class:`~archsearch.blocks.MemoryBlock`."""
+    b = SpecBuilder()
+    if fenet_norm:
+        b.add(BatchNorm(in_channels), name="fenet_bn")
+        b.add(ReLU(in_channels), name="fenet_relu")
+    fe = b.add(Conv(in_channels, channels, 3, bias=bias), name="fenet")
+    states = [fe]
+    for m in range(1, n_blocks + 1):
+        inputs = states if long_term else states[-1:]
+        blk = MemoryBlock(channels, recursions, len(inputs), long_term, short_term, share_weights, bias=bias,
+                          gate_order=gate_order)  # type: ignore[arg-type]
+        states.append(b.add(blk, inputs, name=f"memory{m}"))
+    suffix = ("_nl" if not long_term else "") + ("_ns" if not short_term else "") + ("_ms" if multi_supervised else "")
+    spec_name = name or f"memnet_m{n_blocks}r{recursions}{suffix}"
+    if multi_supervised:
+        b.add(MemNetRecon(channels, out_channels, n_blocks, bias=bias), [INPUT] + states[1:], name="recon")
+        return b.spec(spec_name, in_channels, out_channels)
+    b.add(BatchNorm(channels), name="recon_bn")
+    b.add(ReLU(channels), name="recon_relu")
+    b.add(Conv(channels, out_channels, 3, bias=bias), name="recon")
+    return b.spec(spec_name, in_channels, out_channels, global_residual="add")
+
+
+# The Caffe M6R6 deploy prototxt's graph (FENet BN-ReLU-conv, 6 memory blocks x 6 recursions with shared convs and
+# per-recursion BN, gates reading long-term memories first, convs with biases, one BN per output and a shared
+# ReconNet conv): 695,497 parameters = the prototxt's learnable blobs (676,992 conv weights; paper: 677K).
+# ``memnet_m6r6`` is its single-output form: 694,851.
+register_zoo(ZooEntry("memnet_m6r6", "memnet", dict(n_blocks=6, recursions=6),
+                      "Tai et al. ICCV 2017 (M6R6, 80 layers)", "677K", "denoise"))
+register_zoo(ZooEntry("memnet_m6r6_ms", "memnet", dict(n_blocks=6, recursions=6, multi_supervised=True),
+                      "Tai et al. ICCV 2017, multi-supervised M6R6", "677K", "denoise"))
+register_zoo(ZooEntry("memnet_m6r6_nl", "memnet", dict(n_blocks=6, recursions=6, long_term=False),
+                      "Tai et al. ICCV 2017, Table 1 MemNet_NL", "-", "denoise"))
+register_zoo(ZooEntry("memnet_m6r6_ns", "memnet", dict(n_blocks=6, recursions=6, short_term=False),
+                      "Tai et al. ICCV 2017, Table 1 MemNet_NS", "-", "denoise"))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
-from ..spec import Block, register_block
+from ..spec import Block, BlockExample, register_block
 from ._common import positive
 
 
@@ -44,6 +44,13 @@ class Add(Block):
     channels: int
     n_inputs: int = 2
     branch_scale: float = 1.0
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("2", Add(8)),
+            BlockExample("3-scaled", Add(8, n_inputs=3, branch_scale=0.5)),
+        ]
 
     def check(self) -> None:
         positive(self, "channels")
@@ -80,6 +87,13 @@ class Concat(Block):
     paper = "Huang et al. CVPR 2017 (dense links)"
 
     channels: tuple[int, ...]
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("2", Concat((4, 8))),
+            BlockExample("3", Concat((2, 3, 4))),
+        ]
 
     def check(self) -> None:
         if len(self.channels) < 2 or min(self.channels) < 1:

@@ -47,6 +47,10 @@ activation), per selection unit (the image, or each patch) the MLP(s) and the ke
 aggregated weight or bias), and once per forward pass the weight-norm squared norms (1 MAC per weight; the
 rescaling by gain / norm is elementwise). ReLU, softmax/sigmoid and the residual addition are elementwise and
 excluded.
+
+Also here: the families ``wdsr_nsr`` / ``edsr_nsr`` (the authors' network, pt_ir ``models/wdsr_nsr.py``) and
+``nsr_resnet`` (a generic search family), the NSR zoo models, and :func:`pt_ir_nsr_state_dict` (the authors'
+checkpoint keys mapped onto a built ``wdsr_nsr`` / ``edsr_nsr``).
 """
 
 from __future__ import annotations
@@ -60,9 +64,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import SpecError
-from ..spec import Block, register_block
+from ..errors import ArchsearchError, SpecError
+from ..families import register_family
+from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
+from ..zoo import ZooEntry, register_zoo
 from ._common import SameChannels, odd_kernel, positive
+from .conv import Conv
+from .merge import Add
+from .residual import add_tail
+from .wdsr import MeanShift, PixelShuffle, WNConv
 
 
 def _mlp(c: int, hidden: int, out: int) -> nn.Module:
@@ -444,6 +454,37 @@ class NSRResBlock(SameChannels, Block):
     layout: Literal["reference", "hidden_groups"] = "reference"
     weight_norm: bool = False  # the reference wraps every conv in torch.nn.utils.weight_norm
 
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        base = dict(channels=8, hidden_channels=16)
+        pooled = (20, 20)  # not divisible by 4: exercises the padding of the patch pooling
+        return [
+            BlockExample("pool0", NSRResBlock(**base)),
+            BlockExample("pool4", NSRResBlock(**base, pool=4), pooled),
+            BlockExample("pool4-nonsquare", NSRResBlock(**base, pool=4, sparsity_groups=2), (20, 18)),
+            BlockExample("pool4-k1", NSRResBlock(**base, pool=4, kernel_size=1), pooled),
+            BlockExample("shared", NSRResBlock(**base, shared_selection=True)),
+            BlockExample("shared-pool4", NSRResBlock(**base, shared_selection=True, pool=4), pooled),
+            BlockExample("card2", NSRResBlock(**base, cardinality=2)),
+            BlockExample("card2-pool4", NSRResBlock(**base, cardinality=2, pool=4), pooled),
+            BlockExample("same_flops", NSRResBlock(8, 8, sparsity_groups=2, regime="same_flops")),
+            BlockExample("same_flops-card2-pool4", NSRResBlock(8, 8, sparsity_groups=3, regime="same_flops",
+                                                               cardinality=2, pool=4), pooled),
+            BlockExample("sigmoid", NSRResBlock(**base, selection="sigmoid")),
+            BlockExample("none", NSRResBlock(**base, selection="none", temperature=0.5)),
+            BlockExample("mlp-hidden-tau", NSRResBlock(**base, mlp_hidden=4, temperature=10.0)),
+            BlockExample("nobias-scale", NSRResBlock(**base, bias=False, branch_scale=0.1)),
+            # the reference (pt_ir) form with weight normalisation, cardinals on both convs' outputs
+            BlockExample("wn-card4", NSRResBlock(8, 8, sparsity_groups=2, cardinality=4, regime="same_flops",
+                                                 weight_norm=True, branch_scale=0.25)),
+            BlockExample("wn-card2-pool4", NSRResBlock(**base, cardinality=2, weight_norm=True, pool=4), pooled),
+            BlockExample("wn-shared-nobias", NSRResBlock(**base, weight_norm=True, shared_selection=True, bias=False)),
+            # the paper's Eq. 4/9 form (W_2 split along the hidden neurons), a named option
+            BlockExample("hidden-groups", NSRResBlock(**base, layout="hidden_groups", cardinality=2)),
+            BlockExample("hidden-groups-pool4", NSRResBlock(**base, layout="hidden_groups", pool=4), pooled),
+            BlockExample("hidden-groups-shared", NSRResBlock(**base, layout="hidden_groups", shared_selection=True)),
+        ]
+
     def check(self) -> None:
         positive(self, "channels", "hidden_channels", "sparsity_groups", "cardinality")
         odd_kernel(self)
@@ -553,3 +594,151 @@ class NSRResBlock(SameChannels, Block):
                        _GlobalMean, global_mean):
             ctx.need(helper)
         return f"{ctx.need(NSRResBlockModule)}({self.namespace('group_width')})"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the NSR families: the authors' WDSR/EDSR+NSR network and a residual search family; zoo models
+# ---------------------------------------------------------------------------------------------------------
+#: Report letters of the NSR families' swept arguments: the paper's k (sparsity groups) and d (cardinality), and n
+#: residual blocks. k and d split a design into lines (Tables 2-3 compare k at each number of blocks).
+NSR_LABELS = {"n_blocks": "n", "sparsity_groups": "k", "cardinality": "d"}
+
+
+def _wdsr_nsr(n_blocks: int, channels: int, expansion: int, sparsity_groups: int, cardinality: int, upscale: int,
+              in_channels: int, out_channels: int, image_mean: float, name: str) -> GraphSpec:
+    """The network of pt_ir ``models/wdsr_nsr.py`` (``MODEL``, commit bb6933c), node by node: ``x - mean``;
+    body = weight-normed head conv, n NSR blocks (reference layout, weight norm, each of the k groups as wide as
+    the hidden layer ``channels * expansion`` -- the code's ``out_channels *= num_sparsity_groups``, i.e. our
+    same_flops regime; conv2's gain initialised to 1/sqrt(n_blocks)), weight-normed tail conv to
+    ``upscale^2 * out`` channels; plus a weight-normed 5x5 skip conv from the shifted input (when the channel counts
+    differ; else the identity); pixel shuffle; ``+ mean``."""
+    b = SpecBuilder()
+    shifted = b.add(MeanShift(in_channels, -image_mean), name="sub_mean")
+    b.add(WNConv(in_channels, channels, 3), name="head")
+    for i in range(n_blocks):
+        b.add(NSRResBlock(channels, channels * expansion, 3, sparsity_groups, cardinality, "same_flops",
+                          weight_norm=True, branch_scale=1 / math.sqrt(n_blocks)), name=f"nsr{i}")
+    n_out = out_channels * upscale * upscale
+    tail = b.add(WNConv(channels, n_out, 3), name="tail")
+    if in_channels != n_out:
+        skip = b.add(WNConv(in_channels, n_out, 5), [shifted], name="skip")
+        b.add(Add(n_out), [skip, tail], name="sum")
+    else:
+        b.add(Add(n_out), [shifted, tail], name="sum")
+    if upscale > 1:
+        b.add(PixelShuffle(n_out, upscale), name="shuffle")
+    b.add(MeanShift(out_channels, image_mean), name="add_mean")
+    return b.spec(name, in_channels, out_channels)
+
+
+# channels in steps of 16: the reference's 16 cardinal groups must divide conv2's output channels
+@register_family("wdsr_nsr", n_blocks=(1, 256), channels=(16, 1024, 16), expansion=(1, 16),
+                 sparsity_groups=(1, 64),
+                 labels=NSR_LABELS, variants=("sparsity_groups", "cardinality"))
+def wdsr_nsr(n_blocks: int = 16, channels: int = 32, expansion: int = 4, sparsity_groups: int = 4,
+             cardinality: int = 16, upscale: int = 2, in_channels: int = 3, out_channels: int = 3,
+             image_mean: float = 0.5, name: str = "") -> GraphSpec:
+    """WDSR with NSR blocks as in the authors' code (pt_ir ``models/wdsr_nsr.py``); defaults = that file's argparse
+    defaults (16 blocks, 32 residual units, width multiplier 4, 4 sparsity groups, 16 cardinals). ``image_mean``:
+    the constant subtracted before and added after the network (0.5, pt_ir's DIV2K setting)."""
+    return _wdsr_nsr(n_blocks, channels, expansion, sparsity_groups, cardinality, upscale, in_channels,
+                     out_channels, image_mean,
+                     name or f"wdsr_nsr_b{n_blocks}_c{channels}_e{expansion}_k{sparsity_groups}_x{upscale}")
+
+
+@register_family("edsr_nsr", n_blocks=(1, 256), channels=(16, 1024, 16), sparsity_groups=(1, 64),
+                 labels=NSR_LABELS, variants=("sparsity_groups", "cardinality"))
+def edsr_nsr(n_blocks: int = 16, channels: int = 64, sparsity_groups: int = 4, cardinality: int = 16,
+             upscale: int = 2, in_channels: int = 3, out_channels: int = 3, image_mean: float = 0.5,
+             name: str = "") -> GraphSpec:
+    """"EDSR+NSR" of the NSR README (github ychfan/nsr): the same ``wdsr_nsr`` code run with 64 residual units and
+    width multiplier 1 (``--num_residual_units 64 --width_multiplier 1 --num_sparsity_groups 4``)."""
+    return _wdsr_nsr(n_blocks, channels, 1, sparsity_groups, cardinality, upscale, in_channels, out_channels,
+                     image_mean, name or f"edsr_nsr_b{n_blocks}_c{channels}_k{sparsity_groups}_x{upscale}")
+
+
+@register_family("nsr_resnet", n_blocks=(1, 256), channels=(1, 1024), expansion=(1, 16),
+                 sparsity_groups=(1, 64),
+                 labels=NSR_LABELS, variants=("sparsity_groups", "cardinality", "regime"))
+def nsr_resnet(n_blocks: int = 16, channels: int = 32, expansion: int = 2, sparsity_groups: int = 2,
+               cardinality: int = 1, regime: str = "same_size", pool: int = 0, temperature: float = 1.0,
+               selection: str = "softmax", shared_selection: bool = False, layout: str = "reference",
+               weight_norm: bool = False, upscale: int = 1, in_channels: int = 1, out_channels: int = 1,
+               global_residual: str = "", name: str = "") -> GraphSpec:
+    """Residual network of NSR blocks (Fan et al. NeurIPS 2020): head conv, n sparse residual blocks of hidden
+    width ``channels * expansion``, tail conv or upsampler. ``regime`` same_size / same_flops as in Tables 2/3;
+    ``layout`` and ``weight_norm`` as in :class:`~archsearch.blocks.NSRResBlock` (the reference layout by default).
+    A generic search family with plain convs around the blocks; the authors' full SR network is ``wdsr_nsr``."""
+    b = SpecBuilder()
+    b.add(Conv(in_channels, channels, 3), name="head")
+    for i in range(n_blocks):
+        b.add(NSRResBlock(channels, channels * expansion, 3, sparsity_groups, cardinality, regime, pool,  # type: ignore[arg-type]
+                          temperature, selection, shared_selection, layout=layout,  # type: ignore[arg-type]
+                          weight_norm=weight_norm), name=f"nsr{i}")
+    add_tail(b, out_channels, channels, upscale)
+    gr = global_residual or ("subtract" if upscale == 1 else "none")
+    return b.spec(name or f"nsr_resnet_b{n_blocks}_c{channels}_e{expansion}_k{sparsity_groups}_{regime}",
+                  in_channels, out_channels, global_residual=gr)
+
+
+# The NSR paper's denoising residual nets (Table 5): 16 blocks, 32 channels; the dense baseline is a ``resnet``
+# (residual.py).
+register_zoo(ZooEntry("nsr_dn_baseline", "resnet", dict(n_blocks=16, channels=32, expansion=2),
+                      "Fan et al. NeurIPS 2020, Table 5 baseline (x2 width)", "0.59M", "denoise"))
+register_zoo(ZooEntry("nsr_dn_sparse_minus", "nsr_resnet",
+                      dict(n_blocks=16, channels=32, expansion=1, sparsity_groups=2),
+                      "Fan et al. NeurIPS 2020, Table 5 sparse- (k=2, x1 width)", "0.30M", "denoise"))
+register_zoo(ZooEntry("nsr_dn_sparse_plus", "nsr_resnet",
+                      dict(n_blocks=16, channels=32, expansion=2, sparsity_groups=2),
+                      "Fan et al. NeurIPS 2020, Table 5 sparse+ (k=2, x2 width)", "0.60M", "denoise"))
+# The authors' code with its defaults but width multiplier 1 (Table 2's same-size k=4, 16 blocks): 1,260,756.
+register_zoo(ZooEntry("wdsr_nsr_x2", "wdsr_nsr",
+                      dict(n_blocks=16, channels=32, expansion=1, sparsity_groups=4, upscale=2),
+                      "Fan et al. NeurIPS 2020, Table 2 (WDSR 16 blocks, k=4, same size, x2); pt_ir models/wdsr_nsr.py "
+                      "with --width_multiplier 1", "1.2M", "sr"))
+# "EDSR+NSR" of the NSR README: pt_ir ``models/wdsr_nsr.py`` with 64 units, width multiplier 1, 4 groups, 16
+# cardinals: 4,877,812 / 4,887,637 / 4,901,392 parameters (the README's numbers).
+for _s, _n in ((2, "4,877,812"), (3, "4,887,637"), (4, "4,901,392")):
+    register_zoo(ZooEntry(f"edsr_nsr_x{_s}", "edsr_nsr", dict(upscale=_s),
+                          f"Fan et al. NeurIPS 2020; github ychfan/nsr README, EDSR+NSR x{_s} "
+                          "(pt_ir models/wdsr_nsr.py)",
+                          _n, "sr"))
+
+
+def pt_ir_nsr_state_dict(module, checkpoint: dict) -> dict:
+    """A state dict of the NSR authors' code (github ychfan/pt_ir ``models/wdsr_nsr.py`` ``MODEL.state_dict()``, as
+    saved with ``torch.nn.utils.weight_norm``) in the key layout of a built ``wdsr_nsr`` / ``edsr_nsr`` spec of the
+    same arguments (``edsr_nsr_x2`` for the NSR README's "EDSR+NSR x2" checkpoint).
+
+    Key mapping (n = number of blocks): ``body.0.*`` -> ``blocks.head.*``; ``body.{n+1}.*`` -> ``blocks.tail.*``;
+    ``skip.0.*`` -> ``blocks.skip.*``; ``body.{i}.body.{0|2}.`` (block i, its conv1 | conv2) ``weight_v`` ->
+    ``blocks.nsr{i-1}.weight{1|2}``, ``weight_g`` -> ``gain{1|2}``, ``bias`` -> ``bias{1|2}``, ``mlp.0.*`` ->
+    ``select{1|2}.*``. The tensors are reshaped only: our (k, d, out/d, ...) layout is the reference's
+    (k * out, ...) rows in the same order. The image mean is not in a checkpoint (a constant of the spec)."""
+    target = module.state_dict()
+    n = sum(1 for key in target if key.startswith("blocks.nsr") and key.endswith(".weight1"))
+    names = {"weight_v": "weight", "weight_g": "gain", "bias": "bias", "mlp.0.weight": "select{}.weight",
+             "mlp.0.bias": "select{}.bias"}
+    out = {}
+    for key, tensor in checkpoint.items():
+        parts = key.split(".")
+        dst = None
+        if parts[0] == "skip" and len(parts) == 3:
+            dst = f"blocks.skip.{parts[2]}"
+        elif parts[0] == "body" and parts[1].isdigit():
+            i = int(parts[1])
+            if i in (0, n + 1) and len(parts) == 3:
+                dst = f"blocks.{'head' if i == 0 else 'tail'}.{parts[2]}"
+            elif 1 <= i <= n and len(parts) >= 5 and parts[2] == "body" and parts[3] in ("0", "2"):
+                j, rest = 1 if parts[3] == "0" else 2, ".".join(parts[4:])
+                if rest in names:
+                    name = names[rest]
+                    dst = f"blocks.nsr{i - 1}." + (name.format(j) if "{}" in name else f"{name}{j}")
+        if dst is None or dst not in target:
+            raise ArchsearchError(f"pt_ir checkpoint key {key!r} has no place in this {n}-block model "
+                                  f"(expected body.0, body.1..{n}.body.0/2, body.{n + 1}, skip.0)")
+        if tensor.numel() != target[dst].numel():
+            raise ArchsearchError(f"pt_ir checkpoint key {key!r}: {tuple(tensor.shape)} does not fit {dst} "
+                                  f"{tuple(target[dst].shape)}: the spec's arguments differ from the checkpoint's")
+        out[dst] = tensor.reshape(target[dst].shape)
+    return out

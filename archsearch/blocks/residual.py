@@ -9,6 +9,8 @@ Upsampler: a conv to ``out_channels * scale^2`` channels and ``PixelShuffle(scal
 WDSR's tail). MACs are counted per *input* (low-resolution) pixel; pixel shuffle is data movement (no MACs).
 
 Counts are the sum of the parts, which are the registered blocks themselves.
+
+Also here: the ``resnet`` family (EDSR/WDSR style; the NSR paper's denoising baseline).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
-from ..spec import Block, register_block
+from ..families import register_family
+from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
 from ._common import SameChannels, odd_kernel, positive
 from .conv import BatchNorm, Conv, PReLU, ReLU
 from .xunit import XUnit
@@ -60,6 +63,17 @@ class ResidualBlock(SameChannels, Block):
     batch_norm: bool = False
     bias: bool = True
     branch_scale: float = 1.0
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("relu", ResidualBlock(8)),
+            BlockExample("prelu-bn", ResidualBlock(8, activation="prelu", batch_norm=True)),
+            BlockExample("xunit-e2", ResidualBlock(8, activation="xunit", xunit_kernel_size=3, expansion=2)),
+            BlockExample("xunit-bn-scale", ResidualBlock(8, activation="xunit", xunit_kernel_size=5, batch_norm=True,
+                                                         branch_scale=0.1, bias=False)),
+            BlockExample("relu-5x5", ResidualBlock(8, kernel_size=5)),
+        ]
 
     def check(self) -> None:
         positive(self, "channels", "expansion")
@@ -106,6 +120,14 @@ class Upsampler(Block):
     kernel_size: int = 3
     bias: bool = True
 
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("x2", Upsampler(8, 3, factor=2)),
+            BlockExample("x3", Upsampler(8, 1, factor=3, kernel_size=1)),
+            BlockExample("x4-nobias", Upsampler(4, 1, factor=4, bias=False)),
+        ]
+
     def check(self) -> None:
         positive(self, "in_channels", "out_channels")
         odd_kernel(self)
@@ -134,3 +156,33 @@ class Upsampler(Block):
 
     def export(self, ctx) -> str:
         return f"nn.Sequential({self._conv().export(ctx)}, nn.PixelShuffle({self.factor}))"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the residual-network family (EDSR/WDSR style)
+# ---------------------------------------------------------------------------------------------------------
+def add_tail(b: SpecBuilder, out_channels: int, channels: int, upscale: int) -> None:
+    """The tail of a residual network: a 3x3 conv to ``out_channels``, or for ``upscale`` > 1 an upsampler."""
+    if upscale == 1:
+        b.add(Conv(channels, out_channels, 3), name="tail")
+    else:
+        b.add(Upsampler(channels, out_channels, upscale), name="tail")
+
+
+@register_family("resnet", n_blocks=(1, 256), channels=(1, 1024), expansion=(1, 16),
+                 labels={"n_blocks": "n", "xunit_kernel_size": "r"}, variants=("xunit_kernel_size", "activation"))
+def resnet(n_blocks: int = 16, channels: int = 32, expansion: int = 2, activation: str = "relu",
+           xunit_kernel_size: int = 9, batch_norm: bool = False, branch_scale: float = 1.0, upscale: int = 1,
+           in_channels: int = 1, out_channels: int = 1, global_residual: str = "", name: str = "") -> GraphSpec:
+    """Residual network (EDSR/WDSR style): head conv, n residual blocks with a width multiplier, tail conv (or a
+    pixel-shuffle upsampler for ``upscale`` > 1, on low-resolution input). Global residual (subtract: predict the
+    noise) by default when ``upscale`` is 1 -- the NSR paper's denoising baseline (Table 5)."""
+    b = SpecBuilder()
+    b.add(Conv(in_channels, channels, 3), name="head")
+    for i in range(n_blocks):
+        b.add(ResidualBlock(channels, 3, expansion, activation, xunit_kernel_size, batch_norm, True, branch_scale),
+              name=f"res{i}")
+    add_tail(b, out_channels, channels, upscale)
+    gr = global_residual or ("subtract" if upscale == 1 else "none")
+    return b.spec(name or f"resnet_b{n_blocks}_c{channels}_e{expansion}", in_channels, out_channels,
+                  global_residual=gr)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SpecError
-from ..spec import Block, register_block
+from ..spec import Block, BlockExample, register_block
 from ._common import SameChannels, odd_kernel, positive
 
 
@@ -59,6 +59,13 @@ class WNConv(Block):
     out_channels: int
     kernel_size: int = 3
     gain_init: float = 1.0  # the reference: init.ones_(conv.weight_g)
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("3x3", WNConv(8, 8)),
+            BlockExample("5x5-gain", WNConv(3, 12, kernel_size=5, gain_init=0.25)),
+        ]
 
     def check(self) -> None:
         positive(self, "in_channels", "out_channels")
@@ -97,6 +104,13 @@ class PixelShuffle(Block):
 
     channels: int
     factor: int = 2
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("x2", PixelShuffle(8)),
+            BlockExample("x3", PixelShuffle(9, factor=3)),
+        ]
 
     def check(self) -> None:
         positive(self, "channels", "factor")
@@ -147,6 +161,13 @@ class MeanShift(SameChannels, Block):
 
     channels: int
     shift: float = -0.5
+
+    @classmethod
+    def examples(cls) -> list[BlockExample]:
+        return [
+            BlockExample("sub", MeanShift(8)),
+            BlockExample("add-rgb", MeanShift(3, shift=0.4488)),
+        ]
 
     def check(self) -> None:
         positive(self, "channels")

@@ -18,6 +18,9 @@ Fig. 4 ("percentage of parameters invested in the activations").
 
 MACs per pixel: each BN C (folded affine), the depthwise conv r^2 C, the dense variant's 1x1 conv C^2. The
 ReLU, the gate nonlinearity and the product ``z * g`` are elementwise and excluded.
+
+Also here: the paper's families ``xnet`` (Fig. 3) and ``srcnn`` (SRCNN and its xSRCNN variants, Table 3) and their
+zoo models (``xdncnn``, ``convnet_fig4``, ``xnet_fig4``, ``srcnn``, ``xsrcnn_f``, ``xsrcnn_c``).
 """
 
 from __future__ import annotations
@@ -29,8 +32,12 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..spec import Block, register_block
+from ..errors import SpecError, did_you_mean
+from ..families import register_family
+from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
+from ..zoo import ZooEntry, register_zoo
 from ._common import SameChannels, odd_kernel, positive
+from .conv import BatchNorm, Conv, ReLU
 
 #: Named designs: Fig. 6 of the paper (stage names as in the figure) plus the official code's variants.
 XUNIT_DESIGNS: dict[str, dict[str, object]] = {
@@ -112,11 +119,14 @@ class XUnit(SameChannels, Block):
     pointwise: bool = False  # the official "dense" variant's leading 1x1 conv
 
     @classmethod
+    def examples(cls) -> list[BlockExample]:
+        out = [BlockExample("default-r3", XUnit(8, kernel_size=3)), BlockExample("r1", XUnit(8, kernel_size=1))]
+        return out + [BlockExample(name, XUnit.design(name, 8, kernel_size=3)) for name in XUNIT_DESIGNS]
+
+    @classmethod
     def design(cls, name: str, channels: int, kernel_size: int | None = None) -> XUnit:
         """An xUnit of a named design (keys of :data:`XUNIT_DESIGNS`); ``kernel_size`` None: the design's own
         default (7 for the official code's designs, else the paper's 9)."""
-        from ..errors import SpecError, did_you_mean
-
         if name not in XUNIT_DESIGNS:
             raise SpecError("design", f"unknown xUnit design {name!r}{did_you_mean(name, XUNIT_DESIGNS)}; "
                                       f"allowed: {', '.join(XUNIT_DESIGNS)}")
@@ -148,3 +158,70 @@ class XUnit(SameChannels, Block):
     def export(self, ctx) -> str:
         ctx.need(_DepthwiseScale)
         return f"{ctx.need(XUnitModule)}({self.namespace()})"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the xUnit paper's families (xNet, xSRCNN) and zoo models
+# ---------------------------------------------------------------------------------------------------------
+@register_family("xnet", depth=(2, 200), width=(1, 1024), xunit_kernel_size=(1, 31, 2),
+                 labels={"xunit_kernel_size": "r"}, variants=("xunit_kernel_size", "xunit_design"))
+def xnet(depth: int = 4, width: int = 64, xunit_kernel_size: int = 9, xunit_design: str = "BN+RL+CD+BN+GS",
+         batch_norm: bool = False, in_channels: int = 1, out_channels: int = 1, kernel_size: int = 3,
+         global_residual: str = "subtract", name: str = "") -> GraphSpec:
+    """xNet of the xUnit paper's Fig. 3: (depth-1) x conv+xUnit, then conv; ``depth`` counts conv layers.
+
+    ``batch_norm: true`` keeps DnCNN's BN after the inner convs (the xDnCNN layout: DnCNN with every ReLU
+    replaced by an xUnit). Biases only on the first conv, as in the ConvNet.
+    """
+    b = SpecBuilder()
+    b.add(Conv(in_channels, width, kernel_size, bias=True))
+    b.add(XUnit.design(xunit_design, width, xunit_kernel_size))
+    for _ in range(depth - 2):
+        b.add(Conv(width, width, kernel_size, bias=False))
+        if batch_norm:
+            b.add(BatchNorm(width))
+        b.add(XUnit.design(xunit_design, width, xunit_kernel_size))
+    b.add(Conv(width, out_channels, kernel_size, bias=False))
+    return b.spec(name or f"xnet_d{depth}_w{width}_r{xunit_kernel_size}", in_channels, out_channels,
+                  global_residual=global_residual)
+
+
+@register_family("srcnn", n1=(1, 512), n2=(1, 512), xunit_kernel_size=(1, 31, 2),
+                 labels={"xunit_kernel_size": "r"}, variants=("xunit_kernel_size", "activation"))
+def srcnn(n1: int = 64, n2: int = 32, f1: int = 9, f2: int = 5, f3: int = 5, activation: str = "relu",
+          xunit_kernel_size: int = 9, in_channels: int = 1, out_channels: int = 1, name: str = "") -> GraphSpec:
+    """SRCNN (Dong et al. 2016): f1 x f1 x n1 -> f2 x f2 x n2 -> f3 x f3 x out on the bicubic-upsampled input,
+    all convs with bias, 'same' padding. ``activation: xunit`` gives the xUnit paper's xSRCNN variants."""
+    if activation not in ("relu", "xunit"):
+        raise SpecError("activation", f"must be one of relu, xunit, got {activation!r}")
+
+    def act(c: int):
+        return ReLU(c) if activation == "relu" else XUnit(c, kernel_size=xunit_kernel_size)
+
+    b = SpecBuilder()
+    b.add(Conv(in_channels, n1, f1))
+    b.add(act(n1))
+    b.add(Conv(n1, n2, f2))
+    b.add(act(n2))
+    b.add(Conv(n2, out_channels, f3))
+    return b.spec(name or f"srcnn_{n1}_{n2}_{activation}", in_channels, out_channels)
+
+
+# DnCNN with every ReLU replaced by a 9x9 xUnit (paper design) and 17 -> 9 convs, BN kept after the inner convs:
+# 303,680 parameters (paper: 303K).
+register_zoo(ZooEntry("xdncnn", "xnet", dict(depth=9, width=64, xunit_kernel_size=9, batch_norm=True),
+                      "Kligvasser et al. CVPR 2018, Table 1", "303K", "denoise"))
+# The ConvNet of the paper's Fig. 3/4 (the xNet's baseline; family ``convnet`` of conv.py).
+register_zoo(ZooEntry("convnet_fig4", "convnet", dict(depth=4, width=64),
+                      "xUnit paper Fig. 3/4 ConvNet (4 layers)", "-", "denoise"))
+register_zoo(ZooEntry("xnet_fig4", "xnet", dict(depth=4, width=64, xunit_kernel_size=9),
+                      "xUnit paper Fig. 3/4 xNet (4 layers, 9x9 xUnits)", "-", "denoise"))
+# 9-5-5, 64/32 channels, biases: 57,281 parameters (paper: 57K).
+register_zoo(ZooEntry("srcnn", "srcnn", dict(n1=64, n2=32, f2=5),
+                      "Dong et al. TPAMI 2016 (9-5-5)", "57K", "sr"))
+# SRCNN with 9x9 xUnits instead of ReLUs and the middle filter 5x5 -> 3x3: 32,673 (paper: 32K).
+register_zoo(ZooEntry("xsrcnn_f", "srcnn", dict(n1=64, n2=32, f2=3, activation="xunit"),
+                      "Kligvasser et al. CVPR 2018, Table 3 (xSRCNNf)", "32K", "sr"))
+# SRCNN with 9x9 xUnits and 64 -> 42 channels in the first layer (the second layer's input): 44,167 (paper: 44K).
+register_zoo(ZooEntry("xsrcnn_c", "srcnn", dict(n1=42, n2=32, f2=5, activation="xunit"),
+                      "Kligvasser et al. CVPR 2018, Table 3 (xSRCNNc)", "44K", "sr"))

@@ -27,7 +27,6 @@ from .figures import (
 )
 from .page import Report, build_figures, write_report
 from .tables import (
-    VARIANT_KEYS,
     design_points,
     memnet_grid,
     nsr_table,
@@ -37,7 +36,7 @@ from .tables import (
 )
 
 __all__ = [
-    "AXES", "PSNR_AXIS", "TITLES", "VARIANT_KEYS", "FigureData", "Report", "Series", "build_figures",
+    "AXES", "PSNR_AXIS", "TITLES", "FigureData", "Report", "Series", "build_figures",
     "design_points", "export_frame", "fig_activation_share", "fig_grid", "fig_importances", "fig_pareto",
     "fig_vs_size", "ledger_frame", "memnet_grid", "nsr_table", "open_ledger", "param_importances", "pareto_front",
     "pareto_mask", "to_plotly", "to_png", "write_report", "write_table",

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchsearchError
-from .tables import VARIANT_KEYS, compact_label, is_finite, pareto_front
+from ..families import variant_arguments
+from .tables import compact_label, is_finite, pareto_front
 
 TITLES = {
     "activation": "PSNR vs share of parameters in activations (xUnit Fig. 4)",
@@ -139,8 +140,10 @@ def _tokens(label: Any) -> dict[str, str]:
 def _lines(pts, x: str) -> list[tuple[str, Any, list[str]]]:
     """How to join points into lines: one line per design, or -- when that would zig-zag because a second
     argument varies at equal size (NSR's k at each number of blocks, xUnit's r at each depth) -- one line per
-    design and value of that argument (:data:`VARIANT_KEYS`). Returns (name, rows, point annotations)."""
-    rows = [(r["design"], tuple((k, v) for k, v in _tokens(r["label"]).items() if k in VARIANT_KEYS))
+    design and value of that argument (the families' ``variants``, :func:`~archsearch.families.variant_arguments`).
+    Returns (name, rows, point annotations)."""
+    variants = variant_arguments()
+    rows = [(r["design"], tuple((k, v) for k, v in _tokens(r["label"]).items() if k in variants))
             for _, r in pts.iterrows()]
     variant = [f"{d}" + "".join(f" {k}={v}" for k, v in var) for d, var in rows]
     use_variant = any(len(set(pts[x][[v == name for v in variant]])) > 1 for name in set(variant)) and \
@@ -150,7 +153,7 @@ def _lines(pts, x: str) -> list[tuple[str, Any, list[str]]]:
     for name in sorted(set(keys), key=_natural):
         part = pts[[k == name for k in keys]].sort_values(x)
         if use_variant:
-            notes = [compact_label(" ".join(f"{k}={v}" for k, v in _tokens(lab).items() if k not in VARIANT_KEYS)
+            notes = [compact_label(" ".join(f"{k}={v}" for k, v in _tokens(lab).items() if k not in variants)
                               or design) for lab, design in zip(part["label"], part["design"])]
         else:
             notes = part["short"].tolist()

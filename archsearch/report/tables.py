@@ -7,13 +7,11 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from ..families import argument_labels
 from ..study.results import is_finite, is_nan, pareto_mask, summary_frame
 
-VARIANT_KEYS = ("xunit_kernel_size", "sparsity_groups", "recursions", "cardinality", "xunit_design", "regime",
-                "activation")
-
-# Short names of swept arguments for point labels (the papers' letters).
-_SHORT = {"xunit_kernel_size": "r", "sparsity_groups": "k", "recursions": "R", "n_blocks": "n", "cardinality": "d"}
+# Which arguments split a design into legend variants, and the short names of swept arguments in point labels (the
+# papers' letters), are given by each family at registration: families.variant_arguments() / argument_labels().
 
 
 def design_points(df):
@@ -40,8 +38,9 @@ def design_points(df):
 
 
 def compact_label(label: Any) -> str:
+    """``label`` with swept arguments by their short letters (``xunit_kernel_size=9`` -> ``r=9``)."""
     text = str(label)
-    for long, short in _SHORT.items():
+    for long, short in argument_labels().items():
         text = text.replace(f"{long}=", f"{short}=")
     return text
 

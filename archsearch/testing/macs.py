@@ -8,6 +8,8 @@ handler, a handler is registered below with the reason. Every op that appears in
 assert it is empty -- proof that nothing was silently skipped.
 
 The module is analysed in eval mode (BatchNorm uses its running statistics, as at inference) with batch size 1.
+fvcore is a test dependency (the ``test`` extra), imported inside the functions that use it. A new block whose
+module runs an op without a handler adds one with ``HANDLERS.add(op, (handler, reason))``.
 """
 
 from __future__ import annotations
@@ -21,15 +23,21 @@ from typing import Any
 import torch
 from torch import nn
 
-with warnings.catch_warnings():
-    # fvcore (and iopath) apply torch.jit.script at import, which torch 2.13 reports as deprecated
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from fvcore.nn import FlopCountAnalysis
-    from fvcore.nn.jit_handles import get_shape
+from ..registry import Registry
+
+
+def _fvcore():
+    """fvcore's ``FlopCountAnalysis`` and ``get_shape`` (imported on first use)."""
+    with warnings.catch_warnings():
+        # fvcore (and iopath) apply torch.jit.script at import, which torch 2.13 reports as deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fvcore.nn import FlopCountAnalysis
+        from fvcore.nn.jit_handles import get_shape
+    return FlopCountAnalysis, get_shape
 
 
 def _input_numel(inputs: list[Any], outputs: list[Any]) -> int:
-    return prod(get_shape(inputs[0]))
+    return prod(_fvcore()[1](inputs[0]))
 
 
 def _batch_norm(inputs: list[Any], outputs: list[Any]) -> int:
@@ -46,14 +54,15 @@ def _zero(inputs: list[Any], outputs: list[Any]) -> int:
 
 
 #: op -> (handler, reason). Counting handlers first, then the ops archsearch documents as costing 0 MACs.
-HANDLERS: dict[str, tuple[Any, str]] = {
-    "aten::batch_norm": (_batch_norm, "inference BN = 1 MAC per element (fvcore default: 2 when affine)"),
-    "aten::avg_pool2d": (_input_numel, "average pooling = 1 MAC per input value (no fvcore default)"),
-    "aten::adaptive_avg_pool2d": (_input_numel, "average pooling = 1 MAC per input value (= fvcore default)"),
-    "aten::mean": (_input_numel, "a mean = an average pooling: 1 MAC per input value (CSC shift averaging)"),
-    "aten::linalg_vector_norm": (_input_numel, "weight normalisation: a squared norm = 1 MAC per weight "
-                                               "(no fvcore default)"),
-}
+HANDLERS: Registry[tuple[Any, str]] = Registry("MAC handler")
+HANDLERS.add("aten::batch_norm", (_batch_norm, "inference BN = 1 MAC per element (fvcore default: 2 when affine)"))
+HANDLERS.add("aten::avg_pool2d", (_input_numel, "average pooling = 1 MAC per input value (no fvcore default)"))
+HANDLERS.add("aten::adaptive_avg_pool2d", (_input_numel, "average pooling = 1 MAC per input value "
+                                                         "(= fvcore default)"))
+HANDLERS.add("aten::mean", (_input_numel, "a mean = an average pooling: 1 MAC per input value "
+                                          "(CSC shift averaging)"))
+HANDLERS.add("aten::linalg_vector_norm", (_input_numel, "weight normalisation: a squared norm = 1 MAC per weight "
+                                                        "(no fvcore default)"))
 _ZERO_OPS = {
     # elementwise nonlinearities: archsearch counts no MACs for activations and gate functions
     "aten::relu": "elementwise (ReLU)",
@@ -99,7 +108,8 @@ _ZERO_OPS = {
     "aten::unsqueeze": "data movement",
     "aten::squeeze": "data movement",
 }
-HANDLERS.update({op: (_zero, reason) for op, reason in _ZERO_OPS.items()})
+for _op, _reason in _ZERO_OPS.items():
+    HANDLERS.add(_op, (_zero, _reason))
 
 
 @dataclass(frozen=True)
@@ -117,10 +127,11 @@ def fvcore_macs(module: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ..
     inputs = inputs if isinstance(inputs, tuple) else (inputs,)
     if any(x.shape[0] != 1 for x in inputs):
         raise ValueError(f"batch size must be 1, got {[tuple(x.shape) for x in inputs]}")
+    flop_count_analysis, _ = _fvcore()
     was_training = module.training
     module.eval()
     try:
-        analysis = FlopCountAnalysis(module, inputs)
+        analysis = flop_count_analysis(module, inputs)
         analysis.set_op_handle(**{op: handler for op, (handler, _) in HANDLERS.items()})
         analysis.unsupported_ops_warnings(False)
         analysis.uncalled_modules_warnings(False)
