@@ -12,7 +12,7 @@ from .zoo import zoo_names, zoo_spec
 def load_study(source, profile=None, output_dir=None):
     """A validated study from a YAML file or a mapping (as the file would hold; a mapping's relative paths are
     read from the working directory). Nothing is written. See :func:`archsearch.study.load_study`."""
-    from .study.loader import load_study as _load
+    from .study.loader import load_study as _load  # keeps `import archsearch` light
 
     return _load(source, profile, output_dir)
 
@@ -24,21 +24,21 @@ def run_study(study, **kwargs):
     # imported here: the study and report layers pull in optuna, pandas and matplotlib, which `import archsearch`
     # (specs, counting, building) does not need
     from .report.outputs import write_outputs
-    from .study.runner import run_study as _run
+    from .study.runner import run_study as _run  # keeps `import archsearch` light
 
     return _run(study, outputs=write_outputs, **kwargs)
 
 
 def write_report(study, out_dir=None, *, png=True):
     """Write ``report.html`` (and PNG copies) for a study that has a ledger; returns the :class:`Report`."""
-    from .report.page import write_report as _write
+    from .report.page import write_report as _write  # keeps `import archsearch` light
 
     return _write(study, None, out_dir, png=png)
 
 
 def export_trial(study, which="best", *, out=None, formats=("py",)):
     """Export a study's trial(s) -- ``best``, ``pareto`` or a trial number -- as standalone models."""
-    from .study.winners import export_trials
+    from .study.winners import export_trials  # keeps `import archsearch` light
 
     return export_trials(study, str(which), out=out, formats=tuple(formats))
 

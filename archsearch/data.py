@@ -49,11 +49,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
 
 from .errors import ArchsearchError, did_you_mean
 
@@ -142,9 +145,6 @@ def load_image(path: str | Path, color: Color = "gray") -> Image:
     16-bit grayscale ``value / 65535``; 16-bit RGB(A) and LA PNGs are read by Pillow at 8-bit precision (it has no
     16-bit colour mode), still over the full [0, 1] range. Alpha channels are dropped.
     """
-    from PIL import Image as PILImage
-    from PIL import UnidentifiedImageError
-
     if color not in COLORS:
         raise DataError(f"color must be one of {', '.join(COLORS)}, got {color!r}")
     path = Path(path)
@@ -228,8 +228,6 @@ _data_root = data_root  # resolve_dataset's parameter of the same name shadows t
 
 
 def _embedded_dir() -> Path:
-    from importlib.resources import files
-
     return Path(str(files("skimage.data")))
 
 

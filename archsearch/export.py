@@ -17,16 +17,23 @@ holds code for the chosen architecture only.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 import re
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors.torch import save_file
+
+from .builder import build
 from .counting import count
 from .errors import ArchsearchError, SpecError
 from .spec import INPUT, GraphSpec, check_name
+from .weights import apply_weights
 
 FORMATS = ("py", "torchscript", "onnx")
 
@@ -138,8 +145,6 @@ class Net(nn.Module):
 
 def load_standalone(path: str | Path):
     """Import a generated file as a module (for tests and quick checks)."""
-    import importlib.util
-
     spec = importlib.util.spec_from_file_location(Path(path).stem.replace(".", "_"), path)
     mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
@@ -152,11 +157,6 @@ def export_model(spec: GraphSpec, out_dir: str | Path, *, state_dict: dict | Non
     """Write the standalone files of ``spec`` (weights from ``state_dict``, else a fresh initialisation).
     Everything is checked before anything is written: formats, the file name, weights that do not fit (errors
     name ``weights_source``, the file they came from)."""
-    import torch
-    from safetensors.torch import save_file
-
-    from .builder import build
-
     for f in formats:
         if f not in FORMATS:
             raise ArchsearchError(f"unknown export format {f!r}; allowed: {', '.join(FORMATS)}")
@@ -166,7 +166,6 @@ def export_model(spec: GraphSpec, out_dir: str | Path, *, state_dict: dict | Non
                                 f"with '.' or '-', got {name!r}")
     model = build(spec).eval()
     if state_dict is not None:  # before anything is written: weights that do not fit leave no folder behind
-        from .weights import apply_weights
 
         apply_weights(model, state_dict, f"--weights {weights_source}" if weights_source else "--weights")
     out = Path(out_dir)
@@ -201,10 +200,6 @@ def export_model(spec: GraphSpec, out_dir: str | Path, *, state_dict: dict | Non
 
 
 def _export_onnx(net, example, path: Path) -> None:
-    import warnings
-
-    import torch
-
     try:
         import onnx  # noqa: F401
     except ImportError:

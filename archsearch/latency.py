@@ -19,7 +19,12 @@ import statistics
 import time
 from typing import Any
 
+import torch
+
+from .builder import build
 from .errors import ArchsearchError
+from .evaluate import select_device
+from .spec import GraphSpec
 
 
 def cpu_model() -> str:
@@ -37,8 +42,6 @@ def cpu_model() -> str:
 
 def describe_device(device) -> str:
     """A human-readable name of a torch device, e.g. ``cpu: Intel Xeon ... (2 threads)`` or ``cuda: NVIDIA H100``."""
-    import torch
-
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
     return f"cpu: {cpu_model()} ({torch.get_num_threads()} threads)"
@@ -53,19 +56,12 @@ def measure_latency(spec_or_model, *, device: str = "auto", size: tuple[int, int
     output megapixel), ``median_ms``, ``min_ms``, ``times_ms`` (every timed pass), ``device`` (described),
     ``input_size``, ``output_size``, ``warmup``, ``repeats``.
     """
-    import torch
-
-    from .evaluate import select_device
-    from .spec import GraphSpec
-
     if warmup < 0 or repeats < 1:
         raise ArchsearchError(f"latency: `warmup >= 0` and `repeats >= 1` must hold, got {warmup=}, {repeats=}")
     h, w = (int(v) for v in size)
     if h < 1 or w < 1:
         raise ArchsearchError(f"latency: size must be positive, got {h}x{w}")
     if isinstance(spec_or_model, GraphSpec):
-        from .builder import build
-
         model = build(spec_or_model)
         in_channels = spec_or_model.in_channels
     else:

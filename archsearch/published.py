@@ -18,6 +18,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.resources import files
 from typing import Any
 
 from .errors import SpecError, did_you_mean
@@ -93,8 +94,6 @@ def parse_rows(data: Any, file: str = RESOURCE) -> dict[str, PublishedRow]:
 
 @lru_cache(maxsize=1)
 def _rows() -> dict[str, PublishedRow]:
-    from importlib.resources import files
-
     text = files("archsearch.resources").joinpath(RESOURCE).read_text(encoding="utf-8")
     return parse_rows(load_yaml(text, file=f"archsearch/resources/{RESOURCE}"), f"archsearch/resources/{RESOURCE}")
 

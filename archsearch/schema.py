@@ -8,11 +8,14 @@ tuples and mappings; errors are :class:`SpecError` with the key path (``training
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+
+import yaml
 
 from .errors import ConfigError, SpecError, did_you_mean
 
@@ -132,10 +135,6 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def _yaml_loader():
-    import re
-
-    import yaml
-
     class Loader(yaml.SafeLoader):
         """SafeLoader that reads ``1e-4`` as a float: YAML 1.1 (PyYAML) wants ``1.0e-4`` and would give the string
         '1e-4', a needless type error for a learning rate or a BN epsilon."""
@@ -185,8 +184,6 @@ _BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\x
 def _check_duplicates(node: Any, path: str, seen: set[int]) -> None:
     """Raise :class:`SpecError` at the first mapping key that appears twice (YAML would keep the last silently).
     Nodes shared through anchors are visited once (no blow-up on alias bombs)."""
-    import yaml
-
     if id(node) in seen:
         return
     seen.add(id(node))
@@ -232,8 +229,6 @@ def load_yaml(text: str, *, file: str | None = None) -> Any:
 def read_yaml(path: Path) -> Any:
     """The YAML of a study or search-space file; every problem (missing, a folder, not UTF-8, binary, malformed,
     a repeated key) is one :class:`ConfigError` naming the file."""
-    import yaml  # as in load_yaml: PyYAML is read where a file is parsed
-
     try:
         text = read_text_file(path, "YAML file")
         return load_yaml(text, file=str(path))

@@ -25,6 +25,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import yaml
+
 from .errors import RegistryError, SpecError, did_you_mean
 from .registry import Registry
 from .schema import coerce, describe, load_yaml, read_text_file
@@ -350,8 +352,6 @@ class GraphSpec:
         return json.dumps(self.to_dict(), **kw)
 
     def to_yaml(self) -> str:
-        import yaml
-
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=120)
 
     @classmethod
@@ -364,8 +364,6 @@ class GraphSpec:
     @classmethod
     def from_file(cls, path: str | Path) -> GraphSpec:
         """Load a spec from ``.yaml``/``.yml``/``.json``; errors name the file and the key path."""
-        import yaml
-
         path = Path(path)
         text = read_text_file(path, "spec file")
         try:

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image as PILImage
 
 from .data import Color
 from .errors import ArchsearchError, SpecError, did_you_mean
@@ -254,8 +255,6 @@ class JPEGTask(Task):
                             f"got {self.quality!r}")
 
     def degrade(self, clean, *, model_scale=1, rng=None):
-        from PIL import Image as PILImage
-
         arr = quantize(clean).mul(255.0).round().to(torch.uint8).numpy()
         im = PILImage.fromarray(arr[0] if self.channels == 1 else arr.transpose(1, 2, 0),
                                 mode="L" if self.channels == 1 else "RGB")

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from .data import Image
 from .errors import ArchsearchError, SpecError, did_you_mean
@@ -491,7 +492,6 @@ def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_image
     setup = prepare_step(model, task, config)
     report_at = set(config.report_steps)
     show = sys.stderr.isatty() if config.progress is None else config.progress
-    from tqdm.auto import tqdm
 
     bar = tqdm(total=config.steps, disable=not show, file=sys.stderr, desc=f"train {task.kind}", unit="step",
                dynamic_ncols=True)

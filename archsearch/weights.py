@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors.torch import load_file
+
 from .errors import ArchsearchError
 from .registry import Registry
 
@@ -58,13 +61,10 @@ def read_weights(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise WeightsError(f"{p}: no such weights file")
     if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         try:
             return dict(load_file(str(p)))
         except Exception as err:  # safetensors raises its own error types on junk
             raise WeightsError(f"{p}: not a readable safetensors file ({_first_line(err)})") from None
-    import torch
 
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
@@ -83,8 +83,6 @@ def is_checkpoint(obj: Mapping[str, Any]) -> bool:
 def state_dict_of(obj: Mapping[str, Any], path: str | Path = "") -> dict[str, Any]:
     """The model weights inside what :func:`read_weights` returned, with an author's layout mapped onto the zoo's
     keys when one is recognised."""
-    import torch
-
     sd = obj.get("state_dict", obj) if isinstance(obj.get("state_dict"), Mapping) else obj
     bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import __version__
 from ..errors import ArchsearchError
 from . import data, export, inspect, report, study, train
 
@@ -26,8 +27,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
-
     parser = _Parser(prog="archsearch", description=__doc__)
     parser.add_argument("--version", action="version", version=f"archsearch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)

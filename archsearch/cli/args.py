@@ -10,7 +10,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..data import DataError, load_dataset
 from ..errors import ArchsearchError, SpecError
+from ..spec import GraphSpec
+from ..study.loader import load_study
+from ..tasks import TASKS, TaskError, make_task, task_error, task_from_dict, task_settings
+from ..training import DEVICE
+from ..weights import WeightsError, read_weights
+from ..zoo import zoo_entry, zoo_names, zoo_spec
 
 MAX_SEED = 2**31
 
@@ -78,8 +85,6 @@ def positive_float(text: str) -> float:
 
 
 def device(text: str) -> str:
-    from ..training import DEVICE
-
     if not DEVICE.fullmatch(text):
         raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got {text!r}")
     return text
@@ -118,8 +123,6 @@ def flag_error(err: SpecError, flags: dict[str, str]) -> ArchsearchError:
 
 def read_weights_arg(path: str):
     """``read_weights`` with its errors prefixed by the flag (``--weights bad.pt: not a readable ...``)."""
-    from ..weights import WeightsError, read_weights
-
     try:
         return read_weights(path)
     except WeightsError as err:
@@ -128,8 +131,6 @@ def read_weights_arg(path: str):
 
 def load_dataset_arg(name: str, flag: str, **kw):
     """``load_dataset`` with its errors prefixed by the flag that named the dataset (``--dataset``)."""
-    from ..data import DataError, load_dataset
-
     try:
         return load_dataset(name, **kw)
     except DataError as err:
@@ -160,8 +161,6 @@ def add_study_args(p: argparse.ArgumentParser, *, optional: bool = False, many: 
 
 def load_study_args(args: argparse.Namespace):
     """The study named by :func:`add_study_args`'s arguments, validated (nothing is written)."""
-    from ..study.loader import load_study
-
     return load_study(args.study, args.profile, args.output_dir)
 
 
@@ -174,8 +173,6 @@ def add_model_args(p: argparse.ArgumentParser, required: bool) -> None:
 def add_task_args(p: argparse.ArgumentParser) -> None:
     """``--task`` and one ``--<setting>`` flag per setting of every registered task (:data:`archsearch.tasks.TASKS`):
     a new task brings its flags with it."""
-    from ..tasks import TASKS, task_settings
-
     p.add_argument("--task", help=f"{', '.join(TASKS)} (default: the checkpoint's, else the zoo model's)")
     p.add_argument("--channels", type=_int, help="1 (grayscale) or 3 (RGB); default: the model's")
     seen: set[str] = set()
@@ -193,8 +190,6 @@ def add_task_args(p: argparse.ArgumentParser) -> None:
 
 def task_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """The task settings given on the command line (flags of :func:`add_task_args` that were set)."""
-    from ..tasks import TASKS, task_settings
-
     names = {n for kind in TASKS for n in task_settings(kind)}
     return {n: getattr(args, n) for n in sorted(names) if getattr(args, n, None) is not None}
 
@@ -208,9 +203,6 @@ def add_data_args(p: argparse.ArgumentParser, default: str) -> None:
 
 
 def load_spec(args: argparse.Namespace, checkpoint: dict[str, Any] | None):
-    from ..spec import GraphSpec
-    from ..zoo import zoo_spec
-
     if args.zoo:
         return zoo_spec(args.zoo)
     if args.spec:
@@ -224,9 +216,6 @@ def load_spec(args: argparse.Namespace, checkpoint: dict[str, Any] | None):
 
 
 def make_task_from_args(args: argparse.Namespace, spec, checkpoint: dict[str, Any] | None):
-    from ..tasks import make_task, task_from_dict
-    from ..zoo import zoo_entry, zoo_names
-
     settings = task_arguments(args)
     given = bool(settings) or args.channels is not None
     if args.task is None and checkpoint is not None and "task" in checkpoint and not given:
@@ -237,13 +226,10 @@ def make_task_from_args(args: argparse.Namespace, spec, checkpoint: dict[str, An
     if name is None and spec.name in zoo_names():
         name = zoo_entry(spec.name).task or None
     if name is None:
-        from ..tasks import TASKS
-
         raise ArchsearchError(f"name the task with --task (allowed: {', '.join(TASKS)})")
     channels = args.channels if args.channels is not None else spec.in_channels
     if settings.get("scale") is None and name == "sr" and spec.scale > 1:
         settings["scale"] = spec.scale  # a low-resolution-input SR model: its own scale
-    from ..tasks import TaskError, task_error
 
     try:
         return make_task(name, channels=channels, **settings)

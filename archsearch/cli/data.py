@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from ..data import EMBEDDED_SPLIT, STANDARD_SETS, data_root, list_image_files
 from ..errors import ArchsearchError
+from ..fetch import fetch_dataset
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
-    from ..fetch import fetch_dataset
-
     files = fetch_dataset(args.name, args.url, args.dest, manifest_url=args.manifest_url)
     print(f"{args.name}: {len(files)} files verified in {files[0].parent}")
     return 0
 
 
 def cmd_data_list(args: argparse.Namespace) -> int:
-    from ..data import EMBEDDED_SPLIT, STANDARD_SETS, data_root, list_image_files
-
     for split, names in EMBEDDED_SPLIT.items():
         print(f"default:{split:<6} {len(names):>4} images (embedded: {', '.join(names)})")
     root = data_root(args.data_root)

@@ -6,12 +6,14 @@ import argparse
 from pathlib import Path
 
 from ..errors import ArchsearchError, did_you_mean
-from .args import add_study_args, load_study_args
+from ..export import FORMATS, export_model
+from ..study.winners import export_trials
+from ..weights import state_dict_of
+from ..zoo import zoo_spec
+from .args import add_study_args, check_writable, load_study_args, read_weights_arg
 
 
 def _formats(text: str) -> tuple[str, ...]:
-    from ..export import FORMATS
-
     formats = tuple(f.strip() for f in text.split(",") if f.strip())
     for f in formats:
         if f not in FORMATS:
@@ -29,20 +31,13 @@ def _trial(text: str) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export_model
-    from .args import check_writable
-
     formats = _formats(args.format)
     if bool(args.zoo) == bool(args.study):
         raise ArchsearchError("give a study file (with --trial) or --zoo NAME, not both or neither")
     if args.out:
         check_writable(args.out, "--out", folder=True)
     if args.zoo:
-        from ..zoo import zoo_spec
-
         spec = zoo_spec(args.zoo)
-        from ..weights import state_dict_of
-        from .args import read_weights_arg
 
         state = (state_dict_of(read_weights_arg(args.weights), f"--weights {args.weights}") if args.weights
                  else None)
@@ -54,7 +49,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         for key, path in paths.items():
             print(f"{key:>12}: {path}")
         return 0
-    from ..study.winners import export_trials
     if args.weights:
         raise ArchsearchError("--weights: only with --zoo (a study's trials export their own trained weights)")
     trial = _trial(args.trial)

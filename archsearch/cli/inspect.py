@@ -7,17 +7,20 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import ArchsearchError
+from ..counting import count, macs
+from ..errors import ArchsearchError, BudgetError
+from ..families import get_family
+from ..schema import load_yaml
+from ..solver import Budget, solve
+from ..spec import ROLES, GraphSpec
+from ..study.space import load_search_space
+from ..zoo import zoo_entry, zoo_names, zoo_spec
 from .args import parse_size, positive_float
 
 
 def _resolve(target: str, budget=None) -> list:
     """Specs from a zoo name, a spec file, or a search-space file (one spec per design and searched choice;
     with ``budget`` the design's free knob is solved for it)."""
-    from ..schema import load_yaml
-    from ..spec import GraphSpec
-    from ..zoo import zoo_names, zoo_spec
-
     if target in zoo_names():
         return [zoo_spec(target)]
     path = Path(target)
@@ -36,10 +39,6 @@ def _resolve(target: str, budget=None) -> list:
 
 
 def _space_specs(path: Path, budget) -> list:
-    from ..errors import BudgetError
-    from ..families import get_family
-    from ..solver import solve
-
     out = []
     for design in _load_space(path).designs:
         first = next(iter(design.search.items()), None)
@@ -59,8 +58,6 @@ def _space_specs(path: Path, budget) -> list:
 
 
 def _load_space(path: Path):
-    from ..study.space import load_search_space
-
     return load_search_space(path)
 
 
@@ -72,8 +69,6 @@ class GraphSpecLabel:
 
 
 def _row(item, size):
-    from ..counting import count, macs
-
     spec = item.spec if isinstance(item, GraphSpecLabel) else item
     c = count(spec)
     row = {
@@ -93,9 +88,6 @@ def _row(item, size):
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from ..spec import ROLES
-    from ..zoo import zoo_entry, zoo_names
-
     if args.list:
         if args.format == "json":
             for name in zoo_names():
@@ -112,8 +104,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise ArchsearchError("inspect: name a zoo model or a spec file (or use --list to see the zoo)")
     budget = None
     if args.budget is not None:
-        from ..solver import Budget
-
         budget = Budget(args.budget_metric, args.budget)
     rows = [_row(item, args.input_size) for t in args.targets for item in _resolve(t, budget)]
     if args.format == "json":

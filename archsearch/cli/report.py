@@ -10,28 +10,25 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .args import add_study_args
+from ..errors import ArchsearchError
+from ..report import design_points, ledger_frame, pareto_front, write_report, write_table
+from ..report.reproduction import write_reproduction
+from ..study.ledger import open_ledger, open_study
+from ..study.remeasure import measure_study
+from .args import add_study_args, check_writable, parse_size
 
 
 def _load(args: argparse.Namespace):
-    from ..study.ledger import open_ledger
-
     return open_ledger(args.study, args.profile, args.output_dir)
 
 
 def _size(text: str) -> tuple[int, int]:
-    from .args import parse_size
-
     return parse_size(text)
 
 
 def _measure(study, ostudy, args: argparse.Namespace) -> int:
-    from ..study.remeasure import measure_study
-
     numbers = None
     if args.pareto_only:
-        from ..report import design_points, ledger_frame, pareto_front
-
         points = design_points(ledger_frame(study, ostudy))
         numbers = []
         for x in ("n_params", "macs_per_pixel"):
@@ -54,10 +51,6 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
 
 def _reproduction(args: argparse.Namespace) -> int:
-    from ..errors import ArchsearchError
-    from ..report.reproduction import write_reproduction
-    from .args import check_writable
-
     for flag in ("output_dir", "out", "csv", "parquet"):
         if getattr(args, flag):
             raise ArchsearchError(f"--reproduction reads every study's own ledger: --{flag.replace('_', '-')} "
@@ -71,10 +64,6 @@ def _reproduction(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..errors import ArchsearchError
-    from ..report import ledger_frame, write_report, write_table
-    from ..study.ledger import open_study
-
     if args.reproduction:
         return _reproduction(args)
     if len(args.study) > 1:

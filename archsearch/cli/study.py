@@ -8,6 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..report.outputs import write_outputs
+from ..study.ledger import open_study
+from ..study.plan import plan_study
+from ..study.results import ledger_frame
+from ..study.runner import run_study
 from .args import add_study_args, load_study_args, non_negative_int, workers_arg
 
 #: A design point whose validation PSNR rose more than this over the last third of training is flagged as
@@ -16,12 +21,8 @@ UNDERTRAINED_DB = 0.05
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..report.outputs import write_outputs
-    from ..study.runner import run_study
-
     study = load_study_args(args)
     if args.plan:  # what would run, how big, how long -- nothing trained, nothing written
-        from ..study.plan import plan_study
 
         print(plan_study(study, timed_steps=args.plan_steps, workers=args.workers).text())
         return 0
@@ -61,9 +62,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ..study.ledger import open_study
-    from ..study.results import ledger_frame
-
     study = load_study_args(args)
     df = ledger_frame(study, open_study(study, create=False))
     if args.format == "csv":

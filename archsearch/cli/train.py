@@ -7,8 +7,14 @@ import json
 import sys
 from typing import Any
 
-from ..errors import ArchsearchError
-from ..weights import CHECKPOINT_FORMAT
+import torch
+
+from ..builder import build
+from ..data import DataError, check_images, is_embedded
+from ..errors import ArchsearchError, SpecError
+from ..evaluate import evaluate, select_device
+from ..training import LOSSES, MAX_STEPS, SCHEDULES, TrainConfig, seed_everything, train
+from ..weights import CHECKPOINT_FORMAT, apply_weights, is_checkpoint, state_dict_of
 from .args import (
     add_data_args,
     add_model_args,
@@ -29,8 +35,6 @@ from .args import (
 
 def _check_images(images, flag: str, **kw) -> None:
     """Images too small for their use: one line naming the image file and the flag to change."""
-    from ..data import DataError, check_images
-
     try:
         check_images(images, key=flag, **kw)
     except DataError as err:
@@ -45,10 +49,6 @@ def _dump(obj: dict[str, Any]) -> str:
 # evaluate
 # --------------------------------------------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..builder import build
-    from ..evaluate import evaluate, select_device
-    from ..weights import apply_weights, is_checkpoint, state_dict_of
-
     checkpoint = read_weights_arg(args.weights) if args.weights else None
     ckpt = checkpoint if checkpoint and is_checkpoint(checkpoint) else None
     spec = load_spec(args, ckpt)
@@ -80,13 +80,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # train
 # --------------------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..builder import build
-    from ..data import is_embedded
-    from ..errors import SpecError
-    from ..training import TrainConfig, seed_everything, train
-
     spec = load_spec(args, None)
     task = make_task_from_args(args, spec, None)
     task.check_model(spec.in_channels, spec.out_channels, spec.scale, spec.global_residual)
@@ -140,8 +133,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Register ``evaluate`` and ``train``."""
     # the flags' defaults are TrainConfig's (importing it costs little: the package has loaded torch already)
-    from ..training import LOSSES, MAX_STEPS, SCHEDULES, TrainConfig
-
     p = sub.add_parser("evaluate", help="PSNR/SSIM of one model on a dataset",
                        description="Evaluate a zoo model or spec file (with weights) on whole images.")
     add_model_args(p, required=False)

@@ -7,10 +7,13 @@ matplotlib are imported inside the functions that draw."""
 from __future__ import annotations
 
 import html
+import re
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import ArchsearchError
 from ..families import variant_arguments
@@ -127,8 +130,6 @@ def fig_activation_share(points, note: str = "", verdicts=(), published=None) ->
 
 def _natural(text: str) -> list[Any]:
     """Sort key that orders ``r=9`` before ``r=11``."""
-    import re
-
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text)]
 
 
@@ -236,7 +237,7 @@ _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#
 
 def to_plotly(fig: FigureData):
     """An interactive plotly figure of ``fig``."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # only the HTML report needs it
 
     out = go.Figure()
     if fig.kind == "grid":
@@ -282,16 +283,14 @@ def to_plotly(fig: FigureData):
 
 def to_png(fig: FigureData, path: str | Path, dpi: int = 130) -> Path:
     """A static PNG of ``fig`` drawn with matplotlib (the same numbers as :func:`to_plotly`)."""
-    import matplotlib
+    import matplotlib  # ~0.4 s: only PNG drawing pays it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # ~0.4 s: only PNG drawing pays it
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fig.kind == "grid":
-        import numpy as np
-
         z = np.array(fig.z, dtype=float)
         w = max(5.0, 1.1 * z.shape[1] + 3.0)
         h = max(3.2, 0.55 * z.shape[0] + 1.8)
@@ -339,7 +338,7 @@ def to_png(fig: FigureData, path: str | Path, dpi: int = 130) -> Path:
         if fig.xlog:
             ax.set_xscale("log")
         elif max((abs(x) for s in fig.series for x in s.x if is_finite(x)), default=0) >= 1e4:
-            from matplotlib.ticker import FuncFormatter
+            from matplotlib.ticker import FuncFormatter  # ~0.4 s: only PNG drawing pays it
 
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         for y, label in fig.hlines:

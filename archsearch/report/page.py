@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..claims import METHOD, RULES
+from ..study.ledger import open_study
 from ..study.results import is_nan, ledger_frame
 from .figures import (
     TITLES,
@@ -22,6 +24,7 @@ from .figures import (
     to_png,
 )
 from .tables import design_points, memnet_grid, nsr_table, param_importances
+from .verdicts import study_verdicts, write_verdicts
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -172,13 +175,10 @@ def write_report(study, ostudy=None, out_dir: str | Path | None = None, *, png: 
     grid points are listed with their reasons. Without a COMPLETE trial the page says so instead of drawing
     empty axes.
     """
-    from ..study.ledger import open_study
-
     ostudy = ostudy or open_study(study, create=False)
     df = ledger_frame(study, ostudy)
     out = Path(out_dir) if out_dir else Path(study.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from .verdicts import study_verdicts, write_verdicts
 
     verdicts = study_verdicts(study, ostudy, df)
     claim_files = write_verdicts(verdicts, out) if study.config.claims else []
@@ -237,8 +237,6 @@ def _published_cell(row: dict[str, Any] | None) -> str:
 
 def claims_html(verdicts) -> str:
     """The claims table: verdict, estimate with its 95% interval and seeds, measured and published numbers."""
-    from ..claims import METHOD, RULES
-
     v0 = verdicts[0]
     rows = [{"claim": v.claim_id, "verdict": v.verdict, "estimate (95% CI, seeds)": v.estimate_text(),
              "claim text": v.text, "rule": v.rule, "source": v.source, "measured (mean [95% CI])": v.measured_text(),

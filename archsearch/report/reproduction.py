@@ -10,7 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from ..claims import METHOD, PROXY_NOTE, RULES
-from ..errors import ArchsearchError
+from ..errors import ArchsearchError, ConfigError
+from ..study.ledger import open_study
+from ..study.loader import load_study
+from ..study.plan import plan_study
+from ..study.results import ledger_frame
 from .verdicts import study_verdicts
 
 
@@ -48,11 +52,6 @@ def _md(text: Any) -> str:
 
 def study_section(path: str | Path, profile: str | None) -> str:
     """One study's section of the page (or a line saying why there is nothing to show)."""
-    from ..errors import ConfigError
-    from ..study.ledger import open_study
-    from ..study.loader import load_study
-    from ..study.results import ledger_frame
-
     try:
         study = load_study(path, profile)
     except ConfigError as err:
@@ -106,7 +105,7 @@ def seeds_needed(v) -> int | None:
     Student-t 95% interval with the same mean and spread would exclude 0: the smallest n with
     ``t(0.975, n-1) * sd / sqrt(n) < |estimate|`` (sd recovered from this interval). None where that does not
     apply, or beyond 100 seeds (the difference is too small to resolve at this profile)."""
-    from scipy import stats
+    from scipy import stats  # ~0.8 s: only t quantiles pay it
 
     if v.verdict != "inconclusive" or v.kind not in _ZERO_THRESHOLD or v.n_seeds < 2:
         return None
@@ -127,9 +126,6 @@ TRAIN_MAC_FACTOR = 3
 def paper_scale(path: str | Path) -> str:
     """A line giving the compute of the study's ``paper`` profile (trials, steps, training MACs), computed from its
     plan (sizes only; nothing is built or timed). Empty when the study has no paper profile."""
-    from ..study.loader import load_study
-    from ..study.plan import plan_study
-
     try:
         study = load_study(path, "paper")
     except ArchsearchError:

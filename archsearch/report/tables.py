@@ -18,7 +18,7 @@ def design_points(df):
     """One row per design point (label, design) of the COMPLETE trials: ``n_seeds``, ``psnr_mean``,
     ``psnr_std`` (sample std, NaN for one seed), sizes, ``latency_ms_per_mp`` (median over the point's trials),
     ``trials`` (their numbers) and ``short`` (a short label for annotations)."""
-    import pandas as pd
+    import pandas as pd  # ~0.3 s: only table paths pay it
 
     done = df[df["state"] == "COMPLETE"]
     points = summary_frame(df)
@@ -63,7 +63,7 @@ def pareto_front(points, x: str):
 # tables (NSR Tables 2-3, MemNet Table 6)
 # ---------------------------------------------------------------------------------------------------------
 def _argument_frame(df, keys: Sequence[str]):
-    import pandas as pd
+    import pandas as pd  # ~0.3 s: only table paths pay it
 
     done = df[df["state"] == "COMPLETE"]
     rows = []
@@ -122,8 +122,8 @@ def memnet_grid(df, value: str = "psnr"):
 def param_importances(study, ostudy) -> tuple[dict[str, float] | None, str]:
     """Optuna's parameter importances for PSNR when the study was a search with >= 2 COMPLETE trials whose
     params vary; otherwise ``(None, reason)``. Multi-objective searches are assessed on PSNR (objective 0)."""
-    import optuna
-    from optuna.trial import TrialState
+    import optuna  # ~0.7 s: only ledger paths pay it
+    from optuna.trial import TrialState  # ~0.7 s: only ledger paths pay it
 
     if study.config.search is None:
         return None, "not a search (a sweep's grid is shown in the figures above)"

@@ -4,17 +4,20 @@ documented there), and the verdicts written as ``claims.csv`` and ``claims.json`
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ..claims import METHOD, RULES, Verdict, evaluate_claims
+from ..study.ledger import open_study
+from ..study.results import ledger_frame, seed_frame
 
 
 def ledger_points(df) -> tuple[dict[str, dict[Any, float]], dict[str, Any]]:
     """Per-seed PSNR (label -> seed -> PSNR) of the COMPLETE trials, and each label's sweep value."""
-    from ..study.results import seed_frame
-
     per_seed: dict[str, dict[Any, float]] = {}
     values: dict[str, Any] = {}
     if df is None or df.empty:
@@ -36,11 +39,8 @@ def study_verdicts(study, ostudy=None, df=None) -> list[Verdict]:
     read when not given)."""
     if not study.config.claims:
         return []
-    from ..study.results import ledger_frame
 
     if df is None:
-        from ..study.ledger import open_study
-
         ostudy = ostudy or open_study(study, create=False)
         df = ledger_frame(study, ostudy)
     scale = str((ostudy.user_attrs.get("fidelity") if ostudy is not None else None) or study.config.fidelity
@@ -52,10 +52,6 @@ def study_verdicts(study, ostudy=None, df=None) -> list[Verdict]:
 
 def write_verdicts(verdicts: Sequence[Verdict], out_dir) -> list:
     """``claims.csv`` (one row per claim) and ``claims.json`` (everything, with the comparisons) in ``out_dir``."""
-    import csv
-    import json
-    from pathlib import Path
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [v.row() for v in verdicts]

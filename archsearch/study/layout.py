@@ -7,7 +7,10 @@ import contextlib
 import os
 from dataclasses import dataclass
 
+import torch
+
 from ..errors import ArchsearchError
+from ..latency import cpu_model
 from .config import Study
 
 #: Environment variable that replaces ``auto`` workers by a number (as OMP_NUM_THREADS does for threads); the
@@ -34,8 +37,6 @@ def machine_cpus() -> int:
 
 def machine_name() -> str:
     """e.g. ``AMD EPYC 9R14, 2 cores`` (the CPU model from /proc/cpuinfo where there is one)."""
-    from ..latency import cpu_model
-
     return f"{cpu_model()}, {machine_cpus()} cores"
 
 
@@ -71,8 +72,6 @@ def choose_layout(study: Study, requested: int | str | None, remaining: int, kin
 
 
 def cuda_available() -> bool:
-    import torch
-
     return torch.cuda.is_available()
 
 
@@ -86,6 +85,5 @@ def run_device(study: Study) -> str:
     """Where the study's trials train, as the run record says it: ``cpu`` or ``cuda:<device name>``."""
     if not on_gpu(study):
         return "cpu"
-    import torch
 
     return f"cuda:{torch.cuda.get_device_name(0)}"

@@ -11,18 +11,22 @@ the validated config, the fidelity line and the grid points no knob value could 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
+import warnings
 from pathlib import Path
 from typing import Any
 
 from ..errors import ArchsearchError
 from .config import Study, config_fingerprint
+from .loader import load_study
 from .sampling import INTERRUPTED, OBJECTIVE_ATTRS
+from .storage import create_or_load, make_storage, sqlite_path
 
 
 def _optuna():
-    import optuna
+    import optuna  # ~0.7 s: only ledger paths pay it
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
@@ -43,8 +47,6 @@ def metric_names(study: Study) -> list[str]:
 def storage_for(study: Study):
     """The study's Optuna storage (:func:`archsearch.study.storage.make_storage`: checked, masked in errors,
     safe when several processes create a new ledger at once)."""
-    from .storage import make_storage
-
     return make_storage(study.storage_url)
 
 
@@ -52,8 +54,6 @@ def server_storage(study: Study):
     """A database server that cannot be reached is one line (masked URL and reason), before anything is written;
     returns its storage, to be handed on. A default SQLite ledger is not opened here (None): it is created inside
     the study folder, which does not exist yet."""
-    from .storage import sqlite_path
-
     return storage_for(study) if sqlite_path(study.storage_url) is None else None
 
 
@@ -65,8 +65,6 @@ def _no_ledger(study: Study) -> ArchsearchError:
 def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None, storage=None):
     """The Optuna study of ``study`` (created if ``create``); refuses a ledger made by a different config.
     Reading (``create=False``) a ledger that does not exist creates nothing."""
-    from .storage import create_or_load, sqlite_path
-
     optuna = _optuna()
     path = sqlite_path(study.storage_url)
     if not create and path is not None and not path.exists():
@@ -83,8 +81,6 @@ def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None, 
                                                  "fidelity": study.config.fidelity,
                                                  "search_space": study.space.name})
     if created:
-        import warnings
-
         with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna 5, and the only way
             warnings.simplefilter("ignore")
             ostudy.set_metric_names(metric_names(study))
@@ -133,9 +129,7 @@ def recover_stale(ostudy, *, owner_only: bool = False) -> list[Any]:
     and the ledger is a local SQLite file, so no live worker can run a trial it did not start -- every RUNNING
     trial is stale. The caller re-queues what is missing (:func:`archsearch.study.runner.prepare`).
     """
-    import datetime as dt
-
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # ~0.7 s: only ledger paths pay it
 
     stale = []
     host = this_host()
@@ -164,7 +158,5 @@ def open_ledger(study_file: str | Path, profile: str | None = None, output_dir: 
     ``output_dir`` overrides the study's output folder (and its default SQLite ledger there), as for
     ``archsearch run --output-dir``. Raises :class:`ArchsearchError` for an unknown study file or a missing ledger.
     """
-    from .loader import load_study  # the loader imports nothing of the ledger; kept local as the only use
-
     study = load_study(study_file, profile, output_dir or None)
     return study, open_study(study, create=False)

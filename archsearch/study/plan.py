@@ -31,8 +31,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
+from ..builder import build
+from ..counting import count
 from ..errors import ArchsearchError, BudgetError, SpecError
-from ..training import TrainConfig
+from ..solver import Solution
+from ..training import PatchSampler, TrainConfig, deterministic_mode, prepare_step, train_step
 from .config import Study
 from .images import study_data
 from .layout import choose_layout, machine_cpus
@@ -94,7 +99,7 @@ class Plan:
                 "(other processes slow the timed steps: re-plan on an idle machine for a tighter figure)")
 
     def frame(self):
-        import pandas as pd
+        import pandas as pd  # ~0.3 s: only table paths pay it
 
         rows = [{"design": p.design, "label": p.label, "sweep_value": p.sweep_value,
                  "seeds": ",".join(map(str, p.seeds)), "n_params": p.n_params, "macs_per_pixel": p.macs_per_pixel,
@@ -172,9 +177,6 @@ def _duration(seconds: float) -> str:
 # points
 # ---------------------------------------------------------------------------------------------------------
 def _counts(sol) -> tuple[Any, Any]:
-    from ..counting import count
-    from ..solver import Solution
-
     spec = sol.spec if isinstance(sol, Solution) else sol
     return spec, count(spec)
 
@@ -241,12 +243,6 @@ def _time_steps(spec, task, config, n_steps: int) -> tuple[float, float, str]:
     ``compile``) and run under the trainer's deterministic mode, on random tensors of the batch shape: a fresh
     model, nothing kept. Drawing the batch of patches is timed apart (:func:`_image_pixels`) and added by the
     caller, so the sum is one step of the trainer's loop."""
-    import torch
-
-    from ..builder import build
-    from ..counting import count
-    from ..training import deterministic_mode, prepare_step, train_step
-
     torch.manual_seed(0)
     model = build(spec)
     factor = task.input_factor(int(getattr(spec, "scale", 1)))
@@ -294,8 +290,6 @@ def _image_pixels(study: Study, config, scale: int) -> tuple[float | None, float
     """Output pixels of one validation pass (after ``val_crop``) and of one test pass, from the study's images,
     and the seconds the trainer spends drawing one batch of patches from them (timed on 5 batches); (None, None,
     0, why) where the data cannot be read here (e.g. a paper profile whose sets are not installed)."""
-    from ..training import PatchSampler
-
     try:
         task, train, val, test = study_data(study)
     except (ArchsearchError, OSError) as err:
@@ -322,8 +316,6 @@ def _image_pixels(study: Study, config, scale: int) -> tuple[float | None, float
 def plan_study(study: Study, *, timed_steps: int = 3, workers: int | str | None = None) -> Plan:
     """The study's planned trials with their sizes and an estimated wall time on this machine (module
     docstring). ``timed_steps=0`` skips the timing (sizes only). Nothing is trained or written."""
-    import torch  # timing needs torch; a plan with timed_steps=0 still imports it for the thread count
-
     c = study.config
     config = study.train
     mode = "sweep" if c.sweep is not None else "search"

@@ -24,6 +24,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from . import ledger as L
 from .config import Study
 from .queue import claim_and_run
@@ -47,13 +49,11 @@ def _portable(study: Study) -> Study:
 
 
 def _set_threads(cpus: float) -> None:
-    import torch
-
     torch.set_num_threads(max(1, int(cpus)))
 
 
 def _sweep_trainable(config: dict[str, Any], *, study: Study, cpus: float) -> None:
-    from ray import tune
+    from ray import tune  # optional extra [ray]
 
     _set_threads(cpus)
     ostudy = L.open_study(study, create=False)
@@ -73,7 +73,7 @@ class _StorageRecorder:
         self.storage.set_trial_user_attr(self.trial_id, key, value)
 
     def report(self, step: int, value: float) -> None:
-        from ray import tune
+        from ray import tune  # optional extra [ray]
 
         # the curve so far: a trial ASHA stops is killed inside tune.report, before run_trial returns
         self.curve.append([int(step), float(value)])
@@ -85,8 +85,8 @@ class _StorageRecorder:
 
 
 def _search_trainable(config: dict[str, Any], *, study: Study, cpus: float) -> None:
-    import optuna
-    from ray import tune
+    import optuna  # ~0.7 s: only ledger paths pay it
+    from ray import tune  # optional extra [ray]
 
     _set_threads(cpus)
     ostudy = L.open_study(study, create=False)
@@ -119,8 +119,8 @@ class _DefineByRun:
 
 
 def _searcher_class():
-    from optuna.trial import TrialState
-    from ray.tune.search.optuna import OptunaSearch
+    from optuna.trial import TrialState  # ~0.7 s: only ledger paths pay it
+    from ray.tune.search.optuna import OptunaSearch  # optional extra [ray]
 
     class LedgerOptunaSearch(OptunaSearch):
         """OptunaSearch that writes each validation PSNR once, at its training step, and records trials as the
@@ -162,8 +162,8 @@ MAX_ROUNDS = 5
 
 
 def run_ray(study: Study, ostudy, *, mode: str, workers: int) -> None:
-    import ray
-    from ray import tune
+    import ray  # optional extra [ray]
+    from ray import tune  # optional extra [ray]
 
     ex = study.config.executor
     started = False
@@ -205,8 +205,8 @@ def run_ray(study: Study, ostudy, *, mode: str, workers: int) -> None:
 
 def _search_tuner(study: Study, common: dict[str, Any], resources: dict[str, float], run_config, workers: int,
                   n: int, seed: int):
-    from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
+    from ray import tune  # optional extra [ray]
+    from ray.tune.search import ConcurrencyLimiter  # optional extra [ray]
 
     s = study.config.search
     assert s is not None
@@ -219,7 +219,7 @@ def _search_tuner(study: Study, common: dict[str, Any], resources: dict[str, flo
                                  storage=L.storage_for(study), sampler=sampler(study, seed=seed))
     scheduler = None
     if not multi and s.pruner != "none":  # ASHA plays the pruner's role under Ray
-        from ray.tune.schedulers import ASHAScheduler
+        from ray.tune.schedulers import ASHAScheduler  # optional extra [ray]
 
         steps = study.train.steps
         scheduler = ASHAScheduler(time_attr="training_iteration", metric="psnr", mode="max",

@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import ArchsearchError
 from . import ledger as L
 from .config import Study
+from .remeasure import stored_latency
 
 #: The columns of ``results.csv``: the trial number and state, then stored attributes (:data:`.record.TRIAL_ATTRS`).
 RESULT_COLUMNS = ["number", "state", "design", "label", "sweep_value", "seed", "n_params", "macs_per_pixel",
@@ -28,7 +29,7 @@ RESULT_COLUMNS = ["number", "state", "design", "label", "sweep_value", "seed", "
 
 def results_frame(study: Study, ostudy=None):
     """One row per trial (state from the ledger) plus one per infeasible grid point (state INFEASIBLE)."""
-    import pandas as pd
+    import pandas as pd  # ~0.3 s: only table paths pay it
 
     ostudy = ostudy or L.open_study(study, create=False)
     rows = []
@@ -45,7 +46,7 @@ def results_frame(study: Study, ostudy=None):
 def seed_frame(df):
     """One row per (COMPLETE trial, seed): a search trial trains every seed and stores each seed's PSNR/SSIM;
     proposals answered from an earlier trial (``duplicate_of``) add nothing."""
-    import pandas as pd
+    import pandas as pd  # ~0.3 s: only table paths pay it
 
     done = df[(df["state"] == "COMPLETE") & df["duplicate_of"].isna()] if "duplicate_of" in df else \
         df[df["state"] == "COMPLETE"]
@@ -86,7 +87,6 @@ def ledger_frame(study, ostudy=None):
     design and searched params."""
     ostudy = ostudy or L.open_study(study, create=False)
     df = results_frame(study, ostudy)
-    from .remeasure import stored_latency
 
     latency = stored_latency(ostudy)
     extra = {}

@@ -27,10 +27,13 @@ left queued or interrupted: re-run to resume); 4 every trial failed; 2 bad input
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import datetime as dt
 import multiprocessing as mp
 import os
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -38,12 +41,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from tqdm import tqdm
+
 from ..errors import ArchsearchError, BudgetError, SpecError
 from . import ledger as L
 from .config import Study
 from .images import check_study_data, study_data
 from .layout import WorkerLayout, choose_layout, machine_name, run_device
 from .queue import claim_and_run, claim_lock, file_lock, run_and_tell
+from .ray_executor import run_ray
 from .sampling import (
     count_states,
     distributions,
@@ -101,7 +108,7 @@ MAX_DUPLICATES_IN_A_ROW = 50
 
 
 def _search_loop(study: Study, ostudy, *, progress: bool = False, on_done=None) -> None:
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # ~0.7 s: only ledger paths pay it
 
     target = search_target(study)
     in_a_row = 0
@@ -132,8 +139,6 @@ def _die_with_parent(parent: int) -> None:
     """A worker ends when the `archsearch run` that started it dies (kill -9 included): Linux's parent-death
     signal where available, and a watchdog thread everywhere. Its trial stays RUNNING and is recovered on resume."""
     with contextlib.suppress(Exception):
-        import ctypes
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent died before the signal was armed
         os._exit(1)
@@ -227,9 +232,6 @@ def prepare(study: Study, ostudy, points, infeasible) -> int:
 def _record_run(ostudy, study: Study, layout: WorkerLayout, started: float, wall: float, kind: str) -> None:
     """Append this run to the ledger's ``runs``: when, how long, where, with which layout (the reproduction page
     reads it)."""
-    import datetime as dt
-    import socket
-
     device = run_device(study)
     iso = lambda t: dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds")  # noqa: E731
     runs = list(ostudy.user_attrs.get("runs") or [])
@@ -271,8 +273,6 @@ def run_study(study: Study, *, executor: str | None = None, workers: int | str |
         echo(f"layout: {layout.workers} worker(s) x {layout.threads} thread(s) ({layout.reason})")
         try:
             if kind == "ray":
-                from .ray_executor import run_ray
-
                 run_ray(study, ostudy, mode=mode, workers=layout.workers)
             elif layout.workers == 1:
                 _run_in_process(study, ostudy, mode, layout.threads, total, c.finished, progress)
@@ -301,15 +301,12 @@ def _left(study: Study, trials, points, total: int) -> int:
 def _bar(total: int, initial: int, enabled: bool):
     if not enabled:
         return None
-    from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, desc="trials", unit="trial", dynamic_ncols=True)
 
 
 def _run_in_process(study: Study, ostudy, mode: str, threads: int, total: int, finished: int,
                     progress: bool) -> None:
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     bar = _bar(total, finished, progress)

@@ -29,7 +29,7 @@ def sampler_seed(study: Study) -> int:
 
 def sampler(study: Study, seed: int | None = None):
     """The search's sampler (a sweep's queued grid points need none: Optuna's RandomSampler, never consulted)."""
-    import optuna
+    import optuna  # ~0.7 s: only ledger paths pay it
 
     seed = sampler_seed(study) if seed is None else seed
     s = study.config.search
@@ -42,7 +42,7 @@ def sampler(study: Study, seed: int | None = None):
 
 def pruner(study: Study):
     """The local executor's pruner; its resource is the training step at which validation PSNR is reported."""
-    import optuna
+    import optuna  # ~0.7 s: only ledger paths pay it
 
     s = study.config.search
     steps = study.train.steps
@@ -65,7 +65,7 @@ def validation_every(study: Study) -> int:
 
 def distributions(points) -> dict[str, Any]:
     """One categorical distribution per grid parameter, holding every value the sweep's points take."""
-    from optuna.distributions import CategoricalDistribution
+    from optuna.distributions import CategoricalDistribution  # ~0.7 s: only ledger paths pay it
 
     values: dict[str, set] = {}
     for p in points:

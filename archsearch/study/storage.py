@@ -69,14 +69,14 @@ class StorageError(ArchsearchError):
 
 
 def _optuna():
-    import optuna
+    import optuna  # ~0.7 s: only ledger paths pay it
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
 
 def _parse(url: str):
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import make_url  # only database URLs need it
 
     return make_url(url)
 
@@ -209,7 +209,7 @@ def creation_lock(path: Path, timeout_s: float) -> Iterator[None]:
     ``fcntl`` or the folder is read-only (the retry in :func:`make_storage` still applies).
     """
     try:
-        import fcntl
+        import fcntl  # POSIX only: the lock is a no-op without it
     except ImportError:  # Windows
         yield
         return
@@ -251,7 +251,7 @@ def creation_lock(path: Path, timeout_s: float) -> Iterator[None]:
 @contextlib.contextmanager
 def _server_lock(connection, dialect: str) -> Iterator[None]:
     """A session-level advisory lock on the database server while Optuna creates or checks its schema."""
-    from sqlalchemy import text
+    from sqlalchemy import text  # only database URLs need it
 
     if dialect == "postgresql":
         lock_sql, unlock_sql, params = "SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)", {"k": _LOCK_KEY}
@@ -291,8 +291,8 @@ def make_storage(url: str, *, retries: int = 2, **rdb_kwargs: Any):
     driver is missing, raises :class:`StorageError` with one line naming the masked URL and the reason.
     ``rdb_kwargs`` go to ``RDBStorage`` (``engine_kwargs`` are merged over the defaults).
     """
-    import sqlalchemy
-    from sqlalchemy import exc as sa_exc
+    import sqlalchemy  # only database URLs need it
+    from sqlalchemy import exc as sa_exc  # only database URLs need it
 
     problem = check_url(url)
     if problem:

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
+from safetensors.torch import save_file
+
 from ..builder import build
 from ..counting import count
 from ..errors import ArchsearchError, BudgetError, SpecError
@@ -63,8 +66,6 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
     step; it raises :class:`TrialPruned` to stop.
     Raises :class:`TrialFailed` with a reason when the budget cannot be met or training diverges.
     """
-    import torch  # torch is heavy: the study package imports it where a trial runs
-
     t_start = time.perf_counter()
     design = study.space.design(design_name)
     try:
@@ -115,9 +116,6 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
     t2 = time.perf_counter()
     ckpt = out / "checkpoints" / f"{checkpoint_name or f'{spec.hash}_seed{seed}'}.safetensors"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import (
-        save_file,  # imported where checkpoints are written (it pulls in numpy paths)
-    )
 
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(ckpt),
               metadata={"spec_hash": spec.hash, "spec_path": str(spec_path)})

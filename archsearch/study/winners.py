@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import load_file
+
 from ..errors import ArchsearchError
+from ..export import export_model
+from ..spec import GraphSpec
 from .config import Study
 from .ledger import open_study
 from .results import pareto_mask
@@ -46,11 +50,6 @@ def export_trials(study: Study, which: str = "best", *, out: str | Path | None =
                   formats: tuple[str, ...] = ("py",), ostudy=None) -> list[tuple[Any, dict[str, Path]]]:
     """Export the selected finished trials (see :func:`select_trials`) with their trained weights into ``out``
     (default ``<study output>/export``); returns ``[(trial, {kind: path})]``."""
-    from safetensors.torch import load_file
-
-    from ..export import export_model
-    from ..spec import GraphSpec
-
     folder = Path(out) if out else Path(study.output_dir) / "export"
     done = []
     for t in select_trials(study, which, ostudy):

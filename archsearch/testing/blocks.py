@@ -14,11 +14,15 @@ import dataclasses
 import json
 from typing import Any
 
+import pytest
 import torch
 
+from ..blocks import Conv
 from ..builder import build
 from ..counting import count, macs
+from ..export import python_source
 from ..spec import BLOCKS, ROLES, Block, BlockExample, GraphSpec, Node, block_from_dict
+from .macs import fvcore_macs
 
 
 def block_examples() -> dict[str, list[BlockExample]]:
@@ -34,8 +38,6 @@ def block_examples() -> dict[str, list[BlockExample]]:
 def block_cases() -> list[Any]:
     """pytest params over every registered block type x its examples; a type without examples yields one case
     that fails (so a new block cannot slip through untested)."""
-    import pytest
-
     examples = block_examples()
     cases = []
     for name in sorted(BLOCKS):
@@ -50,8 +52,6 @@ def block_cases() -> list[Any]:
 def wrap_block(block: Block) -> GraphSpec:
     """A minimal spec around ``block``: its first input reads the network input; every other input reads a 1x1
     conv adapter from the network input to the channels it expects."""
-    from ..blocks import Conv
-
     c0 = block.input_channels[0]
     nodes = []
     inputs = []
@@ -114,8 +114,6 @@ def check_param_count_equals_built_module(ex: BlockExample) -> None:
 
 
 def check_macs_equal_fvcore(ex: BlockExample) -> None:
-    from .macs import fvcore_macs
-
     h, w = ex.size
     result = fvcore_macs(ex.block.build(), example_inputs(ex, batch=1))
     assert not result.unsupported_ops, f"{ex.id}: ops without a MAC handler: {dict(result.unsupported_ops)}"
@@ -124,8 +122,6 @@ def check_macs_equal_fvcore(ex: BlockExample) -> None:
 
 def check_wrapped_in_graph_spec(ex: BlockExample) -> None:
     """The block inside a minimal GraphSpec: spec counts == built module, exact MACs == fvcore, shape."""
-    from .macs import fvcore_macs
-
     spec = wrap_block(ex.block)
     counts = count(spec)
     module = build(spec)
@@ -159,8 +155,6 @@ def check_dict_round_trip(ex: BlockExample) -> None:
 def check_export_reproduces_the_block(ex: BlockExample) -> None:
     """The generated torch-only source builds the same module: the framework's weights load strictly and the
     outputs are equal (``Block.export``, used by ``archsearch export``)."""
-    from ..export import python_source
-
     spec = wrap_block(ex.block)
     model = build(spec).eval()
     namespace: dict = {}

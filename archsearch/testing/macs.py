@@ -31,8 +31,8 @@ def _fvcore():
     with warnings.catch_warnings():
         # fvcore (and iopath) apply torch.jit.script at import, which torch 2.13 reports as deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
-        from fvcore.nn import FlopCountAnalysis
-        from fvcore.nn.jit_handles import get_shape
+        from fvcore.nn import FlopCountAnalysis  # test extra: the MAC cross-check
+        from fvcore.nn.jit_handles import get_shape  # test extra: the MAC cross-check
     return FlopCountAnalysis, get_shape
 
 

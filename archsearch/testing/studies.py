@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 #: The repository's search spaces (tests run from a checkout).
 SEARCH_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
 XUNIT_SPACE = SEARCH_SPACES / "xunit_fig4.yaml"
@@ -42,8 +44,6 @@ def study_body(tmp_path: Path, name: str = "tiny", **overrides: Any) -> dict[str
 
 def write_study(tmp_path: Path, name: str = "tiny", **overrides: Any) -> Path:
     """:func:`study_body` written to ``tmp_path/<name>.yaml``; returns the file."""
-    import yaml  # PyYAML: a dependency of archsearch, imported where a file is written
-
     path = Path(tmp_path) / f"{name}.yaml"
     path.write_text(yaml.safe_dump(study_body(tmp_path, name, **overrides), sort_keys=False))
     return path
