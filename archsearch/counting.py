@@ -7,7 +7,7 @@
 * ``macs_per_pixel`` -- multiply-accumulates per *output* pixel, the per-pixel rate (terms paid once per image,
   such as an NSR selection MLP on globally pooled features, vanish in it; ``macs(spec, h, w)`` includes them).
 
-What a MAC count includes is documented in each block file and in the README; in short: convolutions (incl.
+What a MAC count includes is documented in each block file and in docs/counting.md; in short: convolutions (incl.
 depthwise and grouped), linear layers, inference BatchNorm as one MAC per element, average pooling as one MAC
 per input value, NSR kernel aggregation; elementwise ops (ReLU, PReLU, exp, sigmoid, softmax, products, sums,
 residual additions) and data movement (concat, pixel shuffle, padding) are excluded.

@@ -3,8 +3,8 @@ authors' published layouts (mapped onto the zoo's keys by a registered *layout*)
 
 A layout is a key mapping from an author's ``state_dict`` to the zoo model's: ``detect`` recognises the author's
 keys, ``convert`` renames them. Adding one is one function and one :func:`register_layout` line in the block file
-of the family whose zoo model it loads (``blocks/conv.py``: DnCNN; ``blocks/csc.py``: CSCNet; README, "Reference
-zoo", lists each mapping).
+of the family whose zoo model it loads (``blocks/conv.py``: DnCNN; ``blocks/csc.py``: CSCNet; docs/zoo.md
+lists each mapping).
 """
 
 from __future__ import annotations

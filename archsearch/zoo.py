@@ -1,7 +1,7 @@
 """Reference zoo: the papers' networks as named family calls. Exact sizes are asserted in ``tests/test_zoo.py``.
 
 Each entry is registered with :func:`register_zoo` in the block file of its family (``archsearch/blocks/``), next
-to the family, with a comment giving the layout and its exact size against the paper's (README, "Reference zoo",
+to the family, with a comment giving the layout and its exact size against the paper's (docs/zoo.md
 gives the same table). This module holds the machinery: :class:`ZooEntry`, the registry and the lookups.
 """
 

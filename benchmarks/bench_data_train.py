@@ -5,7 +5,7 @@
 
 Training data: Train400 from the data root ($ARCHSEARCH_DATA_ROOT) when available, else the embedded default.
 The loader must produce batches at least 5x faster than a training step of a ~100K-parameter model consumes
-them (issue 3); the ratio is printed. Evaluation runs full-image inference (default protocol) on 256x256 crops
+them; the ratio is printed. Evaluation runs full-image inference (default protocol) on 256x256 crops
 of the embedded test images.
 """
 

@@ -1,4 +1,4 @@
-"""Multi-fidelity, measured (issue 8): do successive halving / Hyperband (local) and ASHA (Ray) find a
+"""Multi-fidelity, measured: do successive halving / Hyperband (local) and ASHA (Ray) find a
 configuration within 0.05 dB of the best grid point while spending at most 35% of the grid's training steps?
 
 What it runs, for each seed in ``--seeds`` (all on the embedded default images, xUnit search space at the main

@@ -1,5 +1,4 @@
-"""The throughput benchmarks run end to end at toy sizes (their numbers are quoted in the README and the issue
-notes; a benchmark that no longer runs would leave those numbers unreproducible)."""
+"""The throughput benchmarks run end to end at toy sizes (their numbers are quoted in docs/speed.md; a benchmark that no longer runs would leave those numbers unreproducible)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CSC block and CSCNet (issue 12): the authors' weights through the one loader, output == an independent
+"""CSC block and CSCNet (Simon & Elad, NeurIPS 2019): the authors' weights through the one loader, output == an independent
 re-implementation of the reference forward, the Set12 number, the padding rules, the families.
 
 Reference: github drorsimon/CSCNet at commit 09dcf5ee0172008c31e50023607dbd8ee8efc07d, ``model/modules.py``
@@ -195,14 +195,14 @@ def test_authors_init_scales_the_dictionary_by_the_power_method():
 @pytest.mark.slow  # 136 s of CPU on one core (52 s user + 84 s system), 6.3 min wall on the shared 2 cores
 @requires_shared
 def test_cscnet_fidelity_set12():
-    """30.256 dB: the authors' code under the dncnn protocol (issue 12); measured here 30.256 dB (also with
+    """30.256 dB: the authors' code under the dncnn protocol; measured here 30.256 dB (also with
     ``archsearch evaluate --zoo cscnet --weights ../shared/pretrained/cscnet_sigma25.pt --dataset Set12
     --protocol dncnn``)."""
     from archsearch.data import load_dataset
     from archsearch.evaluate import evaluate
     from archsearch.tasks import make_task
 
-    torch.set_num_threads(1)  # the timing in the README is for one core
+    torch.set_num_threads(1)  # the timing in docs/zoo.md is for one core
     t0 = time.perf_counter()
     result = evaluate(_cscnet(), make_task("denoise", sigma=25), load_dataset("Set12", data_root=shared_root()),
                       protocol="dncnn")

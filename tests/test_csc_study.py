@@ -1,4 +1,4 @@
-"""The compact-denoiser study (issue 12): both profiles load and plan, and one smoke trial of a CSCNet design
+"""The compact-denoiser study (Elad & Milanfar's talk): both profiles load and plan, and one smoke trial of a CSCNet design
 trains and is scored end to end (a tiny design: few steps, small patches)."""
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Fuzz: hundreds of generated malformed inputs across ``run``, ``inspect``, ``export``, ``evaluate`` and ``train``.
 
-Every case asserts README's promise word for word: exit status 2, exactly one stderr line that names the file and
+Every case asserts the documented promise (README, "Everyday commands") word for word: exit status 2, exactly one stderr line that names the file and
 the key path (or the command-line flag), no traceback, and nothing written -- the working directory (a fresh tmp
 folder holding the study, its search space, a spec, images and weight files) is byte-for-byte the same after.
 
-The classes of issue 9, each generated from a few templates:
+The classes of bad input, each generated from a few templates:
 
 * family arguments: sweep values, designs' ``fixed`` and ``search`` arguments of the wrong type or breaking a rule
 * settings that make every trial fail: seeds, training settings, executor, budget, data counts, task values
@@ -15,7 +15,7 @@ The classes of issue 9, each generated from a few templates:
   output folders that are a root or hold the study file
 * data: images smaller than the patch, the scale or the SSIM window; unknown, empty and corrupt datasets
 * command-line arguments of every subcommand (seeds, sizes, devices, weights files, unwritable outputs)
-* the lead's part (issue 8 layering): no lock after a failed check, ``--fresh`` on a folder archsearch did not
+* the run lock's layering: no lock after a failed check, ``--fresh`` on a folder archsearch did not
   create, ``status`` of a study never run. These are marked ``# lead:`` below.
 """
 
@@ -499,7 +499,7 @@ def generate() -> list[Case]:
     ]:
         add(Case(f"run-arg-{'_'.join(extra)}", ["run", "study.yaml", *extra], expect))
 
-    # -- lead: the run lock, --fresh and status (issue 8's layering; they pass once that part is merged) ------
+    # -- the run lock, --fresh and status: nothing is locked or deleted before the checks pass ------
     add(Case("run-unmeetable-budget-no-lock", ["run", "study.yaml"], ("study.yaml: budget:",),  # lead: no lock
              {"study.yaml": set_path(STUDY, "budget.value", 10)}))
     add(Case("run-unknown-dataset-no-lock", ["run", "study.yaml"], ("study.yaml", "data.train", "nosuchset"),  # lead

@@ -1,4 +1,4 @@
-"""Bad input at load (issue 9): every mistake in a study, search-space or spec file is one error naming the file,
+"""Bad input at load: every mistake in a study, search-space or spec file is one error naming the file,
 the key path and what is allowed -- types and rules of family arguments, training settings, seeds, executor,
 storage, names, output folders, duplicate keys and encodings. (The CLI-level fuzz test is test_fuzz_inputs.py.)"""
 

@@ -10,13 +10,13 @@ from fractions import Fraction
 
 import pytest
 import torch
-from archsearch.report.tables import compact_label
 from torch import nn
 
 from archsearch import build, count, macs, zoo_names, zoo_spec
 from archsearch.blocks import Conv, ReLU
 from archsearch.errors import RegistryError
 from archsearch.families import FAMILIES, argument_labels, get_family, register_family, variant_arguments
+from archsearch.report.tables import compact_label
 from archsearch.solver import Budget, solve
 from archsearch.spec import BLOCKS, Block, BlockExample, GraphSpec, SpecBuilder, register_block
 from archsearch.testing.blocks import block_cases, block_examples, check_block_contract

@@ -19,7 +19,6 @@ from archsearch.weights import LAYOUTS
 from archsearch.zoo import ZOO
 
 
-
 def _all_registries() -> dict[str, Registry]:
     """Every module-level Registry of the package, found by importing each module: a new registry is covered
     by the contract without editing this test."""

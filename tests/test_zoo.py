@@ -72,7 +72,7 @@ def test_macs_per_pixel_is_the_per_image_rate(name):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# exact sizes (README "Reference zoo") and the papers' reported sizes
+# exact sizes (docs/zoo.md) and the papers' reported sizes
 # ---------------------------------------------------------------------------------------------------------
 #: Every zoo model's exact size. Where a reference implementation exists, the number is derived from it in the
 #: tests below (the re-implemented reference's numel, or the Caffe prototxt's learnable blobs), never only here.

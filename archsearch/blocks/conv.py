@@ -1,6 +1,6 @@
 """Plain layers: convolution, batch normalization, ReLU / PReLU / identity.
 
-MAC conventions (README, "What the counts include"): a k x k conv costs ``out * in/groups * k^2`` MACs per
+MAC conventions (docs/counting.md): a k x k conv costs ``out * in/groups * k^2`` MACs per
 output pixel (bias additions are not MACs, as in fvcore); BatchNorm at inference is a per-channel affine
 ``a*x + b``: one MAC per element; ReLU, PReLU and identity are elementwise and cost no MACs.
 

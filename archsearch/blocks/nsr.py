@@ -24,7 +24,7 @@ Layouts (``layout``):
 * ``hidden_groups`` -- the block as the paper's Eq. 4 and 9 write it, kept as an ablation: "the hidden neurons
   are divided into k groups" and ``W_2 = [W_2^1, ..., W_2^k]`` is split along the hidden neurons it reads, so
   conv2's groups and cardinal groups lie on its *input* channels, both MLPs read the pooled block input, and
-  conv2 has one bias of c values. (It was this repository's only form before issue 10.)
+  conv2 has one bias of c values. (It was this repository's only form before the reference layout was added.)
 
 ``weight_norm`` (reference layout): every conv's (k x out)-row weight is ``W = gain * V / ||V||`` with one gain per
 row (``torch.nn.utils.weight_norm``, dim 0), *before* the aggregation, as in the reference. The reference

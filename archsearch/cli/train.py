@@ -173,9 +173,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-crop", type=positive_int, help="centre-crop validation images to this size")
     p.add_argument("--device", type=device, default=d.device, help="auto (CUDA when present), cpu or cuda[:N]")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CPU or CUDA; measured slower on the "
-                                                       "2-core AVX-512 CPU, see README 'Speed')")
+                                                       "2-core AVX-512 CPU, see docs/speed.md)")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
-                   help="NHWC memory format; auto: on unless the model's blocks prefer NCHW (NSR)")
+                   help="NHWC memory format; auto: on for models whose blocks prefer it (xUnit, MemNet), else off")
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward (compiles first)")
     p.add_argument("--out", metavar="PATH", help="checkpoint path (default: <model name>.pt)")
     p.add_argument("--format", choices=("table", "json"), default="table")
