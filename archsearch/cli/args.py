@@ -147,16 +147,21 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def add_study_args(p: argparse.ArgumentParser, *, optional: bool = False, many: bool = False) -> None:
+def add_study_args(p: argparse.ArgumentParser, *, optional: bool = False, many: bool = False,
+                   reader: bool = False) -> None:
     """The three arguments that name a study's ledger: the file (``optional`` where a command can do without
     one, e.g. ``export --zoo``; ``many``: one or more files, ``args.study`` a list), its profile, and the output
-    folder."""
+    folder; ``reader`` (commands that only read the ledger) adds ``--any-config``."""
     p.add_argument("study", nargs="+" if many else "?" if optional else None,
                    help="a study file, e.g. studies/xunit_budget.yaml" + (" (several with --reproduction)"
                                                                           if many else ""))
     p.add_argument("--profile", help="a profile of the study file (e.g. paper, smoke)")
     p.add_argument("--output-dir", help="the study's output folder (default runs/<study>; give the same one to "
                                         "every command of a study run with --output-dir)")
+    if reader:
+        p.add_argument("--any-config", action="store_true",
+                       help="read a ledger written under other settings than the study file's (refused otherwise: "
+                            "its trials are not this study's)")
 
 
 def load_study_args(args: argparse.Namespace):

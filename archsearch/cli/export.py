@@ -53,7 +53,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ArchsearchError("--weights: only with --zoo (a study's trials export their own trained weights)")
     trial = _trial(args.trial)
     study = load_study_args(args)
-    for t, paths in export_trials(study, trial, out=args.out, formats=formats):
+    for t, paths in export_trials(study, trial, out=args.out, formats=formats, any_config=args.any_config):
         ua = t.user_attrs
         print(f"trial {t.number} ({ua.get('label', '')}, PSNR {ua.get('psnr', float('nan')):.3f} dB, "
               f"{ua.get('n_params'):,} params) -> " + ", ".join(str(p) for p in paths.values()))
@@ -64,7 +64,7 @@ def add_subcommands(sub) -> None:
     p = sub.add_parser("export", help="export a trial or a zoo model as a standalone torch model",
                        description="Writes NAME.py (torch only), NAME.safetensors, NAME.yaml (spec), NAME.json "
                                    "(counts), and optionally TorchScript and ONNX.")
-    add_study_args(p, optional=True)
+    add_study_args(p, optional=True, reader=True)
     p.add_argument("--trial", default="best", help="best (default), pareto, or a trial number")
     p.add_argument("--zoo", help="export a zoo model instead of a trial")
     p.add_argument("--weights", help="with --zoo: a safetensors or state_dict file (official DnCNN keys are mapped)")

@@ -19,7 +19,7 @@ from .args import add_study_args, check_writable, parse_size
 
 
 def _load(args: argparse.Namespace):
-    return open_ledger(args.study, args.profile, args.output_dir)
+    return open_ledger(args.study, args.profile, args.output_dir, any_config=args.any_config)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -74,7 +74,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.latency:
         n = _measure(study, ostudy, args)
         print(f"stored latency for {n} architecture(s)")
-        ostudy = open_study(study, create=False)  # a fresh view: the measurements bypassed Optuna's cache
+        ostudy = open_study(study, create=False, any_config=args.any_config)  # a fresh view: the measurements bypassed Optuna's cache
     for path in (args.csv, args.parquet):
         if path:
             written = write_table(ledger_frame(study, ostudy), path)
@@ -115,7 +115,7 @@ def add_subcommands(sub) -> None:
                                    "parameter importances), the claims' verdicts (claims.csv, claims.json) and a "
                                    "PNG of each figure; optionally export the trials. With --reproduction FILE, "
                                    "write one Markdown page of every given study's claims and verdicts instead.")
-    add_study_args(p, many=True)
+    add_study_args(p, many=True, reader=True)
     p.add_argument("--reproduction", metavar="FILE",
                    help="write the reproduction page (Markdown: each study's fidelity, claims, published and "
                         "measured numbers, verdicts, seeds, wall time and machine) of the given studies to FILE, "
@@ -133,6 +133,6 @@ def add_subcommands(sub) -> None:
                        description="Time one forward pass of every complete trial's architecture on this device "
                                    "(median of repeats after warm-up) and store latency_ms_per_mp and "
                                    "latency_device in the ledger's trial attributes.")
-    add_study_args(p)
+    add_study_args(p, reader=True)
     _latency_options(p)
     p.set_defaults(func=cmd_latency)

@@ -1,7 +1,9 @@
 """``archsearch run`` and ``archsearch status``.
 
-``run`` exits 0 when the study is complete, 3 when trials are left (queued or interrupted: re-run to resume), 4
-when every trial failed, 2 on bad input (one line, nothing written) and 130 on Ctrl-C."""
+``run`` exits 0 when every planned trial is complete, 5 when it finished with some trials failed (diverged or
+raised), 4 when every trial failed, 3 when trials are left (queued, interrupted or failed for an infrastructure
+reason: re-run to resume), 2 on bad input (one line, nothing written), 1 on a storage or machine fault and 130 on
+Ctrl-C."""
 
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{summary.infeasible} grid points off the budget{dups}")
     if summary.status == "complete":
         print(f"done in {summary.wall_time_s:.0f} s: {counts}")
+    elif summary.status == "partial":
+        print(f"finished in {summary.wall_time_s:.0f} s with failed trials ({counts}); see "
+              f"`archsearch status {args.study}` for their reasons")
     elif summary.status == "failed":
         print(f"failed in {summary.wall_time_s:.0f} s: every trial failed ({counts}); see "
               f"`archsearch status {args.study}`")
@@ -63,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     study = load_study_args(args)
-    df = ledger_frame(study, open_study(study, create=False))
+    df = ledger_frame(study, open_study(study, create=False, any_config=args.any_config))
     if args.format == "csv":
         df.to_csv(sys.stdout, index=False)
         return 0
@@ -100,6 +105,6 @@ def add_subcommands(sub) -> None:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="table of a study's trials and their state")
-    add_study_args(p)
+    add_study_args(p, reader=True)
     p.add_argument("--format", choices=("table", "csv"), default="table")
     p.set_defaults(func=cmd_status)

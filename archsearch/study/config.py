@@ -307,18 +307,51 @@ class Study:
     def name(self) -> str:
         return self.config.name if self.profile == "default" else f"{self.config.name}-{self.profile}"
 
+    def output_path(self, stored: str | Path) -> Path:
+        """A path the ledger stores (``spec_path``, ``checkpoint``): relative to the output folder, or -- in
+        ledgers written before paths were stored that way -- absolute or relative to where ``run`` started."""
+        p = Path(stored)
+        if p.is_absolute():
+            return p
+        inside = Path(self.output_dir) / p
+        return inside if inside.exists() or not p.exists() else p
+
     @property
     def storage_display(self) -> str:
         """The ledger URL with any password hidden: use this in messages, never ``storage_url``."""
         return mask_url(self.storage_url)
 
 
-def config_fingerprint(study: Study) -> str:
-    """What must not change under a running ledger: everything that defines the trials' results."""
+def config_body(study: Study) -> dict[str, Any]:
+    """What must not change under a running ledger: everything that defines the trials' results, as plain data
+    (stored in the ledger, so that a reader can say which setting differs)."""
     c = study.config
     body = {
         "task": dict(c.task), "data": c.data.__dict__, "budget": c.budget.__dict__ if c.budget else None,
         "sweep": c.sweep.__dict__ if c.sweep else None, "search": c.search.__dict__ if c.search else None,
         "training": dict(c.training), "space": [repr(d) for d in study.space.designs],
     }
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json.loads(json.dumps(body, sort_keys=True, default=str))
+
+
+def config_fingerprint(study: Study) -> str:
+    """The hash of :func:`config_body` (the same digest as ledgers written before the body was stored)."""
+    return hashlib.sha256(json.dumps(config_body(study), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any], limit: int = 3) -> list[str]:
+    """``key.path: ledger X, study file Y`` for the settings that differ (the first ``limit``)."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if len(out) >= limit:
+            return
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for k in sorted(set(a) | set(b)):
+                walk(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+        elif a != b:
+            out.append(f"{path}: {a!r} in the ledger, {b!r} in the study file" if path != "space" else
+                       "the search space's designs differ")
+
+    walk(stored, current, "")
+    return out

@@ -40,26 +40,40 @@ def machine_name() -> str:
     return f"{cpu_model()}, {machine_cpus()} cores"
 
 
-def choose_layout(study: Study, requested: int | str | None, remaining: int, kind: str) -> WorkerLayout:
-    """The worker x thread layout of a run. A number (``--workers`` or the study's ``executor.workers``) is used as
-    given, the cores shared evenly. ``auto`` on a CPU with trials for more than one worker runs one single-thread
-    worker per core: the studies' models are small (a few hundred thousand MACs per pixel), and independent trials
-    use 2 cores better than 2 intra-op threads on one trial (``benchmarks/bench_study.py --compare-old`` times
-    the main study both ways). A GPU run keeps one worker."""
-    cpus = machine_cpus()
+def requested_workers(study: Study, requested: int | str | None) -> tuple[int | str, str]:
+    """The worker count a run asks for and where it comes from: ``--workers``, else the study's
+    ``executor.workers``, else (when that is ``auto``) :data:`WORKERS_ENV`; ``("auto", source)`` or a validated
+    integer >= 1. Checked before the run writes anything."""
     n, src = requested, "--workers"
     if n in (None, "auto"):
         n, src = study.config.executor.workers, "executor.workers"
     if n == "auto" and os.environ.get(WORKERS_ENV, "auto") != "auto":
         n, src = os.environ[WORKERS_ENV], WORKERS_ENV
+    if n == "auto":
+        return n, src
+    try:
+        value = int(n)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = 0
+    if isinstance(n, bool) or value < 1:
+        raise ArchsearchError(f"{src} must be auto or an integer >= 1, got {n!r}")
+    return value, src
+
+
+def choose_layout(study: Study, requested: int | str | None | tuple[int | str, str], remaining: int,
+                  kind: str) -> WorkerLayout:
+    """The worker x thread layout of a run. A number (``--workers`` or the study's ``executor.workers``) is used as
+    given -- capped at the trials left to run, which an extra worker would only wait for -- the cores shared
+    evenly. ``auto`` on a CPU with trials for more than one worker runs one single-thread worker per core: the
+    studies' models are small (a few hundred thousand MACs per pixel), and independent trials use 2 cores better
+    than 2 intra-op threads on one trial (``benchmarks/bench_study.py --compare-old`` times the main study both
+    ways). A GPU run keeps one worker. ``requested``: what :func:`requested_workers` returned, or its input."""
+    cpus = machine_cpus()
+    n, src = requested if isinstance(requested, tuple) else requested_workers(study, requested)
     if n != "auto":
-        raw = n
-        try:
-            n = int(raw)  # type: ignore[arg-type]
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise ArchsearchError(f"{src} must be auto or an integer >= 1, got {raw!r}")
+        if 0 < remaining < n:
+            return WorkerLayout(remaining, max(1, cpus // remaining),
+                                f"{src} {n}, capped at the {remaining} trial(s) left to run")
         return WorkerLayout(n, max(1, cpus // n), f"{src} {n}")
     if on_gpu(study):
         return WorkerLayout(1, cpus, "auto: one worker on the GPU")

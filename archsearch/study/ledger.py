@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchsearchError
-from .config import Study, config_fingerprint
+from .config import Study, config_body, config_differences, config_fingerprint
 from .loader import load_study
 from .sampling import INTERRUPTED, OBJECTIVE_ATTRS
 from .storage import create_or_load, make_storage, sqlite_path
@@ -62,9 +62,12 @@ def _no_ledger(study: Study) -> ArchsearchError:
                            f"(run `archsearch run {study.path}` first)")
 
 
-def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None, storage=None):
-    """The Optuna study of ``study`` (created if ``create``); refuses a ledger made by a different config.
-    Reading (``create=False``) a ledger that does not exist creates nothing."""
+def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None, storage=None,
+               any_config: bool = False):
+    """The Optuna study of ``study`` (created if ``create``). A ledger written under another configuration (a
+    setting that defines the trials' results changed in the study file, or another study's ledger in place) is
+    refused, by writers and readers alike, naming what differs -- unless ``any_config`` (a reader's explicit
+    ``--any-config``: read it as it is). Reading (``create=False``) a ledger that does not exist creates nothing."""
     optuna = _optuna()
     path = sqlite_path(study.storage_url)
     if not create and path is not None and not path.exists():
@@ -72,11 +75,15 @@ def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None, 
     storage = storage or storage_for(study)
     if not create:
         try:
-            return optuna.load_study(study_name=study.name, storage=storage, sampler=sampler, pruner=pruner)
+            ostudy = optuna.load_study(study_name=study.name, storage=storage, sampler=sampler, pruner=pruner)
         except KeyError:  # Optuna's "no such study"
             raise _no_ledger(study) from None
+        if not any_config:
+            check_config(study, ostudy, reading=True)
+        return ostudy
     ostudy, created = create_or_load(storage, study.name, directions(study), sampler=sampler, pruner=pruner,
                                      user_attrs={"fingerprint": config_fingerprint(study),
+                                                 "config": config_body(study),
                                                  "study_file": str(study.path), "profile": study.profile,
                                                  "fidelity": study.config.fidelity,
                                                  "search_space": study.space.name})
@@ -85,12 +92,24 @@ def open_study(study: Study, *, create: bool = True, pruner=None, sampler=None, 
             warnings.simplefilter("ignore")
             ostudy.set_metric_names(metric_names(study))
         return ostudy
-    stored = ostudy.user_attrs.get("fingerprint")
-    if stored and stored != config_fingerprint(study):
-        raise ArchsearchError(
-            f"{study.path}: the ledger of study {study.name!r} ({study.storage_display}) was written with a "
-            "different configuration; results would mix. Use --fresh to start over, or give the study a new name")
+    check_config(study, ostudy, reading=False)
     return ostudy
+
+
+def check_config(study: Study, ostudy, *, reading: bool) -> None:
+    """Refuse a ledger whose stored fingerprint is not the study file's, naming the settings that differ (ledgers
+    written before the settings were stored name the two fingerprints)."""
+    stored = ostudy.user_attrs.get("fingerprint")
+    current = config_fingerprint(study)
+    if not stored or stored == current:
+        return
+    body = ostudy.user_attrs.get("config")
+    what = "; ".join(config_differences(body, config_body(study))) if isinstance(body, dict) else \
+        f"fingerprint {stored} in the ledger, {current} for the study file"
+    advice = ("read it anyway with --any-config, or restore the study file's settings" if reading else
+              "results would mix. Use --fresh to start over, or give the study a new name")
+    raise ArchsearchError(f"{study.path}: the ledger of study {study.name!r} ({study.storage_display}) was written "
+                          f"with a different configuration ({what}); {advice}")
 
 
 def delete_study(study: Study, storage=None) -> None:
@@ -152,11 +171,13 @@ def recover_stale(ostudy, *, owner_only: bool = False) -> list[Any]:
     return stale
 
 
-def open_ledger(study_file: str | Path, profile: str | None = None, output_dir: str | Path | None = None):
+def open_ledger(study_file: str | Path, profile: str | None = None, output_dir: str | Path | None = None, *,
+                any_config: bool = False):
     """The study (validated) and its ledger (the Optuna study), as ``archsearch report`` reads them.
 
     ``output_dir`` overrides the study's output folder (and its default SQLite ledger there), as for
-    ``archsearch run --output-dir``. Raises :class:`ArchsearchError` for an unknown study file or a missing ledger.
+    ``archsearch run --output-dir``. Raises :class:`ArchsearchError` for an unknown study file, a missing ledger
+    or one written under another configuration (unless ``any_config``).
     """
     study = load_study(study_file, profile, output_dir or None)
-    return study, open_study(study, create=False)
+    return study, open_study(study, create=False, any_config=any_config)

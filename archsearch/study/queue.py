@@ -18,15 +18,18 @@ from .trial import Outcome, run_trial
 # locks
 # ---------------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def file_lock(path: Path, *, blocking: bool = True):
+def file_lock(path: Path, *, blocking: bool = True, what: str | None = None):
+    """An exclusive lock on ``path`` for the ``with`` block. Non-blocking: refused with one line naming the holder
+    (its pid, written into the file) and ``what`` is locked (default: the study output folder)."""
     with open(path, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
             fh.seek(0)
             owner = fh.read().strip() or "another process"
-            raise ArchsearchError(f"study output {path.parent} is in use by a running `archsearch run` ({owner}); "
-                                  "wait for it, or add workers with --workers") from None
+            held = what or f"study output {path.parent}"
+            raise ArchsearchError(f"{held} is in use by a running `archsearch run` ({owner}); wait for it, add "
+                                  "workers to that run with --workers, or give this one its own storage") from None
         if not blocking:
             fh.seek(0)
             fh.truncate()

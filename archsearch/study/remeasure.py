@@ -55,7 +55,7 @@ def measure_study(study, ostudy=None, *, numbers: list[int] | None = None, devic
         measured_now.add(key)
         path = ua.get("spec_path")
         try:
-            spec = GraphSpec.from_file(path)
+            spec = GraphSpec.from_file(study.output_path(path))
         except (ArchsearchError, OSError, TypeError) as err:
             echo(f"trial {t.number}: no latency (cannot read spec {path!r}: {err})")
             continue

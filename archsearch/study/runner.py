@@ -15,13 +15,21 @@ Output folder (``runs/<study>`` unless the study sets ``output_dir``)::
 
 Nothing is created before the study file, its search space, the budget and the data have been checked.
 
-Resume: re-running the same command continues the study. Finished trials are kept; trials left RUNNING by a dead
-worker are marked FAIL (reason ``interrupted``), and every interrupted configuration that no other trial holds is
-queued again; grid points are keyed (``design|args|seed``) and queued once. Searches never train an architecture
-a finished trial already trained (the proposal is answered with that trial's result, ``duplicate_of``).
+Folder and locks: a run adopts only a new or empty folder, or one with archsearch's marker; it takes the folder's
+run lock -- and a SQLite ledger's own lock, wherever that file is -- before it deletes (``--fresh``: only what
+archsearch wrote) or writes anything.
 
-Exit status of ``archsearch run`` (:attr:`RunSummary.exit_code`): 0 the study is complete; 3 incomplete (trials
-left queued or interrupted: re-run to resume); 4 every trial failed; 2 bad input; 130 Ctrl-C.
+Resume: re-running the same command continues the study. Finished trials are kept; trials left RUNNING by a dead
+worker are marked FAIL (reason ``interrupted``) and, with trials that failed because the machine did (reason
+``infrastructure: ...``: disk full, I/O error, out of memory), queued again unless another trial holds their
+configuration; grid points are keyed (``design|args|seed``) and queued once. A trial whose model diverged or
+raised is final. Searches never train an architecture a finished trial already trained (the proposal is
+answered with that trial's result, ``duplicate_of``).
+
+Exit status of ``archsearch run`` (:attr:`RunSummary.exit_code`): 0 every planned trial is complete (a search's
+pruned trials count as finished: the pruner decided them); 5 finished, but some planned trials failed (diverged,
+raised); 4 every trial failed; 3 incomplete (trials left queued, interrupted or failed for an infrastructure
+reason: re-run to resume); 2 bad input; 1 a storage or machine fault; 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -48,13 +56,13 @@ from ..errors import ArchsearchError, BudgetError, SpecError
 from . import ledger as L
 from .config import Study
 from .images import check_study_data, study_data
-from .layout import WorkerLayout, choose_layout, machine_name, run_device
+from .layout import WorkerLayout, choose_layout, machine_name, requested_workers, run_device
 from .queue import claim_and_run, claim_lock, file_lock, run_and_tell
 from .ray_executor import run_ray
 from .sampling import (
     count_states,
     distributions,
-    is_interrupted,
+    is_retryable,
     pruner,
     sampler,
     sampler_seed,
@@ -62,6 +70,7 @@ from .sampling import (
     search_target,
     suggest_search,
 )
+from .storage import sqlite_path
 from .sweep import solve_design
 
 MARKER = ".archsearch"
@@ -79,8 +88,8 @@ class RunSummary:
     infeasible: int
     wall_time_s: float
     output_dir: Path
-    left: int = 0  # planned trials without a finished trial (queued, or interrupted and not yet re-run)
-    interrupted: int = 0
+    left: int = 0  # planned trials without a finished trial (queued, or retryable and not yet re-run)
+    retryable: int = 0  # FAIL trials whose worker died or whose machine failed: re-queued on resume
     duplicates: int = 0
     outputs: Any = None  # what the caller's outputs step returned (files, tables, claim verdicts), else None
 
@@ -91,16 +100,19 @@ class RunSummary:
 
     @property
     def status(self) -> str:
-        """``complete``, ``incomplete`` (trials left to run) or ``failed`` (every trial failed)."""
+        """``complete``, ``incomplete`` (trials left to run), ``partial`` (some planned trials failed) or
+        ``failed`` (every trial failed)."""
         if self.left:
             return "incomplete"
         if self.complete == 0 and self.failed > 0:
             return "failed"
+        if self.failed > 0:
+            return "partial"
         return "complete"
 
     @property
     def exit_code(self) -> int:
-        return {"complete": 0, "incomplete": 3, "failed": 4}[self.status]
+        return {"complete": 0, "partial": 5, "failed": 4, "incomplete": 3}[self.status]
 
 
 #: A search stops when the sampler proposes only trained architectures this many times in a row.
@@ -191,39 +203,83 @@ def check(study: Study) -> tuple[tuple, tuple[dict[str, Any], ...]]:
     return (), ()
 
 
-def _prepare_folder(study: Study, fresh: bool) -> None:
-    """Create the study folder (with its marker), or with ``fresh`` empty the one archsearch made."""
+#: What archsearch writes inside its folders: ``--fresh`` deletes files matching these and nothing else (a file a
+#: user put into ``logs/`` stays, and so does its folder).
+OWN_FILES = {"checkpoints": ("*.safetensors",), "specs": ("*.yaml",), "logs": ("trial_*.txt",),
+             "report_png": ("*.png",), "export": ("*.py", "*.safetensors", "*.yaml", "*.json", "*.pt", "*.onnx")}
+
+
+def _adopt_folder(study: Study, fresh: bool = False) -> None:
+    """Make sure the study folder is archsearch's before anything is written into it: a new or empty folder is
+    created and adopted; a folder with archsearch's marker is resumed; any other non-empty folder is refused
+    (archsearch would mix its files with the user's, and a later ``--fresh`` would delete them)."""
     out = Path(study.output_dir)
-    if fresh and out.exists():
-        if not (out / MARKER).exists() and any(out.iterdir()):
-            raise ArchsearchError(f"--fresh: {out} was not created by archsearch (no {MARKER} marker); "
-                                  "refusing to delete anything in it")
-        for name in OUTPUTS:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+    if out.exists() and not (out / MARKER).exists() and any(out.iterdir()):
+        raise ArchsearchError(f"{'--fresh: ' if fresh else ''}{out} is not empty and was not created by archsearch "
+                              f"(no {MARKER} marker): refusing to write or delete anything in it; give a new or "
+                              "empty folder (--output-dir), or move its files away")
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).touch()
+
+
+def _clear_outputs(study: Study) -> list[str]:
+    """``--fresh``: delete what archsearch wrote in the study folder (:data:`OUTPUTS`, and in its folders only the
+    files it names as in :data:`OWN_FILES`), under the run lock; returns what was removed."""
+    out = Path(study.output_dir)
+    removed = []
+    for name in OUTPUTS:
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            if name == "ray":  # Ray Tune's own tree, made for this study's runs
+                shutil.rmtree(p)
+                removed.append(name)
+                continue
+            for pattern in OWN_FILES.get(name, ()):
+                for f in p.glob(pattern):
+                    if f.is_file():
+                        f.unlink()
+            with contextlib.suppress(OSError):  # kept when it holds files archsearch did not write
+                p.rmdir()
+            removed.append(name)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+            removed.append(name)
+    return removed
+
+
+@contextlib.contextmanager
+def run_lock(study: Study):
+    """The locks a run holds: its output folder's, and -- for a SQLite ledger -- the ledger file's, so two runs
+    that share one SQLite ledger from two folders cannot both train (the second is refused with one line). A
+    server ledger (PostgreSQL, MySQL) is shared by design: its workers claim trials through the database and a
+    trial is recovered only when its host says its process is gone."""
+    out = Path(study.output_dir)
+    with file_lock(out / ".run.lock", blocking=False):
+        db = sqlite_path(study.storage_url)
+        if db is None:
+            yield
+            return
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(Path(f"{db}.run.lock"), blocking=False,
+                       what=f"the ledger {study.storage_display}"):
+            yield
 
 
 def prepare(study: Study, ostudy, points, infeasible) -> int:
     """Recover dead workers' trials and queue what is missing; return the number of trials the study plans."""
-    local = study.storage_url.startswith("sqlite:///")
-    L.recover_stale(ostudy, owner_only=local)
+    # a SQLite ledger is held under run_lock: no live worker can run a trial this run did not start
+    L.recover_stale(ostudy, owner_only=sqlite_path(study.storage_url) is not None)
     trials = ostudy.get_trials(deepcopy=False)
     if study.config.sweep is not None:
         ostudy.set_user_attr("infeasible", list(infeasible))
-        held = {t.user_attrs.get("point") for t in trials if not is_interrupted(t)}
+        held = {t.user_attrs.get("point") for t in trials if not is_retryable(t)}
         for p in points:
             if p.key not in held:
                 ostudy.enqueue_trial(p.params, user_attrs={"point": p.key, "point_params": p.params,
                                                            "label": p.label, "sweep_value": p.sweep_value})
         return len(points)
-    held = [dict(t.params) for t in trials if not is_interrupted(t)]
-    for t in trials:  # an interrupted configuration runs again unless another trial holds it
-        if is_interrupted(t) and t.params and dict(t.params) not in held:
+    held = [dict(t.params) for t in trials if not is_retryable(t)]
+    for t in trials:  # a retryable configuration runs again unless another trial holds it
+        if is_retryable(t) and t.params and dict(t.params) not in held:
             ostudy.enqueue_trial(dict(t.params))
             held.append(dict(t.params))
     return search_target(study)
@@ -248,16 +304,18 @@ def run_study(study: Study, *, executor: str | None = None, workers: int | str |
     data or its budget is wrong. ``outputs(study, ostudy)``, when given, is called with the ledger at the end of
     the run, still under the run's lock; what it returns is the summary's ``outputs``."""
     kind = executor or study.config.executor.kind
-    if workers not in (None, "auto") and int(workers) < 1:
-        raise ArchsearchError(f"--workers must be >= 1, got {workers}")
     started = time.time()
     progress = sys.stderr.isatty() if progress is None else progress
     out = Path(study.output_dir)
     t0 = time.perf_counter()
+    requested = requested_workers(study, workers)  # a bad --workers or ARCHSEARCH_WORKERS: before any write
     points, infeasible = check(study)
     storage = L.server_storage(study)
-    _prepare_folder(study, fresh)
-    with file_lock(out / ".run.lock", blocking=False):
+    _adopt_folder(study, fresh)
+    with run_lock(study):  # nothing is deleted before the locks are held
+        if fresh:
+            _clear_outputs(study)
+        (out / MARKER).touch()
         storage = storage or L.storage_for(study)  # opened once for the run
         if fresh:
             L.delete_study(study, storage)
@@ -269,7 +327,7 @@ def run_study(study: Study, *, executor: str | None = None, workers: int | str |
         if study.config.fidelity:
             echo(f"fidelity: {study.config.fidelity}")
         mode = "sweep" if study.config.sweep is not None else "search"
-        layout = choose_layout(study, workers, max(0, total - c.finished), kind)
+        layout = choose_layout(study, requested, max(0, total - c.finished), kind)
         echo(f"layout: {layout.workers} worker(s) x {layout.threads} thread(s) ({layout.reason})")
         try:
             if kind == "ray":
@@ -285,13 +343,13 @@ def run_study(study: Study, *, executor: str | None = None, workers: int | str |
         written = outputs(study, ostudy) if outputs is not None else None
     c = count_states(trials)
     return RunSummary(total, c.complete, c.failed, c.pruned, len(infeasible), time.perf_counter() - t0, out,
-                      left=_left(study, trials, points, total), interrupted=c.interrupted, duplicates=c.duplicates,
+                      left=_left(study, trials, points, total), retryable=c.retryable, duplicates=c.duplicates,
                       outputs=written)
 
 
 def _left(study: Study, trials, points, total: int) -> int:
     """Planned trials that no finished trial answers: a sweep's grid points, a search's target count."""
-    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL") and not is_interrupted(t)]
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL") and not is_retryable(t)]
     if study.config.sweep is not None:
         held = {t.user_attrs.get("point") for t in finished}
         return sum(1 for p in points if p.key not in held)

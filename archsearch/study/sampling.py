@@ -16,8 +16,16 @@ INTERRUPTED = "interrupted: the worker running it died (crash, kill, Ctrl-C); re
 OBJECTIVE_ATTRS = {"psnr": "psnr", "params": "n_params", "macs": "macs_per_pixel", "latency": "latency_ms_per_mp"}
 
 
-def is_interrupted(trial) -> bool:
-    return trial.state.name == "FAIL" and str(trial.user_attrs.get("fail_reason", "")).startswith("interrupted")
+#: ``fail_reason`` prefix of a trial that failed because the machine did (disk full, I/O error, out of memory),
+#: not the model: like an interrupted trial it is re-queued on resume; a diverged or infeasible trial is final.
+INFRASTRUCTURE = "infrastructure:"
+
+
+def is_retryable(trial) -> bool:
+    """A FAIL that says nothing about the design -- its worker died (:data:`INTERRUPTED`) or the machine failed
+    (:data:`INFRASTRUCTURE`) --: the run queues it again, and it counts as not finished."""
+    reason = str(trial.user_attrs.get("fail_reason", ""))
+    return trial.state.name == "FAIL" and (reason.startswith("interrupted") or reason.startswith(INFRASTRUCTURE))
 
 
 def sampler_seed(study: Study) -> int:
@@ -123,15 +131,16 @@ def search_label(design: str, args: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Counts:
-    """Trials by state; ``interrupted`` are FAIL trials whose worker died (re-queued), ``duplicates`` search
-    proposals answered from an earlier trial of the same architecture (not trained again)."""
+    """Trials by state; ``retryable`` are FAIL trials whose worker died or whose machine failed (re-queued:
+    :func:`is_retryable`), ``duplicates`` search proposals answered from an earlier trial of the same
+    architecture (not trained again)."""
 
     complete: int = 0
     failed: int = 0
     pruned: int = 0
     running: int = 0
     waiting: int = 0
-    interrupted: int = 0
+    retryable: int = 0
     duplicates: int = 0
 
     @property
@@ -152,8 +161,8 @@ def count_states(trials) -> Counts:
             c["running"] += 1
         elif t.state.name == "WAITING":
             c["waiting"] += 1
-        elif is_interrupted(t):
-            c["interrupted"] += 1
+        elif is_retryable(t):
+            c["retryable"] += 1
         else:
             c["failed"] += 1
     return Counts(**c)

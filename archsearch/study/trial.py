@@ -7,6 +7,7 @@ the same function (:func:`run_trial`) runs in the local executor, in its worker 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import os
 import time
@@ -30,7 +31,7 @@ from .config import Study
 from .images import study_data
 from .ledger import this_host
 from .record import TRIAL_ATTRS, check_attrs
-from .sampling import INTERRUPTED, OBJECTIVE_ATTRS, is_interrupted
+from .sampling import INFRASTRUCTURE, INTERRUPTED, OBJECTIVE_ATTRS, is_retryable
 from .sweep import solve_design
 
 
@@ -80,7 +81,8 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
         spec_path.parent.mkdir(parents=True, exist_ok=True)
         spec.save(spec_path)
     attrs: dict[str, Any] = {
-        "design": design.name, "seed": seed, "spec_hash": spec.hash, "spec_path": str(spec_path),
+        # paths relative to the output folder: the ledger stays valid wherever a command runs, or the folder moves
+        "design": design.name, "seed": seed, "spec_hash": spec.hash, "spec_path": str(spec_path.relative_to(out)),
         "n_params": counts.params, "macs_per_pixel": counts.macs_per_pixel,
         "activation_param_pct": counts.activation_param_pct,
         "arguments": {k: v for k, v in (sol.arguments if isinstance(sol, Solution) else {**design.fixed,
@@ -119,7 +121,7 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
 
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(ckpt),
               metadata={"spec_hash": spec.hash, "spec_path": str(spec_path)})
-    attrs["checkpoint"] = str(ckpt)
+    attrs["checkpoint"] = str(ckpt.relative_to(out))
     attrs["_spec"] = spec  # for the trial's latency (not stored: run_trial pops it)
     attrs["overhead_s"] = t_overhead + (time.perf_counter() - t2)
     attrs["wall_time_s"] = time.perf_counter() - t_start
@@ -188,7 +190,7 @@ def find_finished(ostudy, spec_hash: str, *, exclude: int, wait_s: float = 2.0):
     while True:
         same = [t for t in ostudy.get_trials(deepcopy=False)
                 if t.number != exclude and t.user_attrs.get("spec_hash") == spec_hash
-                and t.user_attrs.get("duplicate_of") is None and not is_interrupted(t)]
+                and t.user_attrs.get("duplicate_of") is None and not is_retryable(t)]
         done = [t for t in same if t.state.name in ("COMPLETE", "PRUNED", "FAIL")]
         if done:
             return min(done, key=lambda t: t.number)
@@ -263,6 +265,8 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
         rec.set_attr("fail_reason", INTERRUPTED)
         raise
     except Exception as err:  # one trial's bug never ends the study
+        if is_infrastructure(err):  # the machine failed, not the model: re-queued on resume
+            return Outcome("FAIL", {"fail_reason": f"{INFRASTRUCTURE} {type(err).__name__}: {err}", "val_curve": curve})
         return Outcome("FAIL", {"fail_reason": failure_log(study, rec.number, err)})
 
 
@@ -282,11 +286,34 @@ def trial_latency(study: Study, spec: GraphSpec) -> dict[str, Any]:
             "latency_input": f"{lat.size[0]}x{lat.size[1]}"}
 
 
+#: OS errors that say the machine failed (full disk or quota, I/O error, read-only file system, no memory).
+INFRASTRUCTURE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM})
+
+
+def is_infrastructure(err: BaseException) -> bool:
+    """Whether a trial's exception is the environment's fault (:data:`INFRASTRUCTURE_ERRNOS`, MemoryError) rather
+    than the model's: such a trial is recorded ``infrastructure: ...`` and run again on resume."""
+    if isinstance(err, MemoryError):
+        return True
+    while err is not None:  # the OS error may be wrapped (safetensors, torch.save re-raise their own types)
+        if isinstance(err, OSError) and err.errno in INFRASTRUCTURE_ERRNOS:
+            return True
+        text = str(err)
+        if "No space left on device" in text or "disk is full" in text:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def failure_log(study: Study, trial_number: int, err: BaseException) -> str:
-    """Write the traceback of an unexpected error next to the ledger; return the one-line reason."""
+    """Write the traceback of an unexpected error next to the ledger; return the one-line reason (without the
+    log's path where the log cannot be written)."""
     path = Path(study.output_dir) / "logs" / f"trial_{trial_number}.txt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(traceback.format_exception(type(err), err, err.__traceback__)))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(traceback.format_exception(type(err), err, err.__traceback__)))
+    except OSError as log_err:
+        return f"error: {type(err).__name__}: {err} (no traceback file: {log_err.strerror or log_err})"
     return f"error: {type(err).__name__}: {err} (traceback: {path})"
 
 

@@ -15,9 +15,9 @@ from .ledger import open_study
 from .results import pareto_mask
 
 
-def select_trials(study: Study, which: str, ostudy=None) -> list:
+def select_trials(study: Study, which: str, ostudy=None, *, any_config: bool = False) -> list:
     """The finished trials to export: ``best`` (highest PSNR), a trial number, or ``pareto`` (PSNR vs params)."""
-    ostudy = ostudy or open_study(study, create=False)
+    ostudy = ostudy or open_study(study, create=False, any_config=any_config)
     trials = ostudy.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state.name == "COMPLETE" and "checkpoint" in t.user_attrs
                 and t.user_attrs.get("duplicate_of") is None]
@@ -47,15 +47,16 @@ def select_trials(study: Study, which: str, ostudy=None) -> list:
 
 
 def export_trials(study: Study, which: str = "best", *, out: str | Path | None = None,
-                  formats: tuple[str, ...] = ("py",), ostudy=None) -> list[tuple[Any, dict[str, Path]]]:
+                  formats: tuple[str, ...] = ("py",), ostudy=None, any_config: bool = False
+                  ) -> list[tuple[Any, dict[str, Path]]]:
     """Export the selected finished trials (see :func:`select_trials`) with their trained weights into ``out``
     (default ``<study output>/export``); returns ``[(trial, {kind: path})]``."""
     folder = Path(out) if out else Path(study.output_dir) / "export"
     done = []
-    for t in select_trials(study, which, ostudy):
+    for t in select_trials(study, which, ostudy, any_config=any_config):
         ua = t.user_attrs
-        spec = GraphSpec.from_file(ua["spec_path"])
-        paths = export_model(spec, folder, state_dict=load_file(ua["checkpoint"]), formats=formats,
+        spec = GraphSpec.from_file(study.output_path(ua["spec_path"]))
+        paths = export_model(spec, folder, state_dict=load_file(study.output_path(ua["checkpoint"])), formats=formats,
                              name=f"{study.name}_trial{t.number}",
                              provenance={"source": f"study:{study.name}", "trial": t.number, "psnr": ua.get("psnr"),
                                          "seed": ua.get("seed"), "label": ua.get("label"),
