@@ -103,11 +103,24 @@ def apply_weights(model, state: Mapping[str, Any], path: str | Path = "") -> Non
                            f"{' ...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
                            f"{' ...' if len(unexpected) > 3 else ''}")
     own = model.state_dict()
+    cast = {}
     for k, v in state.items():
         if tuple(v.shape) != tuple(own[k].shape):
             raise WeightsError(f"{path}: weights do not fit model {name!r}: {k} has shape {tuple(v.shape)}, "
                                f"the model's is {tuple(own[k].shape)}")
-    model.load_state_dict(dict(state), strict=True)
+        want = own[k].dtype
+        if not want.is_floating_point:  # integer buffers (BatchNorm's num_batches_tracked): as load_state_dict does
+            cast[k] = v
+            continue
+        if not v.dtype.is_floating_point:
+            # load_state_dict would copy_ int64/bool values into a float parameter without a word, and the model
+            # then scores as if untrained: an integer tensor where a weight belongs is a broken file
+            raise WeightsError(f"{path}: weights do not fit model {name!r}: {k} holds {_dtype(v.dtype)} values, "
+                               f"the model's parameter is {_dtype(want)}; expected floating-point values")
+        # Among float kinds the values are the same numbers at another precision (float64 from converted MATLAB
+        # weights, float16/bfloat16 saved to halve the file): cast to the model's dtype, as training would see it
+        cast[k] = v.to(want) if v.dtype != want else v
+    model.load_state_dict(cast, strict=True)
 
 
 def load_weights(model, path: str | Path) -> dict[str, Any]:
@@ -115,6 +128,10 @@ def load_weights(model, path: str | Path) -> dict[str, Any]:
     obj = read_weights(path)
     apply_weights(model, state_dict_of(obj, path), path)
     return obj
+
+
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _first_line(err: BaseException) -> str:

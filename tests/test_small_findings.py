@@ -73,3 +73,33 @@ def test_evaluate_with_nan_weights_is_a_failure_not_a_score(capsys, tiny, images
                           "--sigma", 25, "--dataset", images, "--format", "json")
     _one_line_error(code, err)
     assert out == "" and "PSNR nan" in err and str(weights) in err and "image a" in err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# weights of the wrong dtype
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.uint8])
+def test_integer_or_bool_weights_are_refused_naming_file_and_key(dtype, tmp_path):
+    from archsearch.weights import WeightsError, load_weights
+
+    model = build(get_family("convnet")(depth=2, width=4, name="tiny"))
+    path = tmp_path / "ints.pt"
+    torch.save({k: (v * 100).to(dtype) for k, v in model.state_dict().items()}, path)
+    with pytest.raises(WeightsError) as info:
+        load_weights(model, path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: ") and "blocks.0.weight" in msg and str(dtype).split(".")[1] in msg, msg
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_other_float_precisions_are_cast_to_the_model_dtype(dtype, tmp_path):
+    from archsearch.weights import load_weights
+
+    source = build(get_family("convnet")(depth=2, width=4, name="tiny"))
+    path = tmp_path / "w.pt"
+    torch.save({k: v.to(dtype) for k, v in source.state_dict().items()}, path)
+    model = build(get_family("convnet")(depth=2, width=4, name="tiny"))
+    load_weights(model, path)
+    for k, v in model.state_dict().items():
+        assert v.dtype == torch.float32
+        torch.testing.assert_close(v, source.state_dict()[k].to(dtype).float())
