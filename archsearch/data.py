@@ -47,6 +47,7 @@ single-channel super-resolution; ``rgb`` replicates a grayscale image to three c
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -149,11 +150,23 @@ def load_image(path: str | Path, color: Color = "gray") -> Image:
         raise DataError(f"color must be one of {', '.join(COLORS)}, got {color!r}")
     path = Path(path)
     try:
-        with PILImage.open(path) as im:
-            im.load()  # decode now: a truncated file fails here, not later
-            arr = _pixels(im, color)
+        with warnings.catch_warnings():
+            # Pillow only warns (DecompressionBombWarning) between 1x and 2x its pixel limit and decodes anyway,
+            # which can exhaust memory: here the limit itself is the error (one line, no warning), checked
+            # before decoding
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(path) as im:
+                limit = PILImage.MAX_IMAGE_PIXELS
+                if limit is not None and im.width * im.height > limit:
+                    raise DataError(f"{path}: {im.width}x{im.height} image has {im.width * im.height:,} pixels, "
+                                    f"above the limit of {limit:,} (Pillow's MAX_IMAGE_PIXELS, a guard against "
+                                    "decompression bombs); downscale or tile the image")
+                im.load()  # decode now: a truncated file fails here, not later
+                arr = _pixels(im, color)
     except FileNotFoundError:
         raise DataError(f"{path}: no such image file") from None
+    except DataError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, PILImage.DecompressionBombError) as err:
         raise DataError(f"{path}: unreadable or corrupt image ({type(err).__name__}: {err})") from None
     pixels = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
