@@ -103,3 +103,47 @@ def test_other_float_precisions_are_cast_to_the_model_dtype(dtype, tmp_path):
     for k, v in model.state_dict().items():
         assert v.dtype == torch.float32
         torch.testing.assert_close(v, source.state_dict()[k].to(dtype).float())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a spec too large to build is refused before anything is allocated
+# ---------------------------------------------------------------------------------------------------------
+def _convs(*widths: int) -> dict:
+    """A spec of 3x3 convs through the given channel counts (1 -> widths... -> 1)."""
+    chans = (1, *widths, 1)
+    return {"name": "wide", "in_channels": 1, "out_channels": 1, "blocks": [
+        {"type": "conv", "kernel_size": 3, "in_channels": a, "out_channels": b} for a, b in zip(chans, chans[1:])]}
+
+
+@pytest.fixture
+def no_building(monkeypatch):
+    """Building a module fails the test: the spec must be refused from its counts alone."""
+    import archsearch.builder
+
+    def refuse(spec):
+        raise AssertionError(f"{spec.name} was built")
+
+    monkeypatch.setattr(archsearch.builder, "GraphModule", refuse)
+
+
+def test_checkpoint_with_a_200000_channel_spec_is_refused_before_building(capsys, tmp_path, no_building):
+    from archsearch.weights import CHECKPOINT_FORMAT
+
+    ckpt = tmp_path / "wide.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "spec": _convs(200_000),
+                "task": {"task": "denoise", "channels": 1, "sigma": 25.0}, "state_dict": {}}, ckpt)
+    code, _, err = _run(capsys, "evaluate", "--weights", ckpt)
+    _one_line_error(code, err)
+    assert f"--weights {ckpt}: spec: blocks[0]: needs 800,000 bytes of activations per input pixel" in err, err
+    assert "above the limit of 65,536" in err, err
+
+
+def test_build_refuses_a_spec_above_the_parameter_limit(no_building):
+    from archsearch.counting import MAX_PARAMS
+    from archsearch.errors import SpecError
+    from archsearch.spec import GraphSpec
+
+    spec = GraphSpec.from_dict(_convs(12_000, 12_000))  # 12,000^2 x 9 = 1.3 G parameters in one conv
+    with pytest.raises(SpecError, match=f"above the limit of {MAX_PARAMS:,}"):
+        build(spec)
+

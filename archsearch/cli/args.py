@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..counting import check_size
 from ..data import DataError, load_dataset
 from ..errors import ArchsearchError, SpecError
 from ..spec import GraphSpec
@@ -209,10 +210,20 @@ def load_spec(args: argparse.Namespace, checkpoint: dict[str, Any] | None):
         path = Path(args.spec)
         if not path.is_file():
             raise ArchsearchError(f"{path}: no such spec file")
-        return GraphSpec.from_file(path)
+        return _sized(GraphSpec.from_file(path), str(path))
     if checkpoint is not None and "spec" in checkpoint:
-        return GraphSpec.from_dict(checkpoint["spec"], file=f"--weights {args.weights}: spec")
+        where = f"--weights {args.weights}: spec"
+        return _sized(GraphSpec.from_dict(checkpoint["spec"], file=where), where)
     raise ArchsearchError("name the model with --zoo NAME or --spec FILE (or give a checkpoint with --weights)")
+
+
+def _sized(spec: GraphSpec, where: str) -> GraphSpec:
+    """``spec``, once its size is known to be buildable (before its weights are read or anything allocated)."""
+    try:
+        check_size(spec)
+    except SpecError as err:
+        raise err.within(file=where) from None
+    return spec
 
 
 def make_task_from_args(args: argparse.Namespace, spec, checkpoint: dict[str, Any] | None):
