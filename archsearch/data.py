@@ -223,6 +223,15 @@ def list_image_files(folder: str | Path) -> list[Path]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(f"{folder}: empty dataset, no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    # An image's name is its stem: it labels the image in reports and seeds its test noise (evaluate.py), so two
+    # files of one stem (a.png, a.jpg) would be one row twice with the same noise. Refused rather than renamed:
+    # renaming would change the names, and so the noise, of every existing set.
+    seen: dict[str, Path] = {}
+    for p in files:
+        if p.stem in seen:
+            raise DataError(f"{folder}: {seen[p.stem].name} and {p.name} have the same name {p.stem!r} (an "
+                            "image's name labels it in reports and seeds its test noise); rename or remove one")
+        seen[p.stem] = p
     return files
 
 

@@ -179,3 +179,12 @@ def test_an_image_between_one_and_two_times_the_pixel_limit_is_an_error(tmp_path
         load_image(path)
     msg = str(info.value)
     assert msg.startswith(f"{path}: 12x12 image has 144 pixels, above the limit of 100") and "\n" not in msg
+
+
+def test_two_images_of_one_stem_in_a_folder_are_refused_naming_both(tmp_path):
+    for name in ("a.png", "a.jpg", "b.png"):
+        PILImage.fromarray(np.zeros((16, 16), dtype=np.uint8)).save(tmp_path / name)
+    with pytest.raises(DataError) as info:
+        load_dataset(tmp_path)
+    msg = str(info.value)
+    assert msg.startswith(f"{tmp_path}: a.jpg and a.png have the same name 'a'") and "\n" not in msg, msg
