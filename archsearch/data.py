@@ -238,12 +238,22 @@ def list_image_files(folder: str | Path) -> list[Path]:
 # --------------------------------------------------------------------------------------------------------
 # naming datasets
 # --------------------------------------------------------------------------------------------------------
+def expand_home(path: str | Path) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded; an unknown user is a :class:`DataError` naming the
+    path (``Path.expanduser`` raises a bare RuntimeError)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        user = str(path).split("/", 1)[0]
+        raise DataError(f"{path}: cannot expand {user!r}: no such user (or no home folder)") from None
+
+
 def data_root(explicit: str | Path | None = None) -> Path | None:
     """The data root: ``explicit`` if given, else ``$ARCHSEARCH_DATA_ROOT``, else ``None``."""
     if explicit:
-        return Path(explicit).expanduser()
+        return expand_home(explicit)
     env = os.environ.get(DATA_ROOT_ENV)
-    return Path(env).expanduser() if env else None
+    return expand_home(env) if env else None
 
 
 _data_root = data_root  # resolve_dataset's parameter of the same name shadows the function
@@ -293,7 +303,7 @@ def resolve_dataset(name: str | Path, data_root: str | Path | None = None, *, sp
                             f"root at the folder holding {text}/ or download it with "
                             f"`archsearch data fetch {text} --url URL --dest {root}`")
         return list_image_files(folder)
-    path = Path(text).expanduser()
+    path = expand_home(text)
     if path.is_dir():
         return list_image_files(path)
     if path.is_file():

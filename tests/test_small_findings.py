@@ -147,3 +147,13 @@ def test_build_refuses_a_spec_above_the_parameter_limit(no_building):
     with pytest.raises(SpecError, match=f"above the limit of {MAX_PARAMS:,}"):
         build(spec)
 
+
+# ---------------------------------------------------------------------------------------------------------
+# paths and sizes on the command line: one line each
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flags", [["--dataset", "~archsearch-no-such-user/x"],
+                                   ["--dataset", "Set12", "--data-root", "~archsearch-no-such-user/data"]])
+def test_a_home_folder_of_an_unknown_user_is_one_line(capsys, flags):
+    code, _, err = _run(capsys, "evaluate", "--zoo", "dncnn_s", *flags)
+    _one_line_error(code, err)
+    assert "~archsearch-no-such-user" in err and "no such user" in err, err
