@@ -157,3 +157,25 @@ def test_a_home_folder_of_an_unknown_user_is_one_line(capsys, flags):
     code, _, err = _run(capsys, "evaluate", "--zoo", "dncnn_s", *flags)
     _one_line_error(code, err)
     assert "~archsearch-no-such-user" in err and "no such user" in err, err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ctrl-C: the resume hint only where re-running resumes
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command, argv, resumes", [
+    ("evaluate", ["evaluate", "--zoo", "dncnn_s"], False),
+    ("train", ["train", "--zoo", "dncnn_s"], False),
+    ("run", ["run", "study.yaml"], True),
+])
+def test_ctrl_c_says_resume_only_for_commands_that_resume(command, argv, resumes, capsys, monkeypatch):
+    import archsearch.cli.study as cli_study
+    import archsearch.cli.train as cli_train
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    for module, name in ((cli_train, "cmd_evaluate"), (cli_train, "cmd_train"), (cli_study, "cmd_run")):
+        monkeypatch.setattr(module, name, interrupted)
+    code, _, err = _run(capsys, *argv)
+    assert code == 130 and err.startswith(f"archsearch {command}: interrupted (Ctrl-C)") and err.count("\n") == 1
+    assert ("re-run the same command to resume" in err) == resumes, err

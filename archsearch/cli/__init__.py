@@ -12,6 +12,8 @@ from ..errors import ArchsearchError
 from . import data, export, inspect, report, study, train
 
 COMMAND_MODULES = (inspect, study, train, data, report, export)
+#: The commands that continue where an interrupted run stopped when run again.
+RESUMABLE_COMMANDS = ("run",)
 
 
 class UsageError(ArchsearchError):
@@ -52,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"archsearch {args.command}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"archsearch {args.command}: interrupted (Ctrl-C); re-run the same command to resume",
-              file=sys.stderr)
+        # only a study run keeps its finished trials and picks up the rest; evaluate, train, export, ... start over
+        hint = "; re-run the same command to resume" if args.command in RESUMABLE_COMMANDS else ""
+        print(f"archsearch {args.command}: interrupted (Ctrl-C){hint}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `archsearch inspect ... | head`
         return 0
