@@ -179,3 +179,54 @@ def test_ctrl_c_says_resume_only_for_commands_that_resume(command, argv, resumes
     code, _, err = _run(capsys, *argv)
     assert code == 130 and err.startswith(f"archsearch {command}: interrupted (Ctrl-C)") and err.count("\n") == 1
     assert ("re-run the same command to resume" in err) == resumes, err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# file names in messages are escaped
+# ---------------------------------------------------------------------------------------------------------
+HOSTILE = "bad\n\x1b[31mname"
+ESCAPED = "bad\\n\\x1b[31mname"
+
+
+def _escaped(msg: str) -> None:
+    assert ESCAPED in msg and "\n" not in msg and "\x1b" not in msg, repr(msg)
+
+
+def test_a_hostile_image_name_is_escaped(tmp_path, capsys):
+    from archsearch.data import DataError, load_dataset
+
+    (tmp_path / f"{HOSTILE}.png").write_bytes(b"not a png")
+    with pytest.raises(DataError) as info:
+        load_dataset(tmp_path)
+    _escaped(str(info.value))
+    code, _, err = _run(capsys, "evaluate", "--zoo", "dncnn_s", "--dataset", tmp_path)
+    _one_line_error(code, err)
+    _escaped(err.rstrip("\n"))
+
+
+def test_a_hostile_weights_file_name_is_escaped(tmp_path):
+    from archsearch.weights import WeightsError, read_weights
+
+    path = tmp_path / f"{HOSTILE}.pt"
+    path.write_bytes(b"junk")
+    with pytest.raises(WeightsError) as info:
+        read_weights(path)
+    _escaped(str(info.value))
+
+
+def test_a_hostile_study_file_name_is_escaped(tmp_path):
+    from archsearch.errors import ConfigError
+    from archsearch.study import load_study
+
+    path = tmp_path / f"{HOSTILE}.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError) as info:
+        load_study(path)
+    _escaped(str(info.value))
+
+
+def test_shown_escapes_only_what_cannot_be_printed():
+    from archsearch.text import shown
+
+    assert shown("Set12/ü 01.png") == "Set12/ü 01.png"
+    assert shown("a\tb\rc\u202ed\x7f") == "a\\tb\\rc\\u202ed\\x7f"

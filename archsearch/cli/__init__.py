@@ -9,6 +9,7 @@ import sys
 
 from .. import __version__
 from ..errors import ArchsearchError
+from ..text import shown
 from . import data, export, inspect, report, study, train
 
 COMMAND_MODULES = (inspect, study, train, data, report, export)
@@ -45,12 +46,14 @@ def main(argv: list[str] | None = None) -> int:
             prog = f"archsearch {args.command}" if getattr(args, "command", None) else "archsearch"
             raise UsageError(f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see `{prog} --help`)")
     except UsageError as err:
-        print(str(err).replace("\n", " "), file=sys.stderr)
+        print(shown(str(err).replace("\n", " ")), file=sys.stderr)
         return 2
     try:
         return args.func(args)
     except ArchsearchError as err:
-        text = " ".join(str(err).split("\n"))  # one line, whatever the message holds
+        # one line, whatever the message holds; control characters a name brought in are escaped, not sent to the
+        # terminal
+        text = shown(" ".join(str(err).split("\n")))
         print(f"archsearch {args.command}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

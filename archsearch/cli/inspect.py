@@ -13,7 +13,7 @@ from ..schema import load_yaml
 from ..solver import Budget, solve
 from ..spec import ROLES, GraphSpec
 from ..study.space import load_search_space
-from ..text import json_text
+from ..text import json_text, shown
 from ..zoo import zoo_entry, zoo_names, zoo_spec
 from .args import parse_size, positive_float
 
@@ -26,7 +26,7 @@ def _resolve(target: str, budget=None) -> list:
     path = Path(target)
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
         if not path.exists():
-            raise ArchsearchError(f"{target}: no such file")
+            raise ArchsearchError(f"{shown(target)}: no such file")
         if path.suffix != ".json":
             try:
                 data = load_yaml(path.read_text())

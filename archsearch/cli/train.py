@@ -54,7 +54,7 @@ def _check_finite(result, model: str, weights: str) -> None:
     for s in result.per_image:
         bad = [f"{k} {v}" for k, v in (("PSNR", s.psnr), ("SSIM", s.ssim)) if not math.isfinite(v)]
         if bad:
-            source = f" with {weights}" if weights else ""
+            source = f" with {shown(weights)}" if weights else ""
             raise ArchsearchError(f"model {model!r}{source} scores {' and '.join(bad)} on image {shown(s.name)}: "
                                   "not a number; its output is not finite (NaN or infinite weights or "
                                   "activations?)")
