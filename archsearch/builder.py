@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .counting import check_size
 from .spec import INPUT, GraphSpec
 
 
@@ -53,5 +54,7 @@ class GraphModule(nn.Module):
 
 
 def build(spec: GraphSpec) -> GraphModule:
-    """The ``nn.Module`` of a spec (weights freshly initialised by PyTorch's defaults)."""
+    """The ``nn.Module`` of a spec (weights freshly initialised by PyTorch's defaults); a spec too large to build
+    raises :class:`~archsearch.errors.SpecError` before anything is allocated (:func:`~archsearch.counting.check_size`)."""
+    check_size(spec)
     return GraphModule(spec)

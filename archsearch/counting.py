@@ -15,12 +15,22 @@ residual additions) and data movement (concat, pixel shuffle, padding) are exclu
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
+from .errors import SpecError
 from .spec import ROLES, Block, GraphSpec
+
+#: The most parameters a spec may have to be built: 4 GiB of float32 weights (16 GiB with gradients and Adam's
+#: two moments), 200x the largest zoo model (EDSR-NSR x4, 4.9 M); a spec above it is a typo or a hostile file,
+#: and building it would end in the allocator's traceback instead of an error naming the file.
+MAX_PARAMS = 1_000_000_000
+#: The widest tensor a spec may ask for, in float32 bytes per input pixel: 16,384 channels (the zoo's widest is
+#: 64); at this width one 512x512 activation is already 16 GiB, more than most GPUs hold.
+MAX_ACTIVATION_BYTES_PER_PIXEL = 16_384 * 4
 
 
 @dataclass(frozen=True)
@@ -71,3 +81,33 @@ def macs(spec: GraphSpec, height: int, width: int) -> int:
         s = spec.node_input_scale(node)
         total += node.block.macs(height * s, width * s)
     return total
+
+
+def widest_activation(spec: GraphSpec) -> tuple[int, int]:
+    """``(float32 bytes per input pixel, node index)`` of the widest tensor the spec's blocks read, write or
+    declare (every ``*channels`` field), scaled by the resolution it lives at; from the spec alone."""
+    best = (4 * spec.in_channels, 0)
+    for i, node in enumerate(spec.nodes):
+        block = node.block
+        widths = [*block.input_channels, block.out_channels]
+        widths += [v for f in dataclasses.fields(block) if f.name.endswith("channels")
+                   and isinstance(v := getattr(block, f.name), int)]
+        s = spec.node_input_scale(node) * max(block.scale, 1)
+        if 4 * max(widths) * s * s > best[0]:  # the first of equally wide nodes is named
+            best = (4 * max(widths) * s * s, i)
+    return best
+
+
+def check_size(spec: GraphSpec) -> None:
+    """Raise :class:`SpecError` when ``spec`` is too large to build (:data:`MAX_PARAMS`,
+    :data:`MAX_ACTIVATION_BYTES_PER_PIXEL`), counted without building anything."""
+    params = count(spec).params
+    if params > MAX_PARAMS:
+        raise SpecError("blocks", f"the spec has {params:,} parameters, above the limit of {MAX_PARAMS:,} "
+                                  "(4 GiB of float32 weights); it is not built")
+    width, i = widest_activation(spec)
+    if width > MAX_ACTIVATION_BYTES_PER_PIXEL:
+        raise SpecError(f"blocks[{i}]", f"needs {width:,} bytes of activations per input pixel "
+                                        f"({width * 256 * 256 / 2**30:,.1f} GiB for one 256x256 image), above "
+                                        f"the limit of {MAX_ACTIVATION_BYTES_PER_PIXEL:,} (16,384 float32 "
+                                        "channels); it is not built")

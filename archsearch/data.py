@@ -47,6 +47,7 @@ single-channel super-resolution; ``rgb`` replicates a grayscale image to three c
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -59,6 +60,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from .errors import ArchsearchError, did_you_mean
+from .text import shown
 
 #: The environment variable naming the folder that holds the standard sets (``<root>/Set12/`` ...).
 DATA_ROOT_ENV = "ARCHSEARCH_DATA_ROOT"
@@ -149,13 +151,25 @@ def load_image(path: str | Path, color: Color = "gray") -> Image:
         raise DataError(f"color must be one of {', '.join(COLORS)}, got {color!r}")
     path = Path(path)
     try:
-        with PILImage.open(path) as im:
-            im.load()  # decode now: a truncated file fails here, not later
-            arr = _pixels(im, color)
+        with warnings.catch_warnings():
+            # Pillow only warns (DecompressionBombWarning) between 1x and 2x its pixel limit and decodes anyway,
+            # which can exhaust memory: here the limit itself is the error (one line, no warning), checked
+            # before decoding
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(path) as im:
+                limit = PILImage.MAX_IMAGE_PIXELS
+                if limit is not None and im.width * im.height > limit:
+                    raise DataError(f"{shown(path)}: {im.width}x{im.height} image has {im.width * im.height:,} pixels, "
+                                    f"above the limit of {limit:,} (Pillow's MAX_IMAGE_PIXELS, a guard against "
+                                    "decompression bombs); downscale or tile the image")
+                im.load()  # decode now: a truncated file fails here, not later
+                arr = _pixels(im, color)
     except FileNotFoundError:
-        raise DataError(f"{path}: no such image file") from None
+        raise DataError(f"{shown(path)}: no such image file") from None
+    except DataError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, PILImage.DecompressionBombError) as err:
-        raise DataError(f"{path}: unreadable or corrupt image ({type(err).__name__}: {err})") from None
+        raise DataError(f"{shown(path)}: unreadable or corrupt image ({type(err).__name__}: {err})") from None
     pixels = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
     return Image(name=path.stem, pixels=pixels, source=str(path))
 
@@ -186,7 +200,7 @@ def check_images(images: Sequence[Image], *, role: str, patch_size: int | None =
         h, w = im.size
         if multiple > 1:
             h, w = h - h % multiple, w - w % multiple  # SR targets are cropped to a multiple of the scale
-        where = im.source or im.name
+        where = shown(im.source or im.name)
         if patch_size is not None:
             if h < patch_size or w < patch_size:
                 raise DataError(f"{where}: {role} image is {h}x{w}, smaller than the {patch_size}x{patch_size} "
@@ -206,22 +220,41 @@ def list_image_files(folder: str | Path) -> list[Path]:
     """The image files directly inside ``folder``, sorted by name; an empty folder raises :class:`DataError`."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"{folder}: not a folder of images")
+        raise DataError(f"{shown(folder)}: not a folder of images")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise DataError(f"{folder}: empty dataset, no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        raise DataError(f"{shown(folder)}: empty dataset, no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    # An image's name is its stem: it labels the image in reports and seeds its test noise (evaluate.py), so two
+    # files of one stem (a.png, a.jpg) would be one row twice with the same noise. Refused rather than renamed:
+    # renaming would change the names, and so the noise, of every existing set.
+    seen: dict[str, Path] = {}
+    for p in files:
+        if p.stem in seen:
+            raise DataError(f"{shown(folder)}: {shown(seen[p.stem].name)} and {shown(p.name)} have the same name {shown(p.stem)!r} (an "
+                            "image's name labels it in reports and seeds its test noise); rename or remove one")
+        seen[p.stem] = p
     return files
 
 
 # --------------------------------------------------------------------------------------------------------
 # naming datasets
 # --------------------------------------------------------------------------------------------------------
+def expand_home(path: str | Path) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded; an unknown user is a :class:`DataError` naming the
+    path (``Path.expanduser`` raises a bare RuntimeError)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        user = str(path).split("/", 1)[0]
+        raise DataError(f"{shown(path)}: cannot expand {user!r}: no such user (or no home folder)") from None
+
+
 def data_root(explicit: str | Path | None = None) -> Path | None:
     """The data root: ``explicit`` if given, else ``$ARCHSEARCH_DATA_ROOT``, else ``None``."""
     if explicit:
-        return Path(explicit).expanduser()
+        return expand_home(explicit)
     env = os.environ.get(DATA_ROOT_ENV)
-    return Path(env).expanduser() if env else None
+    return expand_home(env) if env else None
 
 
 _data_root = data_root  # resolve_dataset's parameter of the same name shadows the function
@@ -239,7 +272,7 @@ def embedded_files(split: str) -> list[Path]:
     out = [root / name for name in EMBEDDED_SPLIT[split]]
     for p in out:
         if not p.is_file():
-            raise DataError(f"{p}: embedded default image missing from the scikit-image install "
+            raise DataError(f"{shown(p)}: embedded default image missing from the scikit-image install "
                             "(reinstall scikit-image>=0.21)")
     return out
 
@@ -267,11 +300,11 @@ def resolve_dataset(name: str | Path, data_root: str | Path | None = None, *, sp
         folder = root / text
         if not folder.is_dir():
             where = "--data-root/data_root" if data_root else DATA_ROOT_ENV
-            raise DataError(f"dataset {text!r}: no folder {folder} (data root {root} from {where}); point the data "
+            raise DataError(f"dataset {text!r}: no folder {shown(folder)} (data root {shown(root)} from {where}); point the data "
                             f"root at the folder holding {text}/ or download it with "
                             f"`archsearch data fetch {text} --url URL --dest {root}`")
         return list_image_files(folder)
-    path = Path(text).expanduser()
+    path = expand_home(text)
     if path.is_dir():
         return list_image_files(path)
     if path.is_file():

@@ -8,6 +8,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from .text import shown
+
 
 class ArchsearchError(Exception):
     """Base class of every user-facing error (the CLI prints ``str(err)`` and exits 2)."""
@@ -23,7 +25,7 @@ class SpecError(ArchsearchError, ValueError):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        where = ": ".join(p for p in (self.file, self.path) if p)
+        where = ": ".join(p for p in (shown(self.file) if self.file else "", self.path) if p)
         return f"{where}: {self.message}" if where else self.message
 
     def within(self, prefix: str = "", *, file: str | None = None) -> SpecError:

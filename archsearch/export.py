@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import json
 import re
 import textwrap
 import warnings
@@ -33,6 +32,7 @@ from .builder import build
 from .counting import count
 from .errors import ArchsearchError, SpecError
 from .spec import INPUT, GraphSpec, check_name
+from .text import json_text
 from .weights import apply_weights
 
 FORMATS = ("py", "torchscript", "onnx")
@@ -195,7 +195,7 @@ def export_model(spec: GraphSpec, out_dir: str | Path, *, state_dict: dict | Non
             paths["onnx"] = out / f"{name}.onnx"
             _export_onnx(net, example, paths["onnx"])
     info["files"] = {k: p.name for k, p in paths.items()}
-    paths["info"].write_text(json.dumps(info, indent=2))
+    paths["info"].write_text(json_text(info, indent=2))
     return paths
 
 

@@ -30,6 +30,7 @@ import yaml
 from .errors import RegistryError, SpecError, did_you_mean
 from .registry import Registry
 from .schema import coerce, describe, load_yaml, read_text_file
+from .text import json_text
 
 #: The one safe pattern for user-chosen names: specs, blocks (graph nodes), studies, designs, profiles. ASCII
 #: letters, digits, ``_``, ``-`` and ``.``, 1 to 64 characters, not starting with ``.`` or ``-``. A name that
@@ -349,7 +350,7 @@ class GraphSpec:
         return out
 
     def to_json(self, **kw: Any) -> str:
-        return json.dumps(self.to_dict(), **kw)
+        return json_text(self.to_dict(), **kw)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=120)

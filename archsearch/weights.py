@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from .errors import ArchsearchError
 from .registry import Registry
+from .text import shown
 
 CHECKPOINT_FORMAT = "archsearch-checkpoint-1"
 
@@ -59,19 +60,19 @@ def read_weights(path: str | Path) -> dict[str, Any]:
     ``weights_only=True`` (tensors and plain containers, never code). Errors name the file."""
     p = Path(path)
     if not p.is_file():
-        raise WeightsError(f"{p}: no such weights file")
+        raise WeightsError(f"{shown(p)}: no such weights file")
     if p.suffix == ".safetensors":
         try:
             return dict(load_file(str(p)))
         except Exception as err:  # safetensors raises its own error types on junk
-            raise WeightsError(f"{p}: not a readable safetensors file ({_first_line(err)})") from None
+            raise WeightsError(f"{shown(p)}: not a readable safetensors file ({_first_line(err)})") from None
 
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises many types on junk (UnpicklingError, struct.error, ...)
-        raise WeightsError(f"{p}: not a readable PyTorch weights file ({_first_line(err)})") from None
+        raise WeightsError(f"{shown(p)}: not a readable PyTorch weights file ({_first_line(err)})") from None
     if not isinstance(obj, dict):
-        raise WeightsError(f"{p}: expected a state_dict or an archsearch checkpoint, got {type(obj).__name__}")
+        raise WeightsError(f"{shown(p)}: expected a state_dict or an archsearch checkpoint, got {type(obj).__name__}")
     return obj
 
 
@@ -86,7 +87,7 @@ def state_dict_of(obj: Mapping[str, Any], path: str | Path = "") -> dict[str, An
     sd = obj.get("state_dict", obj) if isinstance(obj.get("state_dict"), Mapping) else obj
     bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise WeightsError(f"{path}: not a state_dict: entry {bad[0]!r} is not a named tensor")
+        raise WeightsError(f"{shown(path)}: not a state_dict: entry {bad[0]!r} is not a named tensor")
     for layout in LAYOUTS.values():
         if layout.detect(sd):
             return layout.convert(sd)
@@ -99,15 +100,28 @@ def apply_weights(model, state: Mapping[str, Any], path: str | Path = "") -> Non
     missing, unexpected = sorted(keys - set(state)), sorted(set(state) - keys)
     name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
     if missing or unexpected:
-        raise WeightsError(f"{path}: weights do not fit model {name!r}: missing {missing[:3]}"
+        raise WeightsError(f"{shown(path)}: weights do not fit model {name!r}: missing {missing[:3]}"
                            f"{' ...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
                            f"{' ...' if len(unexpected) > 3 else ''}")
     own = model.state_dict()
+    cast = {}
     for k, v in state.items():
         if tuple(v.shape) != tuple(own[k].shape):
-            raise WeightsError(f"{path}: weights do not fit model {name!r}: {k} has shape {tuple(v.shape)}, "
+            raise WeightsError(f"{shown(path)}: weights do not fit model {name!r}: {k} has shape {tuple(v.shape)}, "
                                f"the model's is {tuple(own[k].shape)}")
-    model.load_state_dict(dict(state), strict=True)
+        want = own[k].dtype
+        if not want.is_floating_point:  # integer buffers (BatchNorm's num_batches_tracked): as load_state_dict does
+            cast[k] = v
+            continue
+        if not v.dtype.is_floating_point:
+            # load_state_dict would copy_ int64/bool values into a float parameter without a word, and the model
+            # then scores as if untrained: an integer tensor where a weight belongs is a broken file
+            raise WeightsError(f"{shown(path)}: weights do not fit model {name!r}: {k} holds {_dtype(v.dtype)} values, "
+                               f"the model's parameter is {_dtype(want)}; expected floating-point values")
+        # Among float kinds the values are the same numbers at another precision (float64 from converted MATLAB
+        # weights, float16/bfloat16 saved to halve the file): cast to the model's dtype, as training would see it
+        cast[k] = v.to(want) if v.dtype != want else v
+    model.load_state_dict(cast, strict=True)
 
 
 def load_weights(model, path: str | Path) -> dict[str, Any]:
@@ -115,6 +129,10 @@ def load_weights(model, path: str | Path) -> dict[str, Any]:
     obj = read_weights(path)
     apply_weights(model, state_dict_of(obj, path), path)
     return obj
+
+
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _first_line(err: BaseException) -> str:

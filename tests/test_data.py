@@ -169,3 +169,22 @@ def test_check_images_names_the_file_too_small_for_patch_scale_or_ssim():
         check_images([big], role="training", patch_size=40, factor=3)
     with pytest.raises(DataError, match="empty test set"):
         check_images([], role="test")
+
+
+def test_an_image_between_one_and_two_times_the_pixel_limit_is_an_error(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.png"
+    PILImage.fromarray(np.zeros((12, 12), dtype=np.uint8)).save(path)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)  # 144 pixels: Pillow itself only warns (< 2x)
+    with pytest.raises(DataError) as info:
+        load_image(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: 12x12 image has 144 pixels, above the limit of 100") and "\n" not in msg
+
+
+def test_two_images_of_one_stem_in_a_folder_are_refused_naming_both(tmp_path):
+    for name in ("a.png", "a.jpg", "b.png"):
+        PILImage.fromarray(np.zeros((16, 16), dtype=np.uint8)).save(tmp_path / name)
+    with pytest.raises(DataError) as info:
+        load_dataset(tmp_path)
+    msg = str(info.value)
+    assert msg.startswith(f"{tmp_path}: a.jpg and a.png have the same name 'a'") and "\n" not in msg, msg

@@ -287,3 +287,33 @@ def test_pareto_colours_families_labels_the_front_and_draws_references(sweep_led
     png = to_png(fig, tmp_path / "p.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert "DnCNN-S (official)" in __import__("archsearch.report", fromlist=["to_plotly"]).to_plotly(fig).to_html()
+
+
+def _one_trial_study(tmp_path):
+    path = write_study_file(tmp_path)
+    ostudy = new_ledger(load_study(path))
+    add(ostudy, design="convnet", psnr=27.0, seed=0, n_params=2950, macs=2900, pct=0.0)
+    return path
+
+
+@pytest.mark.parametrize("flag, kind", [("--csv", "folder"), ("--parquet", "folder"), ("--out", "file")])
+def test_a_folder_for_a_file_or_a_file_for_a_folder_is_one_line(flag, kind, tmp_path, capsys):
+    path = _one_trial_study(tmp_path)
+    target = tmp_path / "target"
+    target.mkdir() if kind == "folder" else target.write_text("x")
+    assert main(["report", str(path), flag, str(target), "--no-png"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and f"{flag} {target}" in err, err
+
+
+def test_a_huge_latency_size_is_refused_before_measuring(tmp_path, capsys, monkeypatch):
+    import archsearch.cli.report as cli_report
+
+    def no_measuring(*a, **kw):
+        raise AssertionError("measured")
+
+    monkeypatch.setattr(cli_report, "measure_study", no_measuring)
+    path = _one_trial_study(tmp_path)
+    assert main(["latency", str(path), "--latency-size", "100000x100000", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--latency-size" in err and "at most 8192" in err, err

@@ -294,3 +294,29 @@ def test_concurrent_creation_of_a_new_postgresql_ledger_is_safe(pg_url, pool, tm
     assert failures == [[]] * ROUNDS
     for r in range(ROUNDS):
         assert optuna.get_all_study_names(S.make_storage(url_of(tmp_path, r))) == ["s"]
+
+
+AT_SECRET = "s3cr@t-Pa55"  # an unencoded "@": the URL parser ends the password at it
+
+
+def _leaks(msg: str) -> list[str]:
+    return [part for part in (AT_SECRET, "s3cr", "t-Pa55") if part in msg]
+
+
+def test_a_password_with_an_unencoded_at_is_refused_without_any_part_of_it():
+    pytest.importorskip("psycopg2")
+    url = f"postgresql+psycopg2://u:{AT_SECRET}@127.0.0.1:1/db"
+    with pytest.raises(S.StorageError) as err:
+        S.make_storage(url)
+    msg = str(err.value)
+    assert "unencoded '@'" in msg and "%40" in msg and "\n" not in msg
+    assert not _leaks(msg) and not _leaks(S.mask_url(url)), msg
+
+
+def test_the_driver_message_of_such_a_url_shows_no_part_of_the_password(monkeypatch):
+    pytest.importorskip("psycopg2")
+    monkeypatch.setattr(S, "check_url", lambda url: None)  # reach the driver, which names the "host" t-Pa55@...
+    with pytest.raises(S.StorageError) as err:
+        S.make_storage(f"postgresql+psycopg2://u:{AT_SECRET}@127.0.0.1:1/db")
+    msg = str(err.value)
+    assert msg.startswith("cannot open the ledger database") and not _leaks(msg), msg

@@ -9,9 +9,12 @@ import sys
 
 from .. import __version__
 from ..errors import ArchsearchError
+from ..text import shown
 from . import data, export, inspect, report, study, train
 
 COMMAND_MODULES = (inspect, study, train, data, report, export)
+#: The commands that continue where an interrupted run stopped when run again.
+RESUMABLE_COMMANDS = ("run",)
 
 
 class UsageError(ArchsearchError):
@@ -43,17 +46,20 @@ def main(argv: list[str] | None = None) -> int:
             prog = f"archsearch {args.command}" if getattr(args, "command", None) else "archsearch"
             raise UsageError(f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see `{prog} --help`)")
     except UsageError as err:
-        print(str(err).replace("\n", " "), file=sys.stderr)
+        print(shown(str(err).replace("\n", " ")), file=sys.stderr)
         return 2
     try:
         return args.func(args)
     except ArchsearchError as err:
-        text = " ".join(str(err).split("\n"))  # one line, whatever the message holds
+        # one line, whatever the message holds; control characters a name brought in are escaped, not sent to the
+        # terminal
+        text = shown(" ".join(str(err).split("\n")))
         print(f"archsearch {args.command}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"archsearch {args.command}: interrupted (Ctrl-C); re-run the same command to resume",
-              file=sys.stderr)
+        # only a study run keeps its finished trials and picks up the rest; evaluate, train, export, ... start over
+        hint = "; re-run the same command to resume" if args.command in RESUMABLE_COMMANDS else ""
+        print(f"archsearch {args.command}: interrupted (Ctrl-C){hint}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `archsearch inspect ... | head`
         return 0

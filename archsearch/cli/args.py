@@ -10,11 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..counting import check_size
 from ..data import DataError, load_dataset
 from ..errors import ArchsearchError, SpecError
 from ..spec import GraphSpec
 from ..study.loader import load_study
 from ..tasks import TASKS, TaskError, make_task, task_error, task_from_dict, task_settings
+from ..text import shown
 from ..training import DEVICE
 from ..weights import WeightsError, read_weights
 from ..zoo import zoo_entry, zoo_names, zoo_spec
@@ -96,19 +98,19 @@ def check_writable(path: str | Path, flag: str, *, folder: bool) -> Path:
     temporary file, removed at once). Nothing is left behind; errors name the flag and the path."""
     p = Path(path)
     if folder and p.exists() and not p.is_dir():
-        raise ArchsearchError(f"{flag} {p}: exists and is not a folder")
+        raise ArchsearchError(f"{flag} {shown(p)}: exists and is not a folder")
     if not folder and p.is_dir():
-        raise ArchsearchError(f"{flag} {p}: is a folder; give a file path")
+        raise ArchsearchError(f"{flag} {shown(p)}: is a folder; give a file path")
     anc = p if folder else p.parent
     anc = Path(os.path.abspath(anc))
     while not anc.exists():
         anc = anc.parent
     if not anc.is_dir():
-        raise ArchsearchError(f"{flag} {p}: {anc} is not a folder")
+        raise ArchsearchError(f"{flag} {shown(p)}: {shown(anc)} is not a folder")
     try:
         fd, probe = tempfile.mkstemp(dir=anc, prefix=".archsearch-write-check-")
     except OSError as err:
-        raise ArchsearchError(f"{flag} {p}: cannot write in {anc} ({err.strerror})") from None
+        raise ArchsearchError(f"{flag} {shown(p)}: cannot write in {shown(anc)} ({err.strerror})") from None
     os.close(fd)
     os.unlink(probe)
     return p
@@ -213,11 +215,21 @@ def load_spec(args: argparse.Namespace, checkpoint: dict[str, Any] | None):
     if args.spec:
         path = Path(args.spec)
         if not path.is_file():
-            raise ArchsearchError(f"{path}: no such spec file")
-        return GraphSpec.from_file(path)
+            raise ArchsearchError(f"{shown(path)}: no such spec file")
+        return _sized(GraphSpec.from_file(path), str(path))
     if checkpoint is not None and "spec" in checkpoint:
-        return GraphSpec.from_dict(checkpoint["spec"], file=f"--weights {args.weights}: spec")
+        where = f"--weights {shown(args.weights)}: spec"
+        return _sized(GraphSpec.from_dict(checkpoint["spec"], file=where), where)
     raise ArchsearchError("name the model with --zoo NAME or --spec FILE (or give a checkpoint with --weights)")
+
+
+def _sized(spec: GraphSpec, where: str) -> GraphSpec:
+    """``spec``, once its size is known to be buildable (before its weights are read or anything allocated)."""
+    try:
+        check_size(spec)
+    except SpecError as err:
+        raise err.within(file=where) from None
+    return spec
 
 
 def make_task_from_args(args: argparse.Namespace, spec, checkpoint: dict[str, Any] | None):

@@ -4,7 +4,6 @@ from the spec alone."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..counting import count, macs
@@ -14,6 +13,7 @@ from ..schema import load_yaml
 from ..solver import Budget, solve
 from ..spec import ROLES, GraphSpec
 from ..study.space import load_search_space
+from ..text import json_text, shown
 from ..zoo import zoo_entry, zoo_names, zoo_spec
 from .args import parse_size, positive_float
 
@@ -26,7 +26,7 @@ def _resolve(target: str, budget=None) -> list:
     path = Path(target)
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
         if not path.exists():
-            raise ArchsearchError(f"{target}: no such file")
+            raise ArchsearchError(f"{shown(target)}: no such file")
         if path.suffix != ".json":
             try:
                 data = load_yaml(path.read_text())
@@ -92,7 +92,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         if args.format == "json":
             for name in zoo_names():
                 e = zoo_entry(name)
-                print(json.dumps({"name": name, "family": e.family, "arguments": e.kwargs, "paper": e.paper,
+                print(json_text({"name": name, "family": e.family, "arguments": e.kwargs, "paper": e.paper,
                                   "reported": e.reported, "task": e.task}))
         else:
             print(f"{'name':<22} {'family':<11} {'paper size':<32} source")
@@ -108,7 +108,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     rows = [_row(item, args.input_size) for t in args.targets for item in _resolve(t, budget)]
     if args.format == "json":
         for row in rows:
-            print(json.dumps(row))
+            print(json_text(row))
         return 0
     head = f"{'name':<28} {'params':>11} {'MACs/pixel':>13} {'act %':>7}" + "".join(f" {r:>13}" for r in ROLES)
     if args.input_size:

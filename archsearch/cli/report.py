@@ -22,8 +22,16 @@ def _load(args: argparse.Namespace):
     return open_ledger(args.study, args.profile, args.output_dir, any_config=args.any_config)
 
 
+#: The largest side of a latency input: 8192x8192 is 64 MP, 16x the size above which evaluate tiles; a larger
+#: input times the allocator (or fails in it), not the network.
+MAX_LATENCY_SIDE = 8192
+
+
 def _size(text: str) -> tuple[int, int]:
-    return parse_size(text)
+    h, w = parse_size(text)
+    if max(h, w) > MAX_LATENCY_SIDE:
+        raise argparse.ArgumentTypeError(f"each side must be at most {MAX_LATENCY_SIDE}, got {text!r}")
+    return h, w
 
 
 def _measure(study, ostudy, args: argparse.Namespace) -> int:
@@ -70,6 +78,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ArchsearchError(f"one study at a time, got {len(args.study)}; give --reproduction FILE to summarise "
                               "several studies' claims in one page")
     args.study = args.study[0]
+    for flag, path, folder in (("--csv", args.csv, False), ("--parquet", args.parquet, False),
+                               ("--out", args.out, True)):
+        if path:  # a folder where a file belongs (or a file where a folder does): refused before any work
+            check_writable(path, flag, folder=folder)
     study, ostudy = _load(args)
     if args.latency:
         n = _measure(study, ostudy, args)

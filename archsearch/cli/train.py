@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 from typing import Any
 
@@ -13,6 +13,7 @@ from ..builder import build
 from ..data import DataError, check_images, is_embedded
 from ..errors import ArchsearchError, SpecError
 from ..evaluate import evaluate, select_device
+from ..text import json_text, shown
 from ..training import LOSSES, MAX_STEPS, SCHEDULES, TrainConfig, seed_everything, train
 from ..weights import CHECKPOINT_FORMAT, apply_weights, is_checkpoint, state_dict_of
 from .args import (
@@ -42,12 +43,23 @@ def _check_images(images, flag: str, **kw) -> None:
 
 
 def _dump(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, default=float)
+    return json_text(obj, default=float)
 
 
 # --------------------------------------------------------------------------------------------------------
 # evaluate
 # --------------------------------------------------------------------------------------------------------
+def _check_finite(result, model: str, weights: str) -> None:
+    """A NaN or infinite PSNR/SSIM is a failed evaluation, not a score (NaN weights, an overflowing model)."""
+    for s in result.per_image:
+        bad = [f"{k} {v}" for k, v in (("PSNR", s.psnr), ("SSIM", s.ssim)) if not math.isfinite(v)]
+        if bad:
+            source = f" with {shown(weights)}" if weights else ""
+            raise ArchsearchError(f"model {model!r}{source} scores {' and '.join(bad)} on image {shown(s.name)}: "
+                                  "not a number; its output is not finite (NaN or infinite weights or "
+                                  "activations?)")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     checkpoint = read_weights_arg(args.weights) if args.weights else None
     ckpt = checkpoint if checkpoint and is_checkpoint(checkpoint) else None
@@ -63,6 +75,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model.to(select_device(args.device))
     result = evaluate(model, task, images, protocol=args.protocol, seed=args.seed, tile=args.tile,
                       overlap=args.overlap)
+    _check_finite(result, spec.name, f"--weights {args.weights}" if args.weights else "")
     if args.format == "json":
         out = {"model": spec.name, "dataset": args.dataset, **result.to_dict(per_image=True),
                "images_per_second": round(result.images_per_second, 4)}

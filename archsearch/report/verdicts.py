@@ -5,7 +5,6 @@ documented there), and the verdicts written as ``claims.csv`` and ``claims.json`
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 from ..claims import METHOD, RULES, Verdict, evaluate_claims
 from ..study.ledger import open_study
 from ..study.results import ledger_frame, seed_frame
+from ..text import json_text
 
 
 def ledger_points(df) -> tuple[dict[str, dict[Any, float]], dict[str, Any]]:
@@ -61,7 +61,7 @@ def write_verdicts(verdicts: Sequence[Verdict], out_dir) -> list:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
-    json_path.write_text(json.dumps({"method": METHOD, "rules": dict(RULES),
+    json_path.write_text(json_text({"method": METHOD, "rules": dict(RULES),
                                      "claims": [v.as_dict() for v in verdicts]},
                                     indent=2, ensure_ascii=False), encoding="utf-8")
     return [csv_path, json_path]

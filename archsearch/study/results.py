@@ -9,13 +9,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import ArchsearchError
+from ..text import json_text
 from . import ledger as L
 from .config import Study
 from .remeasure import stored_latency
@@ -124,7 +124,7 @@ def export_frame(df):
     out = df.copy()
     for col in ("arguments", "params"):
         if col in out:
-            out[col] = [json.dumps(v, sort_keys=True, default=str) if isinstance(v, dict) else None
+            out[col] = [json_text(v, sort_keys=True, default=str) if isinstance(v, dict) else None
                         for v in out[col]]
     return out
 

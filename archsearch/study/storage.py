@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from ..errors import ArchsearchError
 
@@ -102,14 +103,31 @@ def mask_url(url: str) -> str:
     return _QUERY_SECRET_RE.sub(r"\1***", text)
 
 
-def _scrub(text: str, url: str) -> str:
-    """``text`` (an error message) with the password of ``url`` replaced by ``***``, wherever it appears."""
+def _secrets(url: str) -> list[str]:
+    """Every string in ``url`` that is, or is part of, its password, longest first: the parsed password, the raw
+    text between the user's ``:`` and the authority's last ``@`` (with an unencoded ``@`` the parser ends the
+    password at the first one and calls the rest part of the host, which drivers then print), its decoded form
+    and its ``@``-separated pieces, and password-like query values."""
+    found: set[str] = set()
     try:
         password = _parse(url).password
     except Exception:
         password = None
     if password:
-        text = text.replace(str(password), "***")
+        found.add(str(password))
+    raw = re.match(r"[^:/]*://[^/@:]*:(.*)@", str(url))  # greedy: up to the last "@" (over-masks, never under)
+    if raw:
+        text = raw.group(1)
+        found |= {text, unquote(text), *text.split("@"), *unquote(text).split("@")}
+    found |= {m.group(1) for m in re.finditer(r"(?:" + "|".join(_QUERY_SECRETS) + r")=([^&\s]+)", str(url),
+                                               re.IGNORECASE)}
+    return sorted((f for f in found if f), key=len, reverse=True)
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` (an error message) with the password of ``url``, and every part of it, replaced by ``***``."""
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
     return text
 
 
@@ -148,6 +166,11 @@ def check_url(url: str) -> str | None:
                     "shared by workers; give a file, sqlite:///PATH")
     elif not u.database:
         return f"storage URL {shown!r}: no database name; write {dialect}://USER:PASSWORD@HOST:PORT/DATABASE"
+    elif "@" in (u.host or ""):
+        # the parser ends the password at its first "@" and takes the rest for the host: such a URL never
+        # reaches the intended server, and the driver's error would print that part of the password
+        return (f"storage URL {shown!r}: the password holds an unencoded '@'; percent-encode it as %40 "
+                f"({dialect}://USER:p%40ss@HOST/DB for the password p@ss)")
     return None
 
 
@@ -321,7 +344,8 @@ def make_storage(url: str, *, retries: int = 2, **rdb_kwargs: Any):
             probe_engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, **engine_kwargs)
             probe = probe_engine.connect()
         except ImportError as err:
-            raise StorageError(f"storage URL {mask_url(url)!r}: the database driver is missing ({err})") from None
+            raise StorageError(f"storage URL {mask_url(url)!r}: the database driver is missing "
+                               f"({_scrub(_first_line(err), url)})") from None
         except (sa_exc.DBAPIError, sa_exc.ArgumentError) as err:
             raise _unreachable(url, err) from None
         lock = _server_lock(probe, dialect)
@@ -340,7 +364,7 @@ def make_storage(url: str, *, retries: int = 2, **rdb_kwargs: Any):
                     time.sleep(0.2 * (attempt + 1))
                 except ImportError as err:
                     raise StorageError(f"storage URL {mask_url(url)!r}: the database driver is missing "
-                                       f"({_first_line(err.__cause__ or err)})") from None
+                                       f"({_scrub(_first_line(err.__cause__ or err), url)})") from None
                 except RuntimeError as err:  # Optuna's schema-version check
                     raise StorageError(f"ledger {mask_url(url)}: {_scrub(_first_line(err), url)}") from None
     finally:
