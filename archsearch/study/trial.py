@@ -18,9 +18,10 @@ from typing import Any, Protocol
 import torch
 from safetensors.torch import save_file
 
+from ..atomic import atomic_path
 from ..builder import build
 from ..counting import count
-from ..errors import ArchsearchError, BudgetError, SpecError
+from ..errors import ArchsearchError, BudgetError, SpecError, infrastructure_reason
 from ..evaluate import evaluate
 from ..latency import measure_latency
 from ..solver import Solution
@@ -77,8 +78,11 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
     out = study.output_dir
     spec_path = out / "specs" / f"{spec.hash}.yaml"
     if not spec_path.exists():
-        spec_path.parent.mkdir(parents=True, exist_ok=True)
-        spec.save(spec_path)
+        try:  # a full disk or a read-only folder fails the machine, not the design: recorded as such, re-queued
+            spec_path.parent.mkdir(parents=True, exist_ok=True)
+            spec.save(spec_path)
+        except OSError as err:
+            raise TrialFailed(infrastructure_reason(err)) from None
     attrs: dict[str, Any] = {
         "design": design.name, "seed": seed, "spec_hash": spec.hash, "spec_path": str(spec_path),
         "n_params": counts.params, "macs_per_pixel": counts.macs_per_pixel,
@@ -115,10 +119,13 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
     attrs["psnr"], attrs["ssim"], attrs["n_test_images"] = ev.psnr, ev.ssim, ev.n_images
     t2 = time.perf_counter()
     ckpt = out / "checkpoints" / f"{checkpoint_name or f'{spec.hash}_seed{seed}'}.safetensors"
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
-
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(ckpt),
-              metadata={"spec_hash": spec.hash, "spec_path": str(spec_path)})
+    try:  # whole or not at all; a full disk fails the machine, not the design (see the spec above)
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(ckpt) as tmp:
+            save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp),
+                      metadata={"spec_hash": spec.hash, "spec_path": str(spec_path)})
+    except OSError as err:
+        raise TrialFailed(infrastructure_reason(err)) from None
     attrs["checkpoint"] = str(ckpt)
     attrs["_spec"] = spec  # for the trial's latency (not stored: run_trial pops it)
     attrs["overhead_s"] = t_overhead + (time.perf_counter() - t2)
