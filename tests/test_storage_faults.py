@@ -240,10 +240,12 @@ def test_full_disk_train_keeps_the_old_checkpoint(tmp_path, capsys):
         no_debris(disk)
 
 
-def test_full_disk_run_fails_the_trial_as_infrastructure(tmp_path, capsys, monkeypatch):
-    """The disk fills while the trial trains: its checkpoint cannot be written. The trial ends FAIL with an
-    ``infrastructure:`` reason (the runner re-queues those), the run stops with one line and exit 1, and no trial
-    is left RUNNING. The ledger is kept off the full disk, as a shared ``storage:`` would be."""
+@pytest.mark.parametrize("then", ["checkpoint", "failure log"])
+def test_full_disk_run_fails_the_trial_as_infrastructure(tmp_path, capsys, monkeypatch, then):
+    """The disk fills while the trial trains: its checkpoint (or, for a trial that then raises, its failure log)
+    cannot be written. The trial ends FAIL with an ``infrastructure:`` reason (the runner re-queues those), the
+    run stops with one line and exit 1, and no trial is left RUNNING. The ledger is kept off the full disk, as a
+    shared ``storage:`` would be."""
     db = tmp_path / "ledger.db"
     with tmpfs(tmp_path / "disk", "2m") as disk:
         body = study_body(tmp_path, sweep={"over": "xunit_kernel_size", "values": [1]},
@@ -255,6 +257,8 @@ def test_full_disk_run_fails_the_trial_as_infrastructure(tmp_path, capsys, monke
         def train_then_fill(*args, **kwargs):
             result = real_train(*args, **kwargs)
             fill(disk)
+            if then == "failure log":
+                raise RuntimeError("a bug after training")
             return result
 
         monkeypatch.setattr(trial_mod, "train", train_then_fill)
@@ -267,8 +271,11 @@ def test_full_disk_run_fails_the_trial_as_infrastructure(tmp_path, capsys, monke
         failed = [t for t in trials if t.state.name == "FAIL"]
         assert len(failed) == 1
         assert failed[0].user_attrs["fail_reason"].startswith("infrastructure: [Errno 28] No space left on device")
-        assert ".safetensors" in failed[0].user_attrs["fail_reason"]
-        no_debris(disk)
+        if then == "checkpoint":  # the file that could not be written (a failed write() of a log names none)
+            assert ".safetensors" in failed[0].user_attrs["fail_reason"]
+            no_debris(disk)
+        else:  # the failure log is written in place by the trial (not an output): only no temporary file
+            assert not [p for p in disk.rglob("*") if is_temp(p.name)]
 
 
 # ---------------------------------------------------------------------------------------------------------

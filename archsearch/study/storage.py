@@ -74,6 +74,10 @@ class StorageError(ArchsearchError):
     """A ledger storage that cannot be used: a refused URL, a missing driver, an unreachable database."""
 
 
+class LedgerUnwritable(StorageError, StorageFault):
+    """A ledger database the environment refuses to open or write: read-only, full, missing, locked (exit 1)."""
+
+
 class LedgerCorrupt(StorageError):
     """An SQLite ledger file that is not a readable database (truncated, overwritten, not a ledger at all).
     ``path`` is the file, ``reason`` SQLite's words; the message says how to move it aside."""
@@ -120,11 +124,12 @@ def _is_database_error(e: BaseException) -> bool:
     return sa_exc is not None and isinstance(e, (sa_exc.DBAPIError, sa_exc.SQLAlchemyError))
 
 
-def ledger_fault(err: BaseException, url: str | None = None, corrupt_hint: str = "") -> ArchsearchError | None:
+def ledger_fault(err: BaseException, url: str | None = None, corrupt_hint: str = "", *,
+                 action: str = "use") -> ArchsearchError | None:
     """One line for a database error met while using a ledger (None when ``err`` is not one): a file that is not
     a readable SQLite database is :class:`LedgerCorrupt` (exit 2: the ledger must be moved aside); a read-only,
-    full, missing or locked database is :class:`~archsearch.errors.StorageFault` (exit 1); any other database
-    error is :class:`StorageError`. Optuna's own wrapper (``StorageInternalError``, whose text guesses at "invalid
+    full, missing or locked database is :class:`LedgerUnwritable` (exit 1); any other database error is
+    :class:`StorageError`. ``action`` is the verb of the message (``cannot open the ledger database ...``). Optuna's own wrapper (``StorageInternalError``, whose text guesses at "invalid
     data ... exceeding max length") is looked through to the database's reason."""
     db = [e for e in _chain(err) if _is_database_error(e)]
     if not db:
@@ -139,8 +144,8 @@ def ledger_fault(err: BaseException, url: str | None = None, corrupt_hint: str =
         return LedgerCorrupt(where, reason, corrupt_hint)
     for words, code, hint in _ENVIRONMENT:
         if words in low:
-            return StorageFault(f"ledger {name}: {reason} [Errno {code}]; {hint}")
-    return StorageError(f"ledger {name}: {reason}")
+            return LedgerUnwritable(f"cannot {action} the ledger database {name}: {reason} [Errno {code}]; {hint}")
+    return StorageError(f"cannot {action} the ledger database {name}: {reason}")
 
 
 def corrupt_hint(path: Path, run_command: str | None) -> str:
@@ -462,12 +467,12 @@ def make_storage(url: str, *, retries: int = 2, **rdb_kwargs: Any):
                     # The schema race (another process created a table or stamped the revision first), or a
                     # database that cannot be opened; the first settles on retry, the second is reported.
                     if attempt == retries:
-                        fault = ledger_fault(err, url) if path is not None else None
-                        raise (fault if isinstance(fault, (StorageFault, LedgerCorrupt))
+                        fault = ledger_fault(err, url, action="open") if path is not None else None
+                        raise (fault if isinstance(fault, (LedgerUnwritable, LedgerCorrupt))
                                else _unreachable(url, err)) from None
                     time.sleep(0.2 * (attempt + 1))
                 except sa_exc.DatabaseError as err:  # not a database at all: retrying cannot help
-                    raise (ledger_fault(err, url) or _unreachable(url, err)) from None
+                    raise (ledger_fault(err, url, action="open") or _unreachable(url, err)) from None
                 except ImportError as err:
                     raise StorageError(f"storage URL {mask_url(url)!r}: the database driver is missing "
                                        f"({_first_line(err.__cause__ or err)})") from None
