@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -390,3 +392,22 @@ def test_atomic_folder_in_a_study_folder_moves_files_in_without_swapping(tmp_pat
         (tmp / "m.py").write_text("new")
     assert folder.stat().st_ino == inode
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoints", "ledger.db", "m.py"]
+
+
+def test_sigkill_mid_write_keeps_the_old_file(tmp_path):
+    """A real SIGKILL half-way through a write: the old file is intact, and what is left is a hidden temporary
+    file that nothing takes for an output."""
+
+    target = tmp_path / "report.html"
+    target.write_text("the good page")
+    code = ("import os, signal, sys\n"
+            "from archsearch.atomic import atomic_open\n"
+            "with atomic_open(sys.argv[1], 'w') as fh:\n"
+            "    fh.write('half of a new pa'); fh.flush()\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    r = subprocess.run([sys.executable, "-c", code, str(target)], env=env, capture_output=True, text=True)
+    assert r.returncode == -9, r.stderr
+    assert target.read_text() == "the good page"
+    left = [p.name for p in tmp_path.iterdir() if p.name != "report.html"]
+    assert len(left) == 1 and is_temp(left[0]) and left[0].startswith(".report.html.tmp-")
