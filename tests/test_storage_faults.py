@@ -397,7 +397,6 @@ def test_atomic_folder_in_a_study_folder_moves_files_in_without_swapping(tmp_pat
 def test_sigkill_mid_write_keeps_the_old_file(tmp_path):
     """A real SIGKILL half-way through a write: the old file is intact, and what is left is a hidden temporary
     file that nothing takes for an output."""
-
     target = tmp_path / "report.html"
     target.write_text("the good page")
     code = ("import os, signal, sys\n"
