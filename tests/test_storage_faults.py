@@ -18,11 +18,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 import yaml
 from optuna.trial import TrialState
 
+import archsearch.cli.study as cli_study
 import archsearch.export as export_mod
 import archsearch.study.trial as trial_mod
 from archsearch import run_study
@@ -410,3 +412,21 @@ def test_sigkill_mid_write_keeps_the_old_file(tmp_path):
     assert target.read_text() == "the good page"
     left = [p.name for p in tmp_path.iterdir() if p.name != "report.html"]
     assert len(left) == 1 and is_temp(left[0]) and left[0].startswith(".report.html.tmp-")
+
+
+def test_a_database_error_anywhere_is_one_line_naming_the_ledger(copy, capsys, monkeypatch):
+    """A ledger that fails mid-command (the disk fills under it): Optuna's wrapper and its guess ("exceeding max
+    length") are looked through to SQLite's reason; exit 1, the study's ledger named."""
+    path, out = copy
+
+    def status(args):
+        try:
+            raise sqlite3.OperationalError("database or disk is full")
+        except sqlite3.OperationalError as err:
+            raise optuna.exceptions.StorageInternalError("invalid data, e.g. exceeding max length") from err
+
+    monkeypatch.setattr(cli_study, "cmd_status", status)
+    rc = main(["status", str(path), "--output-dir", str(out)])
+    line = one_line(capsys.readouterr().err)
+    assert rc == 1, line
+    assert f"ledger database {out / 'ledger.db'}: database or disk is full" in line and "exceeding" not in line

@@ -137,15 +137,15 @@ def ledger_fault(err: BaseException, url: str | None = None, corrupt_hint: str =
     reason = _first_line(db[-1])  # the innermost: the driver's own words
     low = reason.lower()
     where = sqlite_path(url) if url else None
-    name = str(where) if where is not None else (mask_url(url) if url else "the ledger database")
+    name = f" {where}" if where is not None else (f" {mask_url(url)}" if url else "")
     if url:
         reason = _scrub(reason, url)
     if where is not None and any(w in low for w in _CORRUPT):
         return LedgerCorrupt(where, reason, corrupt_hint)
     for words, code, hint in _ENVIRONMENT:
         if words in low:
-            return LedgerUnwritable(f"cannot {action} the ledger database {name}: {reason} [Errno {code}]; {hint}")
-    return StorageError(f"cannot {action} the ledger database {name}: {reason}")
+            return LedgerUnwritable(f"cannot {action} the ledger database{name}: {reason} [Errno {code}]; {hint}")
+    return StorageError(f"cannot {action} the ledger database{name}: {reason}")
 
 
 def corrupt_hint(path: Path, run_command: str | None) -> str:
