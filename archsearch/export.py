@@ -11,6 +11,11 @@
 * optionally ``<name>.torchscript.pt`` (``torch.jit.trace`` of ``Net``) and ``<name>.onnx`` (opset 17, dynamic
   height and width; batch fixed to 1 because NSR blocks aggregate a kernel per image).
 
+The files of one export are written together or not at all (:func:`archsearch.atomic.atomic_folder`): a kill,
+a full disk or a failing ONNX export leaves the previous export of that name complete, never new ``.py`` and
+``.safetensors`` beside an old ``.onnx`` and ``.json``; a re-export removes that name's files it does not write
+again (they would describe other weights). Other files in the folder are kept.
+
 Security: weights are written and read with safetensors, or ``torch.load(weights_only=True)``; the generated file
 holds code for the chosen architecture only.
 """
@@ -28,6 +33,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from .atomic import atomic_folder
 from .builder import build
 from .counting import count
 from .errors import ArchsearchError, SpecError
@@ -169,7 +175,15 @@ def export_model(spec: GraphSpec, out_dir: str | Path, *, state_dict: dict | Non
 
         apply_weights(model, state_dict, f"--weights {weights_source}" if weights_source else "--weights")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # this export's files, from any earlier export of the same name: replaced as one set
+    own = {f"{name}{ext}" for ext in (".py", ".safetensors", ".yaml", ".json", ".torchscript.pt", ".onnx")}
+    with atomic_folder(out, keep=lambda n: n not in own and not n.startswith(f"{name}.onnx")) as tmp:
+        paths = _write(spec, model, tmp, name, formats, provenance, example_size)
+    return {k: out / p.name for k, p in paths.items()}
+
+
+def _write(spec: GraphSpec, model, out: Path, name: str, formats: tuple[str, ...], provenance: dict | None,
+           example_size: tuple[int, int]) -> dict[str, Path]:
     paths = {"py": out / f"{name}.py", "weights": out / f"{name}.safetensors", "spec": out / f"{name}.yaml",
              "info": out / f"{name}.json"}
     paths["py"].write_text(python_source(spec))

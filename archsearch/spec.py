@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
+from .atomic import write_text
 from .errors import RegistryError, SpecError, did_you_mean
 from .registry import Registry
 from .schema import coerce, describe, load_yaml, read_text_file
@@ -379,7 +380,9 @@ class GraphSpec:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        path.write_text(self.to_json(indent=2) if path.suffix == ".json" else self.to_yaml())
+        # whole or not at all: a trial's spec is read back by export and latency, and a half-written one would
+        # be taken for a broken spec
+        write_text(path, self.to_json(indent=2) if path.suffix == ".json" else self.to_yaml())
         return path
 
 

@@ -1,6 +1,7 @@
-"""The ``archsearch`` command line. User errors print one line (no traceback) and exit with status 2; Ctrl-C
-prints one line and exits 130. Each subcommand lives in the module named for it; :mod:`.args` holds the
-arguments they share."""
+"""The ``archsearch`` command line. Errors print one line (no traceback): bad input exits with status 2 (a corrupt
+ledger included: it must be moved aside), a failure of the environment -- a read-only or missing folder, a full
+disk, a ledger database that refuses a write -- exits 1; Ctrl-C prints one line and exits 130. Each subcommand
+lives in the module named for it; :mod:`.args` holds the arguments they share."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import argparse
 import sys
 
 from .. import __version__
-from ..errors import ArchsearchError
+from ..errors import ArchsearchError, os_error_text
+from ..study.ledger import fresh_command
+from ..study.loader import load_study
+from ..study.storage import corrupt_hint, ledger_fault, sqlite_path
 from ..text import shown
 from . import data, export, inspect, report, study, train
 
@@ -51,11 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ArchsearchError as err:
-        # one line, whatever the message holds; control characters a name brought in are escaped, not sent to the
-        # terminal
-        text = shown(" ".join(str(err).split("\n")))
-        print(f"archsearch {args.command}: error: {text}", file=sys.stderr)
-        return 2
+        return _error(args, str(err), err.exit_code)
     except KeyboardInterrupt:
         # only a study run keeps its finished trials and picks up the rest; evaluate, train, export, ... start over
         hint = "; re-run the same command to resume" if args.command in RESUMABLE_COMMANDS else ""
@@ -63,6 +63,39 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `archsearch inspect ... | head`
         return 0
+    except OSError as err:  # a read-only or vanished folder, a full disk: the environment, not the input
+        return _error(args, os_error_text(err), 1)
+    except Exception as err:
+        fault = _ledger_fault(err, args)
+        if fault is None:  # a bug: the traceback is what a report needs
+            raise
+        return _error(args, str(fault), fault.exit_code)
+
+
+def _error(args: argparse.Namespace, text: str, code: int) -> int:
+    # one line, whatever the message holds; control characters a name brought in are escaped, not sent to the
+    # terminal
+    text = shown(" ".join(text.split("\n")))
+    print(f"archsearch {args.command}: error: {text}", file=sys.stderr)
+    return code
+
+
+def _ledger_fault(err: BaseException, args: argparse.Namespace) -> ArchsearchError | None:
+    """A database error met after the ledger was opened (a file corrupted under a running command, a disk that
+    filled up) as one line naming the command's ledger, when the command names one study."""
+    url = hint = None
+    study_file = getattr(args, "study", None)
+    if isinstance(study_file, list):
+        study_file = study_file[0] if len(study_file) == 1 else None
+    if study_file:
+        try:
+            s = load_study(study_file, getattr(args, "profile", None), getattr(args, "output_dir", None))
+            url = s.storage_url
+            path = sqlite_path(url)
+            hint = corrupt_hint(path, fresh_command(s)) if path is not None else ""
+        except Exception:  # the study file itself is the problem: report the database error without its name
+            url = None
+    return ledger_fault(err, url, hint or "")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..counting import check_size
 from ..data import DataError, load_dataset
-from ..errors import ArchsearchError, SpecError
+from ..errors import ArchsearchError, SpecError, StorageFault, os_error_text
 from ..spec import GraphSpec
 from ..study.loader import load_study
 from ..tasks import TASKS, TaskError, make_task, task_error, task_from_dict, task_settings
@@ -95,7 +95,8 @@ def device(text: str) -> str:
 def check_writable(path: str | Path, flag: str, *, folder: bool) -> Path:
     """Check before any long work that ``path`` (a file, or a ``folder``) can be written: it is not the other
     kind of thing, and its nearest existing parent is a folder in which a file can be created (probed with a
-    temporary file, removed at once). Nothing is left behind; errors name the flag and the path."""
+    temporary file, removed at once). Nothing is left behind; errors name the flag and the path. A folder that
+    refuses the probe (read-only, full, no permission) is :class:`~archsearch.errors.StorageFault` (exit 1)."""
     p = Path(path)
     if folder and p.exists() and not p.is_dir():
         raise ArchsearchError(f"{flag} {shown(p)}: exists and is not a folder")
@@ -110,7 +111,8 @@ def check_writable(path: str | Path, flag: str, *, folder: bool) -> Path:
     try:
         fd, probe = tempfile.mkstemp(dir=anc, prefix=".archsearch-write-check-")
     except OSError as err:
-        raise ArchsearchError(f"{flag} {shown(p)}: cannot write in {shown(anc)} ({err.strerror})") from None
+        err.filename = str(anc)  # the folder, not the probe's random name
+        raise StorageFault(f"{flag} {shown(p)}: cannot write in it: {os_error_text(err)}") from None
     os.close(fd)
     os.unlink(probe)
     return p

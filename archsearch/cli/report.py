@@ -2,7 +2,8 @@
 
 Exit status: 0 when the report was written -- also for a study with no complete trial yet (the page and the
 command say so; a study that has just started is not an error); 2 for user errors (unknown study file, no ledger,
-parquet without pyarrow), printed as one line by :func:`archsearch.cli.main`.
+a corrupt ledger, parquet without pyarrow); 1 when the environment fails (a read-only folder, a full disk: the
+previous report and tables stay as they were) -- each printed as one line by :func:`archsearch.cli.main`.
 """
 
 from __future__ import annotations

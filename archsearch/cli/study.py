@@ -2,19 +2,25 @@
 
 ``run`` exits 0 when every planned trial is complete, 5 when it finished with some trials failed (diverged or
 raised), 4 when every trial failed, 3 when trials are left (queued, interrupted or failed for an infrastructure
-reason: re-run to resume), 2 on bad input (one line, nothing written), 1 on a storage or machine fault and 130 on
-Ctrl-C."""
+reason: re-run to resume), 2 on bad input (one line, nothing written; a corrupt ledger included), 1 when the
+environment failed (a read-only folder, a full disk: one line; a trial cut short by it is recorded as failed with
+a reason starting ``infrastructure:``, run again on resume) and 130 on Ctrl-C.
+
+``--fresh`` on a study whose own ledger (the default ``ledger.db``) is not a readable database moves it aside as
+``ledger.db.corrupt-<UTC time>`` and says so; a ledger at a ``storage:`` URL is never moved or deleted."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..report.outputs import write_outputs
 from ..study.ledger import open_study
 from ..study.plan import plan_study
 from ..study.results import ledger_frame
-from ..study.runner import run_study
+from ..study.runner import MARKER, run_study
+from ..study.storage import set_aside, sqlite_path, unreadable
 from .args import add_study_args, load_study_args, non_negative_int, workers_arg
 
 #: A design point whose validation PSNR rose more than this over the last third of training is flagged as
@@ -28,6 +34,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(plan_study(study, timed_steps=args.plan_steps, workers=args.workers).text())
         return 0
+    if args.fresh:
+        _set_aside_corrupt(study)
     summary = run_study(study, executor=args.executor, workers=args.workers, fresh=args.fresh, outputs=write_outputs)
     dups = f", {summary.duplicates} proposals answered from earlier trials" if summary.duplicates else ""
     counts = (f"{summary.complete} complete, {summary.failed} failed, {summary.pruned} pruned, "
@@ -64,6 +72,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         for v in summary.verdicts:
             print(v.line())
     return summary.exit_code
+
+
+def _set_aside_corrupt(study) -> None:
+    """``--fresh`` starts over, so a study's own ledger that is not a readable database is moved aside (kept, in
+    case it can be salvaged) instead of failing the run. Only the default ledger of a folder archsearch made."""
+    path = sqlite_path(study.storage_url)
+    if study.config.storage is not None or path is None or not (Path(study.output_dir) / MARKER).exists():
+        return
+    reason = unreadable(path)
+    if reason:
+        moved = set_aside(path)
+        print(f"--fresh: {path} was not a readable ledger ({reason}); moved it aside as {moved.name}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ..atomic import atomic_path
 from ..builder import build
 from ..data import DataError, check_images, is_embedded
 from ..errors import ArchsearchError, SpecError
@@ -124,9 +125,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(model, task, train_images, val_images, config)
     if not result.diverged:
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"format": CHECKPOINT_FORMAT, "spec": spec.to_dict(), "task": task.to_dict(),
-                    "config": result.config, "result": result.to_dict(),
-                    "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, out_path)
+        with atomic_path(out_path) as tmp:  # a kill or a full disk keeps the previous checkpoint, never half of one
+            torch.save({"format": CHECKPOINT_FORMAT, "spec": spec.to_dict(), "task": task.to_dict(),
+                        "config": result.config, "result": result.to_dict(),
+                        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, tmp)
     row = {"model": spec.name, "dataset": args.dataset, "val_dataset": val_name, "task": task.to_dict(),
            **result.to_dict(), "checkpoint": None if result.diverged else str(out_path)}
     if args.format == "json":

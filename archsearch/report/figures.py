@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import ArchsearchError
 from ..families import variant_arguments
 from .tables import compact_label, is_finite, pareto_front
@@ -355,8 +356,11 @@ def to_png(fig: FigureData, path: str | Path, dpi: int = 130) -> Path:
     mfig.tight_layout(rect=(0, 0.025 + 0.02 * note.count("\n") + 0.015 if note else 0, 1, 1))
     if fig.kind == "lines":
         _annotate(ax, fig, mfig)  # after the layout: placement is in final display coordinates
-    mfig.savefig(path)
-    plt.close(mfig)
+    try:
+        with atomic_path(path) as tmp:  # a full disk or a kill leaves the previous PNG, never half of one
+            mfig.savefig(tmp, format="png")
+    finally:
+        plt.close(mfig)
     return path
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_path
 from ..study.config import Study
 from ..study.results import RESULT_COLUMNS, ledger_frame, summary_frame
 from .figures import fig_activation_share, fig_vs_size, to_png
@@ -36,8 +37,10 @@ def write_outputs(study: Study, ostudy) -> RunOutputs:
     df = ledger_frame(study, ostudy)
     summary = summary_frame(df)
     paths = {"results": out / "results.csv", "summary": out / "summary.csv"}
-    df[RESULT_COLUMNS].to_csv(paths["results"], index=False)
-    summary.to_csv(paths["summary"], index=False)
+    with atomic_path(paths["results"]) as tmp:  # whole or not at all: a kill keeps the previous table
+        df[RESULT_COLUMNS].to_csv(tmp, index=False)
+    with atomic_path(paths["summary"]) as tmp:
+        summary.to_csv(tmp, index=False)
     points = design_points(df)
     verdicts = study_verdicts(study, ostudy, df)
     if verdicts:

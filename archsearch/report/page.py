@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text
 from ..claims import METHOD, RULES
 from ..study.ledger import open_study
 from ..study.results import is_nan, ledger_frame
@@ -225,7 +226,7 @@ def write_report(study, ostudy=None, out_dir: str | Path | None = None, *, png: 
             f"<title>archsearch report: {html.escape(study.name)}</title><style>{_CSS}</style></head><body>"
             + "\n".join(parts) + "</body></html>")
     path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
+    write_text(path, page)  # whole or not at all: a kill or a full disk keeps the previous page
     return Report(path, pngs, df, figs, n_complete, skipped, verdicts, claim_files)
 
 

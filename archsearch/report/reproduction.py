@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text
 from ..claims import METHOD, PROXY_NOTE, RULES
 from ..errors import ArchsearchError, ConfigError
 from ..study.ledger import open_study
@@ -167,5 +168,5 @@ def write_reproduction(study_files: Sequence[str | Path], out: str | Path, profi
     text = reproduction_page(study_files, profile, command)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_text(path, text)  # whole or not at all: a kill keeps the previous page
     return path

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_open, write_text
 from ..claims import METHOD, RULES, Verdict, evaluate_claims
 from ..study.ledger import open_study
 from ..study.results import ledger_frame, seed_frame
@@ -56,12 +57,11 @@ def write_verdicts(verdicts: Sequence[Verdict], out_dir) -> list:
     out.mkdir(parents=True, exist_ok=True)
     rows = [v.row() for v in verdicts]
     csv_path, json_path = out / "claims.csv", out / "claims.json"
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+    with atomic_open(csv_path, "w", newline="", encoding="utf-8") as fh:
         cols = list(rows[0]) if rows else ["claim", "verdict"]
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
-    json_path.write_text(json_text({"method": METHOD, "rules": dict(RULES),
-                                     "claims": [v.as_dict() for v in verdicts]},
-                                    indent=2, ensure_ascii=False), encoding="utf-8")
+    write_text(json_path, json_text({"method": METHOD, "rules": dict(RULES),
+                                     "claims": [v.as_dict() for v in verdicts]}, indent=2, ensure_ascii=False))
     return [csv_path, json_path]

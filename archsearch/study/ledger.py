@@ -22,7 +22,7 @@ from ..errors import ArchsearchError
 from .config import Study, config_body, config_differences, config_fingerprint
 from .loader import load_study
 from .sampling import INTERRUPTED, OBJECTIVE_ATTRS
-from .storage import create_or_load, make_storage, sqlite_path
+from .storage import LedgerCorrupt, corrupt_hint, create_or_load, make_storage, sqlite_path
 
 
 def _optuna():
@@ -46,8 +46,24 @@ def metric_names(study: Study) -> list[str]:
 
 def storage_for(study: Study):
     """The study's Optuna storage (:func:`archsearch.study.storage.make_storage`: checked, masked in errors,
-    safe when several processes create a new ledger at once)."""
-    return make_storage(study.storage_url)
+    safe when several processes create a new ledger at once). A corrupt SQLite ledger says how to move it aside."""
+    try:
+        return make_storage(study.storage_url)
+    except LedgerCorrupt as err:
+        raise LedgerCorrupt(err.path, err.reason, corrupt_hint(err.path, fresh_command(study))) from None
+
+
+def fresh_command(study: Study) -> str | None:
+    """``archsearch run STUDY [--profile P]``, the command whose ``--fresh`` moves this study's corrupt ledger
+    aside; None when the ledger is at a ``storage:`` URL (archsearch never moves or deletes one)."""
+    if study.config.storage is not None:
+        return None
+    c = study.config
+    default = Path(c.output_dir) if c.output_dir else Path("runs") / study.name
+    extra = f" --profile {study.profile}" if study.profile != "default" else ""
+    if Path(study.output_dir) != default:
+        extra += f" --output-dir {study.output_dir}"
+    return f"archsearch run {study.path}{extra}"
 
 
 def server_storage(study: Study):

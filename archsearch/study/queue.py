@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArchsearchError
+from ..errors import INFRASTRUCTURE, ArchsearchError, StorageFault, infrastructure_reason
 from .config import Study
 from .trial import Outcome, run_trial
 
@@ -84,7 +84,14 @@ def run_and_tell(study: Study, ostudy, trial, design: str, args: dict[str, Any],
     except (KeyboardInterrupt, SystemExit):
         ostudy.tell(trial, state=TrialState.FAIL)  # fail_reason is `interrupted`; prepare() re-queues it
         raise
+    except OSError as err:  # the disk failed outside the trial's own writes (say, its failure log): never RUNNING
+        outcome = Outcome("FAIL", {"fail_reason": infrastructure_reason(err)})
     tell(ostudy, trial, outcome)
+    reason = str(outcome.attrs.get("fail_reason") or "")
+    if outcome.state == "FAIL" and reason.startswith(INFRASTRUCTURE):  # every next trial would fail the same way
+        raise StorageFault(f"trial {trial.number} stopped: {reason[len(INFRASTRUCTURE):]}; it is recorded as "
+                           "failed (infrastructure) and runs again on resume: fix the cause (free space, a "
+                           "writable folder), then re-run the same command")
     return outcome
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_path
 from ..errors import ArchsearchError
 from ..text import json_text
 from . import ledger as L
@@ -139,9 +140,11 @@ def write_table(df, path: str | Path) -> Path:
             import pyarrow  # noqa: F401
         except ImportError:
             raise ArchsearchError("parquet export needs pyarrow: pip install pyarrow") from None
-        out.to_parquet(path, index=False)
+        with atomic_path(path) as tmp:  # whole or not at all: a kill keeps the previous table
+            out.to_parquet(tmp, index=False)
     else:
-        out.to_csv(path, index=False)
+        with atomic_path(path) as tmp:
+            out.to_csv(tmp, index=False)
     return path
 
 

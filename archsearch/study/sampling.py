@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import INFRASTRUCTURE
 from .config import Study
 
 #: ``fail_reason`` of a trial whose worker died (crash, kill, Ctrl-C) -- it is re-queued on resume.
@@ -16,14 +17,12 @@ INTERRUPTED = "interrupted: the worker running it died (crash, kill, Ctrl-C); re
 OBJECTIVE_ATTRS = {"psnr": "psnr", "params": "n_params", "macs": "macs_per_pixel", "latency": "latency_ms_per_mp"}
 
 
-#: ``fail_reason`` prefix of a trial that failed because the machine did (disk full, I/O error, out of memory),
-#: not the model: like an interrupted trial it is re-queued on resume; a diverged or infeasible trial is final.
-INFRASTRUCTURE = "infrastructure:"
 
 
 def is_retryable(trial) -> bool:
     """A FAIL that says nothing about the design -- its worker died (:data:`INTERRUPTED`) or the machine failed
-    (:data:`INFRASTRUCTURE`) --: the run queues it again, and it counts as not finished."""
+    (:data:`archsearch.errors.INFRASTRUCTURE`) --: the run queues it again, and it counts as not finished; a
+    diverged or infeasible trial is final."""
     reason = str(trial.user_attrs.get("fail_reason", ""))
     return trial.state.name == "FAIL" and (reason.startswith("interrupted") or reason.startswith(INFRASTRUCTURE))
 

@@ -13,22 +13,28 @@ turns a URL into an Optuna storage:
   or ``table studies already exists``; see optuna/optuna#1092 and #4621, where the advice is to create the
   storage once before starting workers. Here creation is serialised: a lock file next to an SQLite ledger
   (deleted after), an advisory lock on PostgreSQL and MySQL, and a retry for anything that still races);
-- :func:`create_or_load` creates a named study or loads the one another process just created.
+- :func:`create_or_load` creates a named study or loads the one another process just created;
+- :func:`ledger_fault` turns a database error met anywhere (a corrupt or truncated SQLite file, a read-only
+  folder, a full disk) into one line; :func:`set_aside` moves a corrupt SQLite ledger out of the way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import errno
 import importlib.util
 import os
 import re
+import sqlite3
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from ..errors import ArchsearchError
+from ..errors import ArchsearchError, StorageFault
 
 #: ``dialect+driver`` names a ledger may use (Optuna's storage is synchronous: no async drivers).
 ALLOWED_DRIVERS: dict[str, tuple[str, ...]] = {
@@ -67,6 +73,131 @@ _LOCK_KEY = 0x0A4C_5345_4152_4348  # "archsearch" schema-creation advisory lock 
 
 class StorageError(ArchsearchError):
     """A ledger storage that cannot be used: a refused URL, a missing driver, an unreachable database."""
+
+
+class LedgerUnwritable(StorageError, StorageFault):
+    """A ledger database the environment refuses to open or write: read-only, full, missing, locked (exit 1)."""
+
+
+class LedgerCorrupt(StorageError):
+    """An SQLite ledger file that is not a readable database (truncated, overwritten, not a ledger at all).
+    ``path`` is the file, ``reason`` SQLite's words; the message says how to move it aside."""
+
+    def __init__(self, path: Path | str, reason: str, hint: str = ""):
+        self.path, self.reason = Path(path), reason
+        hint = hint or (f"move it aside (mv {path} {path}.corrupt) to start a new ledger, or restore it from a "
+                        "backup; archsearch never deletes a ledger it cannot read")
+        super().__init__(f"{path}: not a readable ledger (SQLite: {reason}); {hint}")
+
+
+#: SQLite's words for a file that is not (or no longer) a database.
+_CORRUPT = ("file is not a database", "database disk image is malformed", "malformed", "not a database",
+            "file is encrypted")
+#: SQLite's words for an environment that refuses a write, and what to do (the CLI exits 1 for these).
+_ENVIRONMENT = (
+    ("readonly database", errno.EROFS, "the ledger or its folder is read-only: make it writable, or give "
+                                       "another output folder (--output-dir)"),
+    ("disk is full", errno.ENOSPC, "free space on that disk, then re-run the same command"),
+    ("unable to open database file", errno.ENOENT, "its folder is missing or cannot be written: create it or "
+                                                   "give another output folder (--output-dir)"),
+    ("disk i/o error", errno.EIO, "the disk reported an I/O error: check the disk, then re-run the same command"),
+    ("database is locked", errno.EBUSY, "another process holds the ledger: wait for it, then re-run"),
+)
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """``err``, the errors it wraps (SQLAlchemy's ``orig``) and the ones it was raised from or during."""
+    seen: set[int] = set()
+    todo = [err]
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
+
+
+def _is_database_error(e: BaseException) -> bool:
+    if isinstance(e, sqlite3.Error):
+        return True
+    sa_exc = sys.modules.get("sqlalchemy.exc")  # not imported: the error cannot be SQLAlchemy's
+    return sa_exc is not None and isinstance(e, (sa_exc.DBAPIError, sa_exc.SQLAlchemyError))
+
+
+def ledger_fault(err: BaseException, url: str | None = None, corrupt_hint: str = "", *,
+                 action: str = "use") -> ArchsearchError | None:
+    """One line for a database error met while using a ledger (None when ``err`` is not one): a file that is not
+    a readable SQLite database is :class:`LedgerCorrupt` (exit 2: the ledger must be moved aside); a read-only,
+    full, missing or locked database is :class:`LedgerUnwritable` (exit 1); any other database error is
+    :class:`StorageError`. ``action`` is the verb of the message (``cannot open the ledger database ...``). Optuna's own wrapper (``StorageInternalError``, whose text guesses at "invalid
+    data ... exceeding max length") is looked through to the database's reason."""
+    db = [e for e in _chain(err) if _is_database_error(e)]
+    if not db:
+        return None
+    reason = _first_line(db[-1])  # the innermost: the driver's own words
+    low = reason.lower()
+    where = sqlite_path(url) if url else None
+    name = f" {where}" if where is not None else (f" {mask_url(url)}" if url else "")
+    if url:
+        reason = _scrub(reason, url)
+    if where is not None and any(w in low for w in _CORRUPT):
+        return LedgerCorrupt(where, reason, corrupt_hint)
+    for words, code, hint in _ENVIRONMENT:
+        if words in low:
+            return LedgerUnwritable(f"cannot {action} the ledger database{name}: {reason} [Errno {code}]; {hint}")
+    return StorageError(f"cannot {action} the ledger database{name}: {reason}")
+
+
+def corrupt_hint(path: Path, run_command: str | None) -> str:
+    """What to do about the corrupt ledger ``path``: with ``run_command`` (a study's own default ledger) the
+    ``--fresh`` run that moves it aside; without (a ledger at a ``storage:`` URL, which archsearch never moves or
+    deletes) the move to do by hand."""
+    if run_command:
+        return (f"move it aside to start over: `{run_command} --fresh` renames it {path.name}.corrupt-<time> "
+                "(nothing is deleted), or restore it from a backup")
+    return (f"it is the study's storage: URL, which archsearch never moves or deletes: move it aside yourself "
+            f"(mv {path} {path}.corrupt) or restore it from a backup")
+
+
+def unreadable(path: Path) -> str | None:
+    """SQLite's reason why the file ``path`` is not a readable database (a full ``quick_check``), or None when it
+    is one (or does not exist)."""
+    if not path.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT_S)
+    except sqlite3.Error as err:
+        return str(err)
+    try:
+        rows = con.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.OperationalError as err:  # locked, unreadable: not a verdict on the file's contents
+        if not any(w in str(err).lower() for w in _CORRUPT):
+            return None
+        return str(err)
+    except sqlite3.DatabaseError as err:
+        return str(err)
+    finally:
+        con.close()
+    verdict = "; ".join(str(r[0]) for r in rows)
+    return None if verdict == "ok" else f"database disk image is malformed ({verdict[:120]})"
+
+
+def set_aside(path: Path) -> Path:
+    """Move the (corrupt) ledger ``path`` -- with its journal files -- to ``<path>.corrupt-<UTC time>``; returns
+    the new name. Nothing is deleted."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    os.replace(path, target)
+    for suffix in ("-journal", "-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.replace(side, target.with_name(target.name + suffix))
+    return target
 
 
 def _optuna():
@@ -360,8 +491,12 @@ def make_storage(url: str, *, retries: int = 2, **rdb_kwargs: Any):
                     # The schema race (another process created a table or stamped the revision first), or a
                     # database that cannot be opened; the first settles on retry, the second is reported.
                     if attempt == retries:
-                        raise _unreachable(url, err) from None
+                        fault = ledger_fault(err, url, action="open") if path is not None else None
+                        raise (fault if isinstance(fault, (LedgerUnwritable, LedgerCorrupt))
+                               else _unreachable(url, err)) from None
                     time.sleep(0.2 * (attempt + 1))
+                except sa_exc.DatabaseError as err:  # not a database at all: retrying cannot help
+                    raise (ledger_fault(err, url, action="open") or _unreachable(url, err)) from None
                 except ImportError as err:
                     raise StorageError(f"storage URL {mask_url(url)!r}: the database driver is missing "
                                        f"({_scrub(_first_line(err.__cause__ or err), url)})") from None

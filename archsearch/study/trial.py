@@ -7,7 +7,6 @@ the same function (:func:`run_trial`) runs in the local executor, in its worker 
 from __future__ import annotations
 
 import dataclasses
-import errno
 import math
 import os
 import time
@@ -19,9 +18,10 @@ from typing import Any, Protocol
 import torch
 from safetensors.torch import save_file
 
+from ..atomic import atomic_path, write_text
 from ..builder import build
 from ..counting import count
-from ..errors import ArchsearchError, BudgetError, SpecError
+from ..errors import ArchsearchError, BudgetError, SpecError, infrastructure_reason, is_infrastructure
 from ..evaluate import evaluate
 from ..latency import measure_latency
 from ..solver import Solution
@@ -31,7 +31,7 @@ from .config import Study
 from .images import study_data
 from .ledger import this_host
 from .record import TRIAL_ATTRS, check_attrs
-from .sampling import INFRASTRUCTURE, INTERRUPTED, OBJECTIVE_ATTRS, is_retryable
+from .sampling import INTERRUPTED, OBJECTIVE_ATTRS, is_retryable
 from .sweep import solve_design
 
 
@@ -78,8 +78,11 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
     out = study.output_dir
     spec_path = out / "specs" / f"{spec.hash}.yaml"
     if not spec_path.exists():
-        spec_path.parent.mkdir(parents=True, exist_ok=True)
-        spec.save(spec_path)
+        try:  # a full disk or a read-only folder fails the machine, not the design: recorded as such, re-queued
+            spec_path.parent.mkdir(parents=True, exist_ok=True)
+            spec.save(spec_path)
+        except OSError as err:
+            raise TrialFailed(infrastructure_reason(err)) from None
     attrs: dict[str, Any] = {
         # paths relative to the output folder: the ledger stays valid wherever a command runs, or the folder moves
         "design": design.name, "seed": seed, "spec_hash": spec.hash, "spec_path": str(spec_path.relative_to(out)),
@@ -117,10 +120,13 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
     attrs["psnr"], attrs["ssim"], attrs["n_test_images"] = ev.psnr, ev.ssim, ev.n_images
     t2 = time.perf_counter()
     ckpt = out / "checkpoints" / f"{checkpoint_name or f'{spec.hash}_seed{seed}'}.safetensors"
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
-
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(ckpt),
-              metadata={"spec_hash": spec.hash, "spec_path": str(spec_path)})
+    try:  # whole or not at all; a full disk fails the machine, not the design (see the spec above)
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(ckpt) as tmp:
+            save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp),
+                      metadata={"spec_hash": spec.hash, "spec_path": str(spec_path)})
+    except OSError as err:
+        raise TrialFailed(infrastructure_reason(err)) from None
     attrs["checkpoint"] = str(ckpt.relative_to(out))
     attrs["_spec"] = spec  # for the trial's latency (not stored: run_trial pops it)
     attrs["overhead_s"] = t_overhead + (time.perf_counter() - t2)
@@ -266,7 +272,7 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
         raise
     except Exception as err:  # one trial's bug never ends the study
         if is_infrastructure(err):  # the machine failed, not the model: re-queued on resume
-            return Outcome("FAIL", {"fail_reason": f"{INFRASTRUCTURE} {type(err).__name__}: {err}", "val_curve": curve})
+            return Outcome("FAIL", {"fail_reason": infrastructure_reason(err), "val_curve": curve})
         return Outcome("FAIL", {"fail_reason": failure_log(study, rec.number, err)})
 
 
@@ -286,32 +292,13 @@ def trial_latency(study: Study, spec: GraphSpec) -> dict[str, Any]:
             "latency_input": f"{lat.size[0]}x{lat.size[1]}"}
 
 
-#: OS errors that say the machine failed (full disk or quota, I/O error, read-only file system, no memory).
-INFRASTRUCTURE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM})
-
-
-def is_infrastructure(err: BaseException) -> bool:
-    """Whether a trial's exception is the environment's fault (:data:`INFRASTRUCTURE_ERRNOS`, MemoryError) rather
-    than the model's: such a trial is recorded ``infrastructure: ...`` and run again on resume."""
-    if isinstance(err, MemoryError):
-        return True
-    while err is not None:  # the OS error may be wrapped (safetensors, torch.save re-raise their own types)
-        if isinstance(err, OSError) and err.errno in INFRASTRUCTURE_ERRNOS:
-            return True
-        text = str(err)
-        if "No space left on device" in text or "disk is full" in text:
-            return True
-        err = err.__cause__ or err.__context__
-    return False
-
-
 def failure_log(study: Study, trial_number: int, err: BaseException) -> str:
     """Write the traceback of an unexpected error next to the ledger; return the one-line reason (without the
     log's path where the log cannot be written)."""
     path = Path(study.output_dir) / "logs" / f"trial_{trial_number}.txt"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(traceback.format_exception(type(err), err, err.__traceback__)))
+        write_text(path, "".join(traceback.format_exception(type(err), err, err.__traceback__)))
     except OSError as log_err:
         return f"error: {type(err).__name__}: {err} (no traceback file: {log_err.strerror or log_err})"
     return f"error: {type(err).__name__}: {err} (traceback: {path})"
