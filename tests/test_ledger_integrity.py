@@ -19,7 +19,7 @@ from archsearch.cli import main
 from archsearch.study import ledger as L
 from archsearch.study import load_study
 from archsearch.study.runner import prepare
-from archsearch.study.sampling import is_interrupted
+from archsearch.study.sampling import INTERRUPTED
 from archsearch.testing.ledger import trials_of as _trials
 from archsearch.testing.studies import TINY_TRAINING, write_study
 
@@ -27,6 +27,11 @@ QUIET = {"progress": False, "echo": lambda *_: None}
 #: Attributes that say where and how fast a trial ran, not what it measured.
 TIMING = {"host", "pid", "wall_time_s", "train_time_s", "eval_time_s", "overhead_s", "steps_per_second",
           "checkpoint", "checkpoints", "spec_path", "latency_ms_per_mp", "latency_device", "latency_input"}
+
+
+def is_interrupted(trial) -> bool:
+    """A FAIL recorded for a dead worker (not an infrastructure or model failure)."""
+    return trial.state.name == "FAIL" and trial.user_attrs.get("fail_reason") == INTERRUPTED
 
 
 def _env():

@@ -52,7 +52,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ..errors import ArchsearchError, BudgetError, SpecError
+from ..errors import ArchsearchError, BudgetError, SpecError, StorageFault
 from . import ledger as L
 from .config import Study
 from .images import check_study_data, study_data
@@ -174,6 +174,9 @@ def _worker_entry(study: Study, mode: str, threads: int, parent: int, index: int
         (_sweep_loop if mode == "sweep" else _search_loop)(study, ostudy)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent prints the one line
         sys.exit(130)
+    except ArchsearchError as err:  # e.g. a full disk (StorageFault): one line, and its exit status for the parent
+        print(f"archsearch run: worker {index}: {' '.join(str(err).split())}", file=sys.stderr)
+        sys.exit(err.exit_code)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -404,4 +407,7 @@ def _run_processes(study: Study, ostudy, mode: str, layout: WorkerLayout, total:
             p.join()
     bad = [p.exitcode for p in procs if p.exitcode]
     if bad:
-        raise ArchsearchError(f"{len(bad)} worker process(es) exited with status {bad}; re-run to resume")
+        why = f"{len(bad)} worker process(es) stopped (status {bad}; the reason is on the line above)"
+        if all(code == StorageFault.exit_code for code in bad):
+            raise StorageFault(f"{why}: fix the storage or machine fault, then re-run the same command to resume")
+        raise ArchsearchError(f"{why}; re-run the same command to resume")
