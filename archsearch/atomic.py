@@ -47,22 +47,18 @@ def is_temp(name: str) -> bool:
     return bool(_TEMP.match(name))
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (best effort: not every platform or file system can open a folder)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: not every platform or file system can open a folder)."""
+    with contextlib.suppress(OSError):
+        _fsync_file(folder)
 
 
 def _no_space(folder: Path) -> bool:

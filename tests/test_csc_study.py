@@ -44,4 +44,4 @@ def test_smoke_trial_of_a_cscnet_design_trains(tmp_path):
     attrs = execute(study, "cscnet", {"filters": 16, "unfoldings": 2, "kernel_size": 7, "stride": 2}, seed=0)
     assert attrs["design"] == "cscnet" and attrs["steps"] == 3
     assert attrs["n_params"] == 3 * 16 * 49 + 16
-    assert math.isfinite(attrs["psnr"]) and Path(attrs["checkpoint"]).exists()
+    assert math.isfinite(attrs["psnr"]) and study.output_path(attrs["checkpoint"]).exists()

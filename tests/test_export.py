@@ -181,10 +181,10 @@ def test_export_trials_from_a_study(tmp_path, capsys, monkeypatch):
     from archsearch.export import load_standalone
 
     net = load_standalone(py).Net.from_safetensors(str(py.with_suffix(".safetensors"))).eval()
-    model = A.build(A.GraphSpec.from_file(best.user_attrs["spec_path"])).eval()
+    model = A.build(A.GraphSpec.from_file(study.output_path(best.user_attrs["spec_path"]))).eval()
     from safetensors.torch import load_file
 
-    model.load_state_dict(load_file(best.user_attrs["checkpoint"]))
+    model.load_state_dict(load_file(study.output_path(best.user_attrs["checkpoint"])))
     x = torch.rand(1, 1, 20, 20)
     with torch.no_grad():
         assert (net(x) - model(x)).abs().max() <= 1e-6

@@ -146,7 +146,7 @@ def test_sweep_runs_writes_ledger_results_and_plot(tmp_path):
                     "wall_time_s", "checkpoint"):
             assert key in ua, key
         assert abs(ua["n_params"] - 3000) / 3000 <= 0.1
-        assert Path(ua["checkpoint"]).exists() and Path(ua["spec_path"]).exists()
+        assert study.output_path(ua["checkpoint"]).exists() and study.output_path(ua["spec_path"]).exists()
         assert t.intermediate_values  # validation PSNR curve is in the ledger
     out = Path(study.output_dir)
     assert (out / "results.csv").exists() and (out / "summary.csv").exists()
@@ -260,7 +260,7 @@ def test_two_local_workers_share_the_ledger(tmp_path, capsys):
     assert len(trials) == 6 and {t.state.name for t in trials} == {"COMPLETE"}
     assert len({t.user_attrs["point"] for t in trials}) == 6
     assert len({t.user_attrs["pid"] for t in trials}) == 2
-    assert all(Path(t.user_attrs["checkpoint"]).is_relative_to(elsewhere) for t in trials)
+    assert all(study.output_path(t.user_attrs["checkpoint"]).is_relative_to(elsewhere) for t in trials)
     assert not (tmp_path / "out").exists()
 
 

@@ -4,6 +4,7 @@ models, tasks and datasets."""
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import tempfile
@@ -92,6 +93,10 @@ def device(text: str) -> str:
     return text
 
 
+#: The reasons a writable place refuses a file now (read-only, full, quota, I/O, permission).
+WRITE_REFUSALS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM})
+
+
 def check_writable(path: str | Path, flag: str, *, folder: bool) -> Path:
     """Check before any long work that ``path`` (a file, or a ``folder``) can be written: it is not the other
     kind of thing, and its nearest existing parent is a folder in which a file can be created (probed with a
@@ -112,7 +117,10 @@ def check_writable(path: str | Path, flag: str, *, folder: bool) -> Path:
         fd, probe = tempfile.mkstemp(dir=anc, prefix=".archsearch-write-check-")
     except OSError as err:
         err.filename = str(anc)  # the folder, not the probe's random name
-        raise StorageFault(f"{flag} {shown(p)}: cannot write in it: {os_error_text(err)}") from None
+        text = f"{flag} {shown(p)}: cannot write in it: {os_error_text(err)}"
+        # a read-only, full or forbidden folder is the environment (exit 1); a place no file can ever be made in
+        # (a pseudo file system such as /proc) is a wrong argument (exit 2)
+        raise (StorageFault(text) if err.errno in WRITE_REFUSALS else ArchsearchError(text)) from None
     os.close(fd)
     os.unlink(probe)
     return p

@@ -65,8 +65,9 @@ def study_section(path: str | Path, profile: str | None) -> str:
     try:
         ostudy = open_study(study, create=False)
     except ArchsearchError as err:
-        why = "no ledger" if "no ledger" in str(err) else f"its ledger is not this study's ({err})"
-        return "\n".join([*head, f"Not read at this profile ({study.profile}): {why}.", ""])
+        if "no ledger" in str(err):
+            return "\n".join([*head, f"Not run at this profile ({study.profile}): no ledger.", ""])
+        return "\n".join([*head, f"Not read at this profile ({study.profile}): {err}", ""])
     df = ledger_frame(study, ostudy)
     rec = run_record(ostudy, df)
     counts = df["state"].value_counts().to_dict() if len(df) else {}

@@ -215,9 +215,13 @@ OWN_FILES = {"checkpoints": ("*.safetensors",), "specs": ("*.yaml",), "logs": ("
 def _adopt_folder(study: Study, fresh: bool = False) -> None:
     """Make sure the study folder is archsearch's before anything is written into it: a new or empty folder is
     created and adopted; a folder with archsearch's marker is resumed; any other non-empty folder is refused
-    (archsearch would mix its files with the user's, and a later ``--fresh`` would delete them)."""
+    (archsearch would mix its files with the user's, and a later ``--fresh`` would delete them). The study's own
+    ledger file (a ledger opened before the first run) does not make a folder foreign."""
     out = Path(study.output_dir)
-    if out.exists() and not (out / MARKER).exists() and any(out.iterdir()):
+    db = sqlite_path(study.storage_url)
+    own = {".run.lock"} | ({db.name, f"{db.name}-journal", f"{db.name}.run.lock", f"{db.name}.lock"}
+                           if db is not None and db.parent.resolve() == out.resolve() else set())
+    if out.exists() and not (out / MARKER).exists() and any(p.name not in own for p in out.iterdir()):
         raise ArchsearchError(f"{'--fresh: ' if fresh else ''}{out} is not empty and was not created by archsearch "
                               f"(no {MARKER} marker): refusing to write or delete anything in it; give a new or "
                               "empty folder (--output-dir), or move its files away")

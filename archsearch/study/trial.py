@@ -300,6 +300,8 @@ def failure_log(study: Study, trial_number: int, err: BaseException) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, "".join(traceback.format_exception(type(err), err, err.__traceback__)))
     except OSError as log_err:
+        if is_infrastructure(log_err):  # the disk is full: the run stops and the trial runs again on resume
+            raise
         return f"error: {type(err).__name__}: {err} (no traceback file: {log_err.strerror or log_err})"
     return f"error: {type(err).__name__}: {err} (traceback: {path})"
 
