@@ -18,11 +18,9 @@ from ..spec import GraphSpec
 from ..study.loader import load_study
 from ..tasks import TASKS, TaskError, make_task, task_error, task_from_dict, task_settings
 from ..text import shown
-from ..training import DEVICE
+from ..training import DEVICE, MAX_SEED
 from ..weights import WeightsError, read_weights
 from ..zoo import zoo_entry, zoo_names, zoo_spec
-
-MAX_SEED = 2**31
 
 
 # ---------------------------------------------------------------------------------------------------------
