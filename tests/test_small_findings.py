@@ -230,3 +230,11 @@ def test_shown_escapes_only_what_cannot_be_printed():
 
     assert shown("Set12/ü 01.png") == "Set12/ü 01.png"
     assert shown("a\tb\rc\u202ed\x7f") == "a\\tb\\rc\\u202ed\\x7f"
+
+
+def test_python_dash_m_archsearch_is_the_command():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "archsearch", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "usage: archsearch" in done.stdout, done.stderr

@@ -1,0 +1,7 @@
+"""``python -m archsearch``: the ``archsearch`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
