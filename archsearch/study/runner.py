@@ -207,9 +207,9 @@ def check(study: Study) -> tuple[tuple, tuple[dict[str, Any], ...]]:
 
 
 #: What archsearch writes inside its folders: ``--fresh`` deletes files matching these and nothing else (a file a
-#: user put into ``logs/`` stays, and so does its folder).
+#: user put into ``logs/`` stays, and so does its folder). Exported models (``export/``) are the user's and stay.
 OWN_FILES = {"checkpoints": ("*.safetensors",), "specs": ("*.yaml",), "logs": ("trial_*.txt",),
-             "report_png": ("*.png",), "export": ("*.py", "*.safetensors", "*.yaml", "*.json", "*.pt", "*.onnx")}
+             "report_png": ("*.png",)}
 
 
 def _adopt_folder(study: Study, fresh: bool = False) -> None:
