@@ -238,3 +238,16 @@ def test_python_dash_m_archsearch_is_the_command():
 
     done = subprocess.run([sys.executable, "-m", "archsearch", "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "usage: archsearch" in done.stdout, done.stderr
+
+
+def test_top_level_help_is_for_users(capsys):
+    from archsearch.cli import main
+
+    try:
+        main(["--help"])
+    except SystemExit as stop:
+        assert stop.code == 0
+    out = capsys.readouterr().out
+    assert "which design is best at equal parameter or\nMAC budget" in out
+    assert "archsearch run studies/xunit_budget.yaml --plan" in out and "archsearch report" in out
+    assert ":mod:" not in out and "module" not in out  # nothing for developers

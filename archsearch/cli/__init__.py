@@ -33,8 +33,26 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message} (see `{self.prog} --help`)")
 
 
+#: What ``archsearch --help`` says: what the tool does and the usual first commands (the module docstring above
+#: is for developers).
+DESCRIPTION = """\
+Architecture search and ablation for image-restoration networks: which design is best at equal parameter or
+MAC budget? A study file names the designs, the budget, a sweep or a search and the training; archsearch trains
+every point over several seeds into an Optuna ledger and decides the papers' claims with confidence intervals.
+
+first commands:
+  archsearch run studies/xunit_budget.yaml --plan   what the main study would train, and for how long
+  archsearch run studies/xunit_budget.yaml          run it (re-run the same command to resume)
+  archsearch report studies/xunit_budget.yaml       report.html: figures, Pareto fronts, claim verdicts
+  archsearch export studies/xunit_budget.yaml       the best trial as a standalone torch model
+  archsearch inspect --list                         the reference zoo, with exact sizes
+
+Errors are one line: exit 2 for bad input, 1 when the environment failed (a full disk, a read-only folder).
+Every command answers --help."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="archsearch", description=__doc__)
+    parser = _Parser(prog="archsearch", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"archsearch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
