@@ -32,8 +32,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import NO_SPACE_TEXT
+
 _TEMP = re.compile(r"^\..+\.(?:tmp|old)-\d+$")
-_NO_SPACE = re.compile(r"no space left|os error 28|errno 28|enospc|disk is full|file write failed", re.IGNORECASE)
 _RENAME_EXCHANGE = 2  # linux/fs.h
 
 
@@ -76,7 +77,7 @@ def as_os_error(err: BaseException, path: str | Path, folder: str | Path | None 
         return OSError(err.errno, err.strerror or os.strerror(err.errno), str(path))
     if not isinstance(err, Exception):  # Ctrl-C, SystemExit
         return err
-    if _NO_SPACE.search(str(err)) or _no_space(Path(folder) if folder else Path(path).parent):
+    if NO_SPACE_TEXT.search(str(err)) or _no_space(Path(folder) if folder else Path(path).parent):
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
     return err
 

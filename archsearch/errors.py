@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import errno
+import re
 from collections.abc import Iterable
 
 from .text import shown
@@ -56,6 +57,10 @@ INFRASTRUCTURE = "infrastructure: "
 
 #: OS errors that say the machine failed (full disk or quota, I/O error, read-only file system, no memory).
 INFRASTRUCTURE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM})
+#: The reasons a writable place refuses a file now: the machine's (memory aside) and permissions.
+WRITE_REFUSALS = (INFRASTRUCTURE_ERRNOS - {errno.ENOMEM}) | {errno.EACCES, errno.EPERM}
+#: How libraries that raise their own types (safetensors, torch.save, SQLite) word a full disk.
+NO_SPACE_TEXT = re.compile(r"no space left|os error 28|errno 28|enospc|disk is full|file write failed", re.IGNORECASE)
 
 
 def is_infrastructure(err: BaseException) -> bool:
@@ -67,7 +72,7 @@ def is_infrastructure(err: BaseException) -> bool:
             return True
         if isinstance(seen, OSError) and seen.errno in INFRASTRUCTURE_ERRNOS:
             return True
-        if "No space left on device" in str(seen) or "disk is full" in str(seen):
+        if NO_SPACE_TEXT.search(str(seen)):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

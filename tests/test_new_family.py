@@ -14,6 +14,7 @@ from torch import nn
 
 from archsearch import build, count, macs, zoo_names, zoo_spec
 from archsearch.blocks import Conv, ReLU
+from archsearch.blocks._common import SameChannels  # as a block file uses it
 from archsearch.errors import RegistryError
 from archsearch.families import FAMILIES, argument_labels, get_family, register_family, variant_arguments
 from archsearch.report.tables import compact_label
@@ -32,7 +33,7 @@ def family():
 
     @register_block
     @dataclass(frozen=True)
-    class Depthwise(Block):
+    class Depthwise(SameChannels, Block):
         """A depthwise k x k convolution without bias: c k^2 parameters, c k^2 MACs per pixel."""
 
         type = BLOCK
@@ -40,14 +41,6 @@ def family():
 
         channels: int
         kernel_size: int = 3
-
-        @property
-        def input_channels(self) -> tuple[int, ...]:
-            return (self.channels,)
-
-        @property
-        def out_channels(self) -> int:
-            return self.channels
 
         @classmethod
         def examples(cls) -> list[BlockExample]:

@@ -4,7 +4,6 @@ models, tasks and datasets."""
 from __future__ import annotations
 
 import argparse
-import errno
 import math
 import os
 import tempfile
@@ -13,7 +12,7 @@ from typing import Any
 
 from ..counting import check_size
 from ..data import DataError, load_dataset
-from ..errors import ArchsearchError, SpecError, StorageFault, os_error_text
+from ..errors import WRITE_REFUSALS, ArchsearchError, SpecError, StorageFault, os_error_text
 from ..spec import GraphSpec
 from ..study.loader import load_study
 from ..tasks import TASKS, TaskError, make_task, task_error, task_from_dict, task_settings
@@ -89,10 +88,6 @@ def device(text: str) -> str:
     if not DEVICE.fullmatch(text):
         raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got {text!r}")
     return text
-
-
-#: The reasons a writable place refuses a file now (read-only, full, quota, I/O, permission).
-WRITE_REFUSALS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM})
 
 
 def check_writable(path: str | Path, flag: str, *, folder: bool) -> Path:
