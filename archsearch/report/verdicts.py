@@ -1,12 +1,14 @@
-"""A study's claims (``claims:``) decided from its ledger: the ledger's COMPLETE trials as per-seed PSNR
-(:func:`ledger_points`), handed to :func:`archsearch.claims.evaluate_claims` (the method and the rules are
-documented there), and the verdicts written as ``claims.csv`` and ``claims.json``."""
+"""A study's claims (``claims:``) decided from its ledger: the ledger's trials as per-seed PSNR of the valid seeds,
+failed seeds and last-third validation gains (:func:`ledger_points`), handed to
+:func:`archsearch.claims.evaluate_claims` (the method, the gates and the rules are documented there), and the
+verdicts written as ``claims.csv`` and ``claims.json``."""
 
 from __future__ import annotations
 
 import csv
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +19,58 @@ from ..study.results import ledger_frame, seed_frame
 from ..text import json_text
 
 
-def ledger_points(df) -> tuple[dict[str, dict[Any, float]], dict[str, Any]]:
-    """Per-seed PSNR (label -> seed -> PSNR) of the COMPLETE trials, and each label's sweep value."""
-    per_seed: dict[str, dict[Any, float]] = {}
-    values: dict[str, Any] = {}
+@dataclass(frozen=True)
+class LedgerPoints:
+    """What the claims are decided from, read from the ledger once: per-seed PSNR of the valid seeds (label ->
+    seed -> PSNR), each label's sweep value, its failed seeds (label -> seed -> ``degenerate`` | ``diverged``) and
+    its per-seed last-third validation gain (label -> seed -> dB)."""
+
+    per_seed: dict[str, dict[Any, float]] = field(default_factory=dict)
+    sweep_values: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, dict[Any, str]] = field(default_factory=dict)
+    gains: dict[str, dict[Any, float]] = field(default_factory=dict)
+
+
+def _seed(v: Any) -> Any:
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() else v
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def ledger_points(df) -> LedgerPoints:
+    """The claims' data from the ledger frame: the COMPLETE trials' seeds (a seed whose ``validity`` is
+    ``degenerate`` counts as a failure, never as a PSNR) and the FAIL trials whose model diverged (a failure of the
+    design; errors of the code or the machine are not)."""
+    out = LedgerPoints()
     if df is None or df.empty:
-        return per_seed, values
+        return out
     seeds = seed_frame(df)
     for _, r in seeds.iterrows():
-        p = r["psnr"]
-        if p is None or (isinstance(p, float) and not math.isfinite(p)) or not isinstance(r["label"], str):
+        label = r["label"]
+        if not isinstance(label, str):
             continue
-        seed = int(r["seed"]) if isinstance(r["seed"], (int, float)) and float(r["seed"]).is_integer() else r["seed"]
-        per_seed.setdefault(r["label"], {})[seed] = float(p)
+        seed = _seed(r["seed"])
         v = r.get("sweep_value")
-        values[r["label"]] = None if isinstance(v, float) and math.isnan(v) else v
-    return per_seed, values
+        out.sweep_values[label] = None if isinstance(v, float) and math.isnan(v) else v
+        if r.get("validity") == "degenerate":
+            out.failures.setdefault(label, {})[seed] = "degenerate"
+            continue
+        p = _number(r["psnr"])
+        if p is None:
+            continue
+        out.per_seed.setdefault(label, {})[seed] = p
+        gain = _number(r.get("val_gain_last_third"))
+        if gain is not None:
+            out.gains.setdefault(label, {})[seed] = gain
+    failed = df[(df["state"] == "FAIL") & df["fail_reason"].astype(str).str.startswith("diverged")]
+    for _, r in failed.iterrows():
+        if isinstance(r["label"], str) and r["seed"] is not None:
+            out.failures.setdefault(r["label"], {})[_seed(r["seed"])] = "diverged"
+            v = r.get("sweep_value")
+            out.sweep_values.setdefault(r["label"], None if isinstance(v, float) and math.isnan(v) else v)
+    return out
 
 
 def study_verdicts(study, ostudy=None, df=None) -> list[Verdict]:
@@ -46,9 +84,9 @@ def study_verdicts(study, ostudy=None, df=None) -> list[Verdict]:
         df = ledger_frame(study, ostudy)
     scale = str((ostudy.user_attrs.get("fidelity") if ostudy is not None else None) or study.config.fidelity
                 or "fidelity not stated in the study file")
-    per_seed, values = ledger_points(df)
-    return evaluate_claims(study.config.claims, per_seed, values, published_map=study.config.published,
-                           scale=scale, profile=study.profile)
+    pts = ledger_points(df)
+    return evaluate_claims(study.config.claims, pts.per_seed, pts.sweep_values, published_map=study.config.published,
+                           scale=scale, profile=study.profile, failures=pts.failures, gains=pts.gains)
 
 
 def write_verdicts(verdicts: Sequence[Verdict], out_dir) -> list:
