@@ -10,7 +10,16 @@ import math
 
 import pytest
 
-from archsearch.claims import ALPHA, MIN_SEEDS, Comparison, Decision, evaluate_claims, holm, load_claim, load_claims
+from archsearch.claims import (
+    ALPHA,
+    MIN_SEEDS,
+    Comparison,
+    Decision,
+    evaluate_claims,
+    holm,
+    load_claim,
+    load_claims,
+)
 from archsearch.claims.stats import above, comparison, fisher_greater, inside, pooled_paired_sd, t_quantile
 from archsearch.errors import SpecError
 
@@ -276,3 +285,62 @@ def test_one_sided_tests_read_off_the_printed_interval():
     assert above(c, c.high + 1e-9).outcome == "contradicted"
     assert above(c, c.low - 1e-9).p_holds < ALPHA < above(c, c.low + 1e-9).p_holds
     assert half == pytest.approx(t_quantile(0.975, 2) * 0.1 / math.sqrt(3))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the ledger glue: failures and gains read from a study's ledger; --plan sizes the next run from it
+# ---------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def three_seed_ledger(tmp_path):
+    from archsearch.study import load_study
+    from archsearch.testing.ledger import add_trial, new_ledger
+    from archsearch.testing.studies import write_study
+
+    claims = [{**HEAD, "id": "r5_beats_r1", "kind": "ordering",
+               "order": ["xnet xunit_kernel_size=5", "xnet xunit_kernel_size=1"]},
+              {**HEAD, "id": "convnet_fails", "kind": "failures", "point": "convnet",
+               "more_than": ["xnet xunit_kernel_size=1"]}]
+    path = write_study(tmp_path, seeds=[0, 1, 2], claims=claims)
+    study = load_study(path)
+    ostudy = new_ledger(study)
+    for seed in (0, 1, 2):
+        for r, base, gain in ((1, 27.4, 0.01), (5, 27.6, 0.02)):
+            add_trial(ostudy, design="xnet", psnr=base + 0.3 * seed + 0.05 * (seed == 1 and r == 5), seed=seed,
+                      arguments={"xunit_kernel_size": r}, label=f"xnet xunit_kernel_size={r}", sweep_value=r,
+                      val_gain_last_third=gain)
+    from optuna.trial import TrialState
+
+    for seed in (0, 1, 2):
+        add_trial(ostudy, design="convnet", state=TrialState.FAIL, reason="diverged: loss is nan at step 3",
+                  label="convnet", seed=seed)
+    return path, study
+
+
+def test_ledger_points_read_diverged_trials_and_gains(three_seed_ledger):
+    from archsearch.report.verdicts import ledger_points, study_verdicts
+    from archsearch.study.results import ledger_frame
+
+    _, study = three_seed_ledger
+    pts = ledger_points(ledger_frame(study))
+    assert pts.failures == {"convnet": {0: "diverged", 1: "diverged", 2: "diverged"}}
+    assert pts.gains["xnet xunit_kernel_size=5"] == {0: 0.02, 1: 0.02, 2: 0.02}
+    assert "convnet" not in pts.per_seed and sorted(pts.per_seed["xnet xunit_kernel_size=1"]) == [0, 1, 2]
+    ordering, failures = study_verdicts(study)
+    assert ordering.verdict in ("holds", "inconclusive") and ordering.n_seeds == 3
+    # 3 of 3 vs 0 of 3: p = 1/20, undecided; four seeds per point would decide it
+    assert failures.verdict == "inconclusive" and "failed 3/3 vs 0/3 seeds" in failures.line()
+    assert failures.seeds_needed == 4
+
+
+def test_plan_sizes_the_next_run_from_the_earlier_ledger(three_seed_ledger, capsys):
+    from archsearch.cli import main
+
+    path, study = three_seed_ledger
+    ledger = study.output_dir / "ledger.db"
+    before = ledger.stat().st_mtime_ns
+    assert main(["run", str(path), "--plan", "--plan-steps", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "Seeds for 80% power, sized from the earlier run in" in out, out
+    assert "  r5_beats_r1: " in out and "at 3 shared seeds; an 80%-power design needs about" in out
+    assert "  convnet_fails: inconclusive at 3 shared seeds; an 80%-power design needs about 4 seeds" in out
+    assert ledger.stat().st_mtime_ns == before  # read only

@@ -221,7 +221,7 @@ def pooled_paired_sd(per_seed: PerSeed) -> tuple[float, int]:
     return (math.sqrt(num / df), df) if df else (0.0, 0)
 
 
-def seeds_for_power(sd: float, distance: float, *, equivalence: bool = False) -> int | None:
+def seeds_for_power(sd: float, distance: float) -> int | None:
     """The smallest number of shared seeds at which a one-sided t test at :data:`ALPHA` has :data:`POWER` to
     show a mean that lies ``distance`` from the bound (the estimate's distance, or for equivalence the room between
     the estimate and the nearer margin; TOST's power at that point is bounded by its nearer side):
@@ -250,7 +250,7 @@ def needed_seeds(c: Comparison) -> tuple[int | None, bool]:
         feasible = c.n >= 2 and t_quantile(1 - ALPHA, c.n - 1) * sd / math.sqrt(c.n) < half
         room = half - abs(c.estimate - centre)
         if room > 0:
-            return seeds_for_power(sd, room, equivalence=True), feasible
+            return seeds_for_power(sd, room), feasible
         return seeds_for_power(sd, -room), feasible
     if c.test == "fisher" and len(c.values) == 4:
         return fisher_seeds(*c.values), True
@@ -259,10 +259,13 @@ def needed_seeds(c: Comparison) -> tuple[int | None, bool]:
     return None, True
 
 
-def fisher_seeds(fail_a: int, n_a: int, fail_b: int, n_b: int) -> int | None:
-    """The seeds per point at which the observed failure rates, if they held, would decide a one-sided Fisher
-    exact test at :data:`ALPHA` (either way); None beyond :data:`MAX_ADVISED_SEEDS` or when the rates are equal.
-    (All of 4 seeds failing against none of 4 gives p = 1/70: four seeds per point is the least.)"""
+def fisher_seeds(fail_a: int, n_a: int, fail_b: int, n_b: int, *, cap: int = 40) -> int | None:
+    """The seeds per point at which a one-sided Fisher exact test at :data:`ALPHA` has :data:`POWER` to show the
+    observed difference in failure rates (taken as the true rates), by exact enumeration of the two binomial
+    outcomes; None beyond ``cap`` seeds or when the rates are equal. (All of 4 seeds failing against none of 4
+    gives p = 1/70: four seeds per point is the least that can decide it.)"""
+    from scipy.stats import binom
+
     if n_a <= 0 or n_b <= 0:
         return None
     ra, rb = fail_a / n_a, fail_b / n_b
@@ -270,8 +273,11 @@ def fisher_seeds(fail_a: int, n_a: int, fail_b: int, n_b: int) -> int | None:
         return None
     if ra < rb:
         ra, rb = rb, ra
-    for n in range(max(MIN_SEEDS, n_a, n_b), MAX_ADVISED_SEEDS + 1):
-        if fisher_greater(round(ra * n), n, round(rb * n), n) < ALPHA:
+    for n in range(max(MIN_SEEDS, n_a, n_b), cap + 1):
+        pa, pb = binom.pmf(range(n + 1), n, ra), binom.pmf(range(n + 1), n, rb)
+        power = sum(pa[x] * pb[y] for x in range(n + 1) for y in range(n + 1)
+                    if pa[x] * pb[y] > 1e-9 and fisher_greater(x, n, y, n) < ALPHA)
+        if power >= POWER:
             return n
     return None
 

@@ -345,9 +345,19 @@ def _study_correction(verdicts: list[Verdict]) -> list[Verdict]:
     return out
 
 
-def _advice(v: Verdict) -> dict[str, Any]:
-    """An undecided claim's 80%-power seed count over its open comparisons, or why none helps."""
-    open_ = [c for c in v.comparisons if c.outcome != "holds"]
+def power_advice(v: Verdict) -> str:
+    """What an 80%-power design needs for this claim at the paired sd it showed (floored), decided or not -- for
+    ``archsearch run --plan`` after an earlier run: the seeds a replication or a larger study should plan."""
+    if v.n_seeds < 2 or not v.comparisons:
+        return "no earlier result with 2 shared seeds to size it from"
+    advice = _advice(v, every=True)
+    return advice.get("needs") or "no number of seeds decides it (no difference to detect)"
+
+
+def _advice(v: Verdict, every: bool = False) -> dict[str, Any]:
+    """An undecided claim's 80%-power seed count over its open comparisons (``every``: all of them), or why none
+    helps."""
+    open_ = [c for c in v.comparisons if every or c.outcome != "holds"]
     if not open_ or v.n_seeds < 2:
         return {}
     need: list[int] = []

@@ -14,6 +14,8 @@ from typing import Any
 
 from ..atomic import atomic_open, write_text
 from ..claims import METHOD, RULES, Verdict, evaluate_claims
+from ..claims.verdicts import power_advice
+from ..errors import ArchsearchError
 from ..study.ledger import open_study
 from ..study.results import ledger_frame, seed_frame
 from ..text import json_text
@@ -87,6 +89,27 @@ def study_verdicts(study, ostudy=None, df=None) -> list[Verdict]:
     pts = ledger_points(df)
     return evaluate_claims(study.config.claims, pts.per_seed, pts.sweep_values, published_map=study.config.published,
                            scale=scale, profile=study.profile, failures=pts.failures, gains=pts.gains)
+
+
+def earlier_run_advice(study) -> str:
+    """For ``archsearch run --plan``: per claim, the seeds an 80%-power design needs at the paired sd the study's
+    existing ledger shows (read as it is, whatever settings wrote it: the point is to plan the next run), or ""
+    when there is no ledger or no claim. Reads only."""
+    if not study.config.claims:
+        return ""
+    try:
+        ostudy = open_study(study, create=False, any_config=True)
+    except ArchsearchError:  # no ledger yet (or unreadable): nothing to size from
+        return ""
+    verdicts = study_verdicts(study, ostudy)
+    if not any(v.n_seeds for v in verdicts):
+        return ""
+    lines = [f"Seeds for 80% power, sized from the earlier run in {study.storage_display} (each claim's paired sd "
+             "as measured, floored at the study's pooled paired sd; one-sided 2.5% tests, before Holm across the "
+             "study):"]
+    for v in verdicts:
+        lines.append(f"  {v.claim_id}: {v.verdict} at {v.n_seeds} shared seeds; {power_advice(v)}")
+    return "\n".join(lines)
 
 
 def write_verdicts(verdicts: Sequence[Verdict], out_dir) -> list:
