@@ -289,3 +289,37 @@ def fisher_greater(fail_a: int, n_a: int, fail_b: int, n_b: int) -> float:
     if n_a <= 0 or n_b <= 0:
         return math.nan
     return float(fisher_exact([[fail_a, n_a - fail_a], [fail_b, n_b - fail_b]], alternative="greater")[1])
+
+
+#: Error-spending functions for sequential seeding: the share of :data:`ALPHA` spent by information fraction t.
+SPENDING = ("pocock", "obrien_fleming")
+
+
+def spent(t: float, kind: str) -> float:
+    """The one-sided error spent by information fraction ``t`` (0..1) under Lan & DeMets' (1983) spending
+    functions: ``pocock`` α·ln(1 + (e - 1)·t); ``obrien_fleming`` 2·(1 - Φ(Φ⁻¹(1 - α/2) / √t)) (spends almost
+    nothing early, nearly α at the end)."""
+    from scipy.stats import norm
+
+    if kind not in SPENDING:
+        raise ValueError(f"spending must be one of {', '.join(SPENDING)}, got {kind!r}")
+    t = min(max(float(t), 0.0), 1.0)
+    if t == 0:
+        return 0.0
+    if kind == "pocock":
+        return ALPHA * math.log(1 + (math.e - 1) * t)
+    return float(2 * (1 - norm.cdf(norm.ppf(1 - ALPHA / 2) / math.sqrt(t))))
+
+
+def stage_levels(stages: Sequence[int], kind: str) -> list[float]:
+    """Each look's one-sided level: the error the spending function adds between the previous stage's seeds and
+    this one's (information fraction = seeds / the last stage's seeds). By the union bound the levels sum to
+    :data:`ALPHA`, whatever the looks' correlation: conservative, and valid for t tests whose degrees of freedom
+    grow with the stage."""
+    last = stages[-1]
+    out, before = [], 0.0
+    for n in stages:
+        now = spent(n / last, kind)
+        out.append(now - before)
+        before = now
+    return out

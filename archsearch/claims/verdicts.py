@@ -132,6 +132,7 @@ class Verdict:
     untested: str = ""
     evidence: str = ""
     per_seed: list[float] = field(default_factory=list)  # the headline interval's per-seed values
+    stage: str = ""  # sequential seeding: the look that decided it, or the last one reached
 
     @property
     def reproduction(self) -> bool:
@@ -163,6 +164,8 @@ class Verdict:
         parts = [self.reason] if self.reason and (math.isfinite(self.estimate) or self.unit == "failure rate") \
             else []
         parts += self.gates
+        if self.stage:
+            parts.append(self.stage)
         if self.needs:
             parts.append(self.needs)
         if self.tested == "partial":
@@ -212,7 +215,7 @@ class Verdict:
                 "estimate": self.estimate, "ci_low": self.low, "ci_high": self.high, "n_seeds": self.n_seeds,
                 "unit": self.unit, "per_seed": " ".join(f"{v:+.4f}" for v in self.per_seed),
                 "p_value": self.p_value, "p_adjusted": self.p_adjusted, "gates": "; ".join(self.gates),
-                "needs": self.needs, "tested": self.tested, "untested": self.untested, "evidence": self.evidence,
+                "needs": self.needs, "stage": self.stage, "tested": self.tested, "untested": self.untested, "evidence": self.evidence,
                 "measured": self.measured_text(), "published": self.published_text(),
                 "text": self.text, "source": self.source, "reason": self.reason, "method": self.method,
                 "profile": self.profile, "scale": self.scale, "scale_note": self.scale_note}
@@ -242,11 +245,14 @@ def _mean(values: Sequence[float]) -> float | None:
 def evaluate_claims(claims: Sequence[Claim], per_seed: PerSeed, sweep_values: Mapping[str, Any], *,
                     published_map: Mapping[str, str] | None = None, scale: str = "", profile: str = "default",
                     failures: Mapping[str, Mapping[Any, str]] | None = None,
-                    gains: Mapping[str, Mapping[Any, float]] | None = None) -> list[Verdict]:
+                    gains: Mapping[str, Mapping[Any, float]] | None = None, alpha: float = ALPHA,
+                    level: str = "") -> list[Verdict]:
     """Each claim's :class:`Verdict` from per-seed PSNR of the valid seeds (label -> seed -> PSNR) and the labels'
     sweep values. ``failures``: each label's failed seeds (label -> seed -> ``degenerate`` | ``diverged``; never in
     ``per_seed``); ``gains``: each label's last-third validation gain per seed (the under-trained gate).
-    ``published_map``: a study's ``published:`` (a :class:`~.published_map.PublishedMap`, or point -> row id)."""
+    ``published_map``: a study's ``published:`` (a :class:`~.published_map.PublishedMap`, or point -> row id).
+    ``alpha``: the one-sided level a verdict's Holm-adjusted p must stay below (a sequential study's look gets less
+    than 2.5%), ``level`` its description."""
     failures = {k: dict(v) for k, v in (failures or {}).items() if v}
     gains = gains or {}
     pub_map = load_published_map(published_map or {})
@@ -288,7 +294,7 @@ def evaluate_claims(claims: Sequence[Claim], per_seed: PerSeed, sweep_values: Ma
         d, undertrained = _undertrained_gate(claim, d, stats)
         gates += undertrained
         out.append(_verdict(base, d, gates))
-    return _study_correction(out)
+    return _study_correction(out, alpha, level)
 
 
 def _verdict(base: dict[str, Any], d: Decision, gates: list[str]) -> Verdict:
@@ -327,22 +333,30 @@ def _undertrained_gate(claim: Claim, d: Decision, stats: Sequence[PointStat]) ->
     return replace(d, verdict="inconclusive", reason=f"under-trained (it would read {d.verdict} otherwise)"), [note]
 
 
-def _study_correction(verdicts: list[Verdict]) -> list[Verdict]:
-    """Holm over the study's tested claims; a verdict no longer significant becomes inconclusive. Then what would
-    decide each undecided claim."""
+def _study_correction(verdicts: list[Verdict], alpha: float = ALPHA, level: str = "") -> list[Verdict]:
+    """Holm over the study's tested claims at ``alpha``; a verdict no longer significant becomes inconclusive. Then
+    what would decide each undecided claim."""
     adjusted = holm([v.p_value for v in verdicts])
     m = sum(1 for p in adjusted if math.isfinite(p))
+    at = f" at {level or f'the level {alpha:.3g}'}" if alpha != ALPHA or level else ""
     out = []
     for v, p_adj in zip(verdicts, adjusted):
         v = replace(v, p_adjusted=p_adj)
-        if v.verdict in ("holds", "contradicted") and math.isfinite(p_adj) and p_adj >= ALPHA:
+        if v.verdict in ("holds", "contradicted") and math.isfinite(p_adj) and p_adj >= alpha:
             v = replace(v, verdict="inconclusive",
                         reason=f"would read {v.verdict} alone (p={v.p_value:.3g}) but not after Holm's correction "
-                               f"over the study's {m} tested claims (adjusted p={p_adj:.3g})")
+                               f"over the study's {m} tested claims{at} (adjusted p={p_adj:.3g})")
         if v.verdict == "inconclusive" and not any(g.startswith("under-trained") for g in v.gates):
             v = replace(v, **_advice(v))
         out.append(v)
     return out
+
+
+def more_seeds_help(v: Verdict) -> bool:
+    """Whether adding seeds can decide this claim: not when it is decided, under-trained (more steps would),
+    missing a point, or untestable at CPU scale."""
+    return (v.verdict == "inconclusive" and v.n_seeds > 0 and not v.needs.startswith("untestable at CPU scale")
+            and not any(g.startswith("under-trained") for g in v.gates))
 
 
 def power_advice(v: Verdict) -> str:

@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 
 from ..claims.verdicts import UNDERTRAINED_DB
-from ..report.outputs import write_outputs
+from ..report.stages import run_in_stages, stage_costs, stage_text
 from ..report.verdicts import earlier_run_advice
 from ..study.ledger import open_study
 from ..study.plan import plan_study
 from ..study.results import ledger_frame
-from ..study.runner import MARKER, run_study
+from ..study.runner import MARKER
 from ..study.storage import set_aside, sqlite_path, unreadable
 from .args import add_study_args, load_study_args, non_negative_int, workers_arg
 
@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if args.fresh:
         _set_aside_corrupt(study)
-    summary = run_study(study, executor=args.executor, workers=args.workers, fresh=args.fresh, outputs=write_outputs)
+    summary = run_in_stages(study, executor=args.executor, workers=args.workers, fresh=args.fresh)
     dups = f", {summary.duplicates} proposals answered from earlier trials" if summary.duplicates else ""
     counts = (f"{summary.complete} complete, {summary.failed} failed, {summary.pruned} pruned, "
               f"{summary.infeasible} grid points off the budget{dups}")
@@ -71,6 +71,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.complete:
         for v in summary.verdicts:
             print(v.line())
+        staged = stage_text(stage_costs(study, written.results))
+        if staged:
+            print(f"sequential seeding: {staged}")
     return summary.exit_code
 
 

@@ -16,6 +16,7 @@ from ..study.ledger import open_study
 from ..study.loader import load_study
 from ..study.plan import plan_study
 from ..study.results import ledger_frame
+from .stages import TRAIN_MAC_FACTOR, stage_costs, stage_text
 from .verdicts import study_verdicts
 
 
@@ -86,6 +87,10 @@ def study_section(path: str | Path, profile: str | None) -> str:
              + f". Seeds: {', '.join(str(s) for s in c.seeds)}. Test set: {_test_set(study)}. Wall time: "
              f"{rec['wall']}. Machine: {rec['machine']}.",
              ""]
+    staged = stage_text(stage_costs(study, df))
+    if staged:
+        lines += [f"Sequential seeding ({c.sequential.spending} spending over stages of "
+                  f"{', '.join(str(n) for n in c.sequential.stages)} seeds): {staged}.", ""]
     if not c.claims:
         lines += ["No claims in this study file.", ""]
         return "\n".join(lines)
@@ -103,10 +108,6 @@ def study_section(path: str | Path, profile: str | None) -> str:
     if paper:
         lines += [paper, ""]
     return "\n".join(lines)
-
-
-#: Training MACs of one step ~ 3x the forward MACs (forward, and the backward's two products per layer).
-TRAIN_MAC_FACTOR = 3
 
 
 def paper_scale(path: str | Path) -> str:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_open, write_text
 from ..claims import METHOD, RULES, Verdict, evaluate_claims
+from ..claims.stats import stage_levels
 from ..claims.verdicts import power_advice
 from ..errors import ArchsearchError
 from ..study.ledger import open_study
@@ -77,7 +78,7 @@ def ledger_points(df) -> LedgerPoints:
 
 def study_verdicts(study, ostudy=None, df=None) -> list[Verdict]:
     """The verdicts of ``study``'s claims from its ledger (``df``: :func:`~archsearch.study.results.ledger_frame`,
-    read when not given)."""
+    read when not given). A sequential study (``sequential:``) is decided look by look (:func:`staged_verdicts`)."""
     if not study.config.claims:
         return []
 
@@ -87,8 +88,61 @@ def study_verdicts(study, ostudy=None, df=None) -> list[Verdict]:
     scale = str((ostudy.user_attrs.get("fidelity") if ostudy is not None else None) or study.config.fidelity
                 or "fidelity not stated in the study file")
     pts = ledger_points(df)
+    if study.config.sequential is not None:
+        return staged_verdicts(study, pts, scale)
+    return _evaluate(study, pts, scale)
+
+
+def _evaluate(study, pts: LedgerPoints, scale: str, **kw) -> list[Verdict]:
     return evaluate_claims(study.config.claims, pts.per_seed, pts.sweep_values, published_map=study.config.published,
-                           scale=scale, profile=study.profile, failures=pts.failures, gains=pts.gains)
+                           scale=scale, profile=study.profile, failures=pts.failures, gains=pts.gains, **kw)
+
+
+def _only_seeds(pts: LedgerPoints, seeds: set) -> LedgerPoints:
+    def keep(m):
+        out = {lab: {s: v for s, v in d.items() if s in seeds} for lab, d in m.items()}
+        return {lab: d for lab, d in out.items() if d}
+
+    return LedgerPoints(keep(pts.per_seed), dict(pts.sweep_values), keep(pts.failures), keep(pts.gains))
+
+
+def stages_reached(study, pts: LedgerPoints) -> int:
+    """How many of a sequential study's stages the ledger completes: every point measured (or failed) on each of
+    the stage's seeds."""
+    seq = study.config.sequential
+    labels = set(pts.per_seed) | set(pts.failures)
+    have = {lab: set(pts.per_seed.get(lab, {})) | set(pts.failures.get(lab, {})) for lab in labels}
+    reached = 0
+    for n in seq.stages:
+        need = set(study.config.seeds[:n])
+        if not labels or not all(need <= h for h in have.values()):
+            break
+        reached += 1
+    return reached
+
+
+def staged_verdicts(study, pts: LedgerPoints, scale: str) -> list[Verdict]:
+    """Sequential seeding: each completed look k decides claims on the first ``stages[k]`` seeds at its spending
+    level; a claim keeps the verdict of the first look that decided it (it is not tested again), the others the
+    last look's. Before the first look is complete, the seeds there are are read at the first look's level."""
+    seq = study.config.sequential
+    levels = stage_levels(seq.stages, seq.spending)
+    reached = stages_reached(study, pts)
+    total = len(seq.stages)
+    decided: dict[str, Verdict] = {}
+    last: list[Verdict] = []
+    for k in range(max(reached, 1)):
+        n = seq.stages[k]
+        complete = k < reached
+        level = (f"stage {k + 1} of {total} ({n} seeds; {seq.spending} spending: level {levels[k]:.3g})"
+                 if complete else f"stage 1 of {total} not complete ({seq.spending} spending: level {levels[0]:.3g})")
+        sub = _only_seeds(pts, set(study.config.seeds[:n])) if complete else pts
+        last = [replace(v, stage=level if v.verdict == "inconclusive" else f"decided at {level}")
+                for v in _evaluate(study, sub, scale, alpha=levels[k], level=level)]
+        for v in last:
+            if v.claim_id not in decided and v.verdict != "inconclusive":
+                decided[v.claim_id] = v
+    return [decided.get(v.claim_id, v) for v in last]
 
 
 def earlier_run_advice(study) -> str:
