@@ -96,39 +96,31 @@ def test_stage_costs_from_the_ledger(staged):
     assert stage_text(costs).startswith("stage 1 (seeds 0-2): 9 trials, 1.5 min of trial time")
 
 
-def test_a_real_run_stops_when_more_seeds_cannot_decide(tmp_path, capsys):
+def test_a_real_run_stops_when_more_seeds_cannot_decide_and_goes_on_when_they_may(tmp_path, capsys, monkeypatch):
     """No model fails in a tiny run: 'convnet fails more often' reads 0 of 3 against 0 of 3, which no number of
-    seeds decides, so the run stops after the first stage."""
+    seeds decides, so the run stops after the first stage. Re-run with every undecided claim taken as one that more
+    seeds may decide, it resumes at the second stage (the first is not trained again); a third run has nothing to
+    train."""
+    import archsearch.report.stages as stages
     from archsearch.cli import main
     from archsearch.testing.ledger import trials_of
 
     claims = [{**HEAD, "id": "convnet_fails", "kind": "failures", "point": "convnet", "more_than": [R1]}]
     path = write_study(tmp_path, seeds=[0, 1, 2, 3, 4], sequential={"stages": [3, 5]}, claims=claims,
-                       sweep={"over": "xunit_kernel_size", "values": [1]}, training={"steps": 2, "batch_size": 2,
-                                                                                    "patch_size": 24})
+                       sweep={"over": "xunit_kernel_size", "values": [1]}, latency={"enabled": False},
+                       data={"train": "default", "val": "default:val", "test": "default:val"},
+                       training={"steps": 2, "batch_size": 2, "patch_size": 24, "val_every": 1, "val_crop": 48})
     assert main(["run", str(path), "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert "stage 1 of 2: seeds 0, 1, 2" in out and "stage 2 of 2" not in out, out
     assert "stage 1: 0 of 1 claims decided" in out and "sequential seeding: stage 1 (seeds 0-2): 6 trials" in out
     assert sorted({t.user_attrs["seed"] for t in trials_of(load_study(path))}) == [0, 1, 2]
 
-
-def test_a_real_run_goes_on_while_more_seeds_may_decide(tmp_path, capsys, monkeypatch):
-    """The same study with every undecided claim taken as one that more seeds may decide: both stages run, and a
-    second run resumes with nothing to train."""
-    import archsearch.report.stages as stages
-    from archsearch.cli import main
-    from archsearch.testing.ledger import trials_of
-
     monkeypatch.setattr(stages, "more_seeds_help", lambda v: v.verdict == "inconclusive")
-    claims = [{**HEAD, "id": "convnet_fails", "kind": "failures", "point": "convnet", "more_than": [R1]}]
-    path = write_study(tmp_path, seeds=[0, 1, 2, 3, 4], sequential={"stages": [3, 5]}, claims=claims,
-                       sweep={"over": "xunit_kernel_size", "values": [1]}, training={"steps": 2, "batch_size": 2,
-                                                                                    "patch_size": 24})
     assert main(["run", str(path), "--workers", "1"]) == 0
     out = capsys.readouterr().out
-    assert "stage 1 of 2: seeds 0, 1, 2" in out and "stage 2 of 2: seeds 0, 1, 2, 3, 4" in out, out
-    assert "stage 2 (seeds 3-4): 4 trials" in out
+    assert "6 trials planned, 6 already finished" in out, out
+    assert "stage 2 of 2: seeds 0, 1, 2, 3, 4" in out and "stage 2 (seeds 3-4): 4 trials" in out, out
     assert sorted({t.user_attrs["seed"] for t in trials_of(load_study(path))}) == [0, 1, 2, 3, 4]
     assert main(["run", str(path), "--workers", "1"]) == 0
     assert "10 trials planned, 10 already finished" in capsys.readouterr().out
