@@ -61,6 +61,9 @@ ONNX_LEGACY_OPSET = 17
 #: The exact deprecation warnings PyTorch gives for ``torch.jit.trace``/``trace_method``/``load``/``save``:
 #: silenced around archsearch's own TorchScript calls only (never globally).
 JIT_DEPRECATED = r"`torch\.jit\.\w+` is deprecated"
+#: ``torch.export.save`` of torch 2.13 pickles a pytree spec through a path that warns about its own deprecated
+#: ``LeafSpec`` check (a FutureWarning from inside torch): silenced around that call only.
+TREESPEC_DEPRECATED = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 
 #: The base name of the exported files: the safe-name characters (``archsearch.spec.SAFE_NAME``), longer, since
 #: a study's trial exports are named ``<study>-<profile>_trial<n>``.
@@ -181,11 +184,12 @@ class ExportDims:
     """The input dimensions a ``.pt2`` / ONNX export of a spec keeps dynamic (:func:`export_dims`).
 
     ``batch``: dynamic batch; ``size_multiple``: height and width dynamic, each a multiple of it (1: any size),
-    or ``None``: fixed to the example's; ``reasons``: why, per constraining block; ``onnx_batch``: the ONNX file
+    or ``None``: fixed to the example's; ``min_size``: the least height and width; ``reasons``: why, per constraining block; ``onnx_batch``: the ONNX file
     keeps the batch dynamic too; ``onnx_legacy``: why ONNX goes through the legacy exporter ("": dynamo)."""
 
     batch: bool
     size_multiple: int | None
+    min_size: int = 2
     reasons: tuple[str, ...] = ()
     onnx_batch: bool = True
     onnx_legacy: str = ""
@@ -198,6 +202,8 @@ class ExportDims:
         """The ``.json``'s form: each dimension as ``"dynamic"``, ``"dynamic, multiple of N"`` or ``"fixed"``."""
         size = ("fixed" if self.size_multiple is None else "dynamic" if self.size_multiple == 1
                 else f"dynamic, multiple of {self.size_multiple}")
+        if self.size_multiple is not None and self.min_size > 2:
+            size += f", at least {self.min_size}"
         return {"batch": "dynamic" if self.batch else "fixed", "height": size, "width": size,
                 "reasons": list(self.reasons)}
 
@@ -205,7 +211,7 @@ class ExportDims:
         """An input to export with: batch 2 when it is dynamic (torch.export specialises sizes 0 and 1), else 1;
         ``size`` rounded up to the multiple (and to at least 2 of it)."""
         m = self.size_multiple or 1
-        h, w = (max(2 * m, -(-v // m) * m) for v in size)
+        h, w = (-(-max(v, self.min_size, 2 * m) // m) * m for v in size)
         return torch.rand(2 if self.batch else 1, in_channels, h, w, generator=torch.Generator().manual_seed(0))
 
     def dynamic_shapes(self) -> dict[int, Any]:
@@ -217,9 +223,10 @@ class ExportDims:
             dims[0] = Dim("batch", min=1)
         m = self.size_multiple
         if m == 1:
-            dims[2], dims[3] = Dim("height", min=2), Dim("width", min=2)
+            dims[2], dims[3] = Dim("height", min=self.min_size), Dim("width", min=self.min_size)
         elif m is not None:
-            dims[2], dims[3] = m * Dim(f"height_div{m}", min=1), m * Dim(f"width_div{m}", min=1)
+            low = max(1, -(-self.min_size // m))
+            dims[2], dims[3] = m * Dim(f"height_div{m}", min=low), m * Dim(f"width_div{m}", min=low)
         return dims
 
 
@@ -228,13 +235,14 @@ def export_dims(spec: GraphSpec) -> ExportDims:
     all allow it; height and width dynamic when all allow it, a multiple of the least common multiple of the
     blocks' multiples at the network input (a block behind a x2 upsampler needing multiples of 8 needs 4 at the
     input); the first block that asks for the legacy ONNX exporter names the reason."""
-    batch, onnx_batch, multiple, reasons, legacy = True, True, 1, [], ""
+    batch, onnx_batch, multiple, low, reasons, legacy = True, True, 1, 2, [], ""
     for node in spec.nodes:
         lim = node.block.export_limits()
         if lim.reason:
             reasons.append(f"{node.name} ({node.block.type}): {lim.reason}")
         batch = batch and lim.batch
         onnx_batch = onnx_batch and lim.onnx_batch
+        low = max(low, -(-lim.min_size // spec.node_input_scale(node)))
         if lim.size_multiple is None or multiple is None:
             multiple = None
         else:
@@ -242,7 +250,7 @@ def export_dims(spec: GraphSpec) -> ExportDims:
             multiple = multiple * m // math.gcd(multiple, m)
         if lim.onnx_legacy and not legacy:
             legacy = f"{node.name} ({node.block.type}): {lim.onnx_legacy}"
-    return ExportDims(batch, multiple, tuple(dict.fromkeys(reasons)), onnx_batch, legacy)
+    return ExportDims(batch, multiple, low, tuple(dict.fromkeys(reasons)), onnx_batch, legacy)
 
 
 def export_model(spec: GraphSpec, out_dir: str | Path, *, state_dict: dict | None = None,
@@ -288,15 +296,20 @@ def _write(spec: GraphSpec, model, out: Path, name: str, formats: tuple[str, ...
         net.eval()
         dims = export_dims(spec)
         example = dims.example(spec.in_channels, example_size)
+        program = None
         if "pt2" in formats:
             paths["pt2"] = out / f"{name}.pt2"
-            _export_pt2(net, example, dims, paths["pt2"])
+            program = _export_program(net, example, dims)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=TREESPEC_DEPRECATED, category=FutureWarning)
+                torch.export.save(program, str(paths["pt2"]))
             info["pt2"] = dims.describe()
         if "onnx" in formats:
             paths["onnx"] = out / f"{name}.onnx"
             onnx_dims = dims.for_onnx()
-            info["onnx"] = _export_onnx(net, onnx_dims.example(spec.in_channels, example_size), onnx_dims,
-                                        paths["onnx"])
+            if onnx_dims != dims:
+                program, example = None, onnx_dims.example(spec.in_channels, example_size)
+            info["onnx"] = _export_onnx(net, example, onnx_dims, paths["onnx"], program)
         if "torchscript" in formats:
             paths["torchscript"] = out / f"{name}.torchscript.pt"
             _export_torchscript(net, example[:1], paths["torchscript"])
@@ -327,10 +340,6 @@ def _export_program(net, example, dims: ExportDims):
         return torch.export.export(net, (example,), dynamic_shapes={"x": dims.dynamic_shapes()})
 
 
-def _export_pt2(net, example, dims: ExportDims, path: Path) -> None:
-    torch.export.save(_export_program(net, example, dims), str(path))
-
-
 @contextlib.contextmanager
 def _quiet_onnx():
     """The dynamo exporter's chatter, for this call only: its registry logs one warning per torchvision operator
@@ -345,10 +354,11 @@ def _quiet_onnx():
         log.setLevel(level)
 
 
-def _export_onnx(net, example, dims: ExportDims, path: Path) -> dict[str, Any]:
+def _export_onnx(net, example, dims: ExportDims, path: Path, program=None) -> dict[str, Any]:
     """ONNX through the dynamo exporter (``torch.export`` then onnxscript) at :data:`ONNX_OPSET`, with the
     dynamic dimensions of ``dims``; through the legacy TorchScript-based exporter only where a block asks for it
-    (``dims.onnx_legacy``, the reason). Returns the ``.json``'s ``onnx`` entry (exporter, opset, dimensions)."""
+    (``dims.onnx_legacy``, the reason). ``program``: the ``.pt2``'s exported program when it has these ``dims``
+    (exported once for both). Returns the ``.json``'s ``onnx`` entry (exporter, opset, dimensions)."""
     try:
         import onnx  # noqa: F401
     except ImportError:
@@ -368,7 +378,8 @@ def _export_onnx(net, example, dims: ExportDims, path: Path) -> dict[str, Any]:
         raise ArchsearchError("ONNX export needs the onnxscript package (the dynamo exporter): "
                               "pip install onnxscript")
     with _quiet_onnx(), torch.no_grad():
-        program = torch.onnx.export(_export_program(net, example, dims), (example,), None, dynamo=True,
+        program = program if program is not None else _export_program(net, example, dims)
+        program = torch.onnx.export(program, (example,), None, dynamo=True,
                                     opset_version=ONNX_OPSET, input_names=["input"], output_names=["output"],
                                     optimize=True, verbose=False)
         program.save(str(path))

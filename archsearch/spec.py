@@ -71,6 +71,7 @@ class ExportLimits:
     * ``batch`` -- the batch size stays dynamic (False: the export is for the example's batch only);
     * ``size_multiple`` -- height and width stay dynamic, each a multiple of this at the block's input (1: any
       size); ``None``: height and width are fixed to the example's;
+    * ``min_size`` -- the least height and width at the block's input (torch.export specialises sizes 0 and 1);
     * ``reason`` -- why a dimension is fixed or constrained (shown in the export's ``.json`` and the docs);
     * ``onnx_batch`` -- False: the ONNX file fixes the batch (to 1) even where ``.pt2`` keeps it dynamic;
     * ``onnx_legacy`` -- non-empty: ONNX goes through the legacy TorchScript-based exporter, for this reason.
@@ -78,6 +79,7 @@ class ExportLimits:
 
     batch: bool = True
     size_multiple: int | None = 1
+    min_size: int = 2
     reason: str = ""
     onnx_batch: bool = True
     onnx_legacy: str = ""

@@ -597,8 +597,9 @@ class NSRResBlock(SameChannels, Block):
                                 reason="per-patch kernels (pool > 0) run as one conv with groups = batch x patches, "
                                        "which torch.export fixes")
         return ExportLimits(onnx_batch=False,
-                            reason="ONNX only: the per-image kernels run as one conv with groups = batch, and an "
-                                   "ONNX Conv's group is a constant, so the ONNX file is for batch 1")
+                            reason="ONNX only: the per-image kernels run as one conv with groups = batch; an ONNX "
+                                   "Conv's group is an attribute (a constant), and the dynamo exporter fails on a "
+                                   "symbolic one (nsr_dn_sparse_plus), so the ONNX file is for batch 1")
 
     def export(self, ctx) -> str:
         for helper in (traced, _mlp, _stacked, _geometry, _taps, _chunk, _conv_grid, _wchunk, _ImageConv,
