@@ -239,7 +239,7 @@ def export_dims(spec: GraphSpec) -> ExportDims:
     for node in spec.nodes:
         lim = node.block.export_limits()
         if lim.reason:
-            reasons.append(f"{node.name} ({node.block.type}): {lim.reason}")
+            reasons.append(f"{node.block.type}: {lim.reason}")  # once per block type and reason
         batch = batch and lim.batch
         onnx_batch = onnx_batch and lim.onnx_batch
         low = max(low, -(-lim.min_size // spec.node_input_scale(node)))
@@ -249,7 +249,7 @@ def export_dims(spec: GraphSpec) -> ExportDims:
             m = lim.size_multiple // math.gcd(lim.size_multiple, spec.node_input_scale(node))
             multiple = multiple * m // math.gcd(multiple, m)
         if lim.onnx_legacy and not legacy:
-            legacy = f"{node.name} ({node.block.type}): {lim.onnx_legacy}"
+            legacy = f"{node.block.type}: {lim.onnx_legacy}"
     return ExportDims(batch, multiple, low, tuple(dict.fromkeys(reasons)), onnx_batch, legacy)
 
 
