@@ -61,8 +61,8 @@ ONNX_LEGACY_OPSET = 17
 #: The exact deprecation warnings PyTorch gives for ``torch.jit.trace``/``trace_method``/``load``/``save``:
 #: silenced around archsearch's own TorchScript calls only (never globally).
 JIT_DEPRECATED = r"`torch\.jit\.\w+` is deprecated"
-#: ``torch.export.save`` of torch 2.13 pickles a pytree spec through a path that warns about its own deprecated
-#: ``LeafSpec`` check (a FutureWarning from inside torch): silenced around that call only.
+#: ``torch.export`` of torch 2.13 copies pytree specs through a path that warns about its own deprecated ``LeafSpec``
+#: check (a FutureWarning from inside torch): silenced around archsearch's export calls only.
 TREESPEC_DEPRECATED = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 
 #: The base name of the exported files: the safe-name characters (``archsearch.spec.SAFE_NAME``), longer, since
@@ -300,8 +300,7 @@ def _write(spec: GraphSpec, model, out: Path, name: str, formats: tuple[str, ...
         if "pt2" in formats:
             paths["pt2"] = out / f"{name}.pt2"
             program = _export_program(net, example, dims)
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=TREESPEC_DEPRECATED, category=FutureWarning)
+            with _quiet_treespec():
                 torch.export.save(program, str(paths["pt2"]))
             info["pt2"] = dims.describe()
         if "onnx" in formats:
@@ -336,8 +335,16 @@ def _export_torchscript(net, example, path: Path) -> None:
 
 def _export_program(net, example, dims: ExportDims):
     """``torch.export.export`` of the standalone ``Net`` on ``example`` with :meth:`ExportDims.dynamic_shapes`."""
-    with torch.no_grad():
+    with _quiet_treespec(), torch.no_grad():
         return torch.export.export(net, (example,), dynamic_shapes={"x": dims.dynamic_shapes()})
+
+
+@contextlib.contextmanager
+def _quiet_treespec():
+    """Silence exactly torch's own ``LeafSpec`` FutureWarning (:data:`TREESPEC_DEPRECATED`) in the body."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TREESPEC_DEPRECATED, category=FutureWarning)
+        yield
 
 
 @contextlib.contextmanager
@@ -377,7 +384,7 @@ def _export_onnx(net, example, dims: ExportDims, path: Path, program=None) -> di
     if importlib.util.find_spec("onnxscript") is None:
         raise ArchsearchError("ONNX export needs the onnxscript package (the dynamo exporter): "
                               "pip install onnxscript")
-    with _quiet_onnx(), torch.no_grad():
+    with _quiet_onnx(), _quiet_treespec(), torch.no_grad():
         program = program if program is not None else _export_program(net, example, dims)
         program = torch.onnx.export(program, (example,), None, dynamo=True,
                                     opset_version=ONNX_OPSET, input_names=["input"], output_names=["output"],
