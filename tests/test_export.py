@@ -301,7 +301,7 @@ def test_export_trials_from_a_study(tmp_path, capsys, monkeypatch):
     assert "is FAIL" in capsys.readouterr().err
     assert main(["export", str(path), "--trial", "99"]) == 2
     assert "has no trial 99; trials: 0, 1, 2" in capsys.readouterr().err
-    assert main(["export", str(path), "--trial", "best", "--out", str(tmp_path / "best")]) == 0
+    assert main(["export", str(path), "--trial", "best", "--out", str(tmp_path / "best"), "--format", "py,pt2"]) == 0
     best = max((t for t in trials.values() if t.state.name == "COMPLETE"), key=lambda t: t.user_attrs["psnr"])
     py = tmp_path / "best" / f"exp_trial{best.number}.py"
     assert py.exists()
@@ -315,6 +315,9 @@ def test_export_trials_from_a_study(tmp_path, capsys, monkeypatch):
     x = torch.rand(1, 1, 20, 20)
     with torch.no_grad():
         assert (net(x) - model(x)).abs().max() <= 1e-6
+        x = torch.rand(3, 1, 17, 23)  # another batch and size than exported
+        program = torch.export.load(str(py.with_suffix(".pt2"))).module()
+        assert (program(x) - model(x)).abs().max() <= 1e-5
     assert main(["export", str(path), "--trial", "pareto", "--out", str(tmp_path / "pareto")]) == 0
     done = [t for t in trials.values() if t.state.name == "COMPLETE"]
     front = [t for t in done if not any(  # non-dominated in (fewer params, higher PSNR), computed here anew

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -50,10 +51,21 @@ def test_study_tracking_writes_the_ledgers_curves_to_tensorboard_and_mlflow(tmp_
     from archsearch.study.ledger import open_study
 
     uri = f"file:{tmp_path / 'mlruns'}"  # the sqlite store: the next test
-    body = {"name": "curves", "search_space": str(ROOT / "search_spaces" / "xunit_fig4.yaml"),
-            "task": {"name": "denoise", "sigma": 25}, "budget": {"metric": "params", "value": 3000, "tolerance": 0.1},
-            "sweep": {"over": "xunit_kernel_size", "values": [1]}, "seeds": [0],
-            "training": {"steps": 4, "batch_size": 2, "patch_size": 16, "val_every": 2, "val_crop": 32},
+    space = {"name": "tiny", "designs": [{"name": "xnet", "family": "xnet", "free_knob": "width",
+                                          "fixed": {"depth": 2, "xunit_design": "BN+RL+CD+BN+GS"}}]}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(space))
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):  # two small images: the whole run (train, validation, test) takes a few seconds
+        Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(images / f"im{i}.png")
+    body = {"name": "curves", "search_space": str(tmp_path / "tiny.yaml"),
+            "task": {"name": "denoise", "sigma": 25}, "budget": {"metric": "params", "value": 400, "tolerance": 0.2},
+            "sweep": {"over": "xunit_kernel_size", "values": [1, 3]}, "seeds": [0],
+            "data": {"train": str(images), "val": str(images), "test": str(images)},
+            "training": {"steps": 4, "batch_size": 2, "patch_size": 16, "val_every": 2},
             "latency": {"enabled": False}, "tracking": {"tensorboard": "tb", "mlflow": uri},
             "output_dir": str(tmp_path / "out")}
     path = tmp_path / "curves.yaml"
@@ -61,7 +73,7 @@ def test_study_tracking_writes_the_ledgers_curves_to_tensorboard_and_mlflow(tmp_
     study = load_study(path)
     run_study(study, progress=False, echo=lambda *_: None)
     trials = [t for t in open_study(study, create=False).get_trials() if t.state.name == "COMPLETE"]
-    assert len(trials) == 2  # the ConvNet baseline and r = 1
+    assert len(trials) == 2  # r = 1 and r = 3: two runs of one experiment
     ml = _mlflow_history(uri, "curves")
     for t in trials:
         ua = t.user_attrs
