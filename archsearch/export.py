@@ -369,7 +369,7 @@ def _export_onnx(net, example, dims: ExportDims, path: Path, program=None) -> di
     try:
         import onnx  # noqa: F401
     except ImportError:
-        raise ArchsearchError("ONNX export needs the onnx package: pip install onnx onnxruntime onnxscript") from None
+        raise ArchsearchError('ONNX export needs the onnx package: pip install "archsearch[onnx]"') from None
     names = {2: "height", 3: "width"}
     if dims.onnx_legacy:
         # traced by torch.jit: the batch is a constant of the graph (NSR's groups = batch), so only height and width
@@ -382,8 +382,8 @@ def _export_onnx(net, example, dims: ExportDims, path: Path, program=None) -> di
         return {"exporter": "legacy", "opset": ONNX_LEGACY_OPSET, "reason": dims.onnx_legacy, "batch": "fixed",
                 "height": "dynamic" if axes else "fixed", "width": "dynamic" if axes else "fixed"}
     if importlib.util.find_spec("onnxscript") is None:
-        raise ArchsearchError("ONNX export needs the onnxscript package (the dynamo exporter): "
-                              "pip install onnxscript")
+        raise ArchsearchError('ONNX export needs the onnxscript package (the dynamo exporter): '
+                              'pip install "archsearch[onnx]"')
     with _quiet_onnx(), _quiet_treespec(), torch.no_grad():
         program = program if program is not None else _export_program(net, example, dims)
         program = torch.onnx.export(program, (example,), None, dynamo=True,
