@@ -159,6 +159,11 @@ def test_tracking_is_validated_at_load_and_missing_libraries_are_one_line(tmp_pa
     assert "\n" not in err and "--mlflow: logging to mlflow needs the mlflow package" in err, err
     assert 'pip install "archsearch[mlflow]"' in err
     assert not (tmp_path / "m.pt").exists() and not (tmp_path / "x").exists()
+    path.write_text(yaml.safe_dump({**base, "tracking": {"mlflow": "file:x"}, "output_dir": str(tmp_path / "out")}))
+    assert main(["run", str(path)]) == 2  # a study: the same line before anything is written
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "tracking.mlflow: logging to mlflow needs the mlflow package" in err, err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_study_without_tracking_keeps_its_config_fingerprint(tmp_path):
