@@ -31,6 +31,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,9 +165,12 @@ def open_run(config: TrackingConfig, *, experiment: str, run_name: str, tags: Ma
             # MLflow 3 keeps its file store in maintenance mode and refuses it unless this is set: a file: URI is
             # the user's explicit choice of that store, so it is allowed (for this process)
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        client = MlflowClient(tracking_uri=config.mlflow)
-        found = client.get_experiment_by_name(experiment)
-        exp_id = found.experiment_id if found is not None else client.create_experiment(experiment)
-        run = client.create_run(exp_id, run_name=run_name, tags=tags)
+        with warnings.catch_warnings():  # MLflow's SQL store maps its tables with an option SQLAlchemy deprecates
+            warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated",
+                                    category=DeprecationWarning)
+            client = MlflowClient(tracking_uri=config.mlflow)
+            found = client.get_experiment_by_name(experiment)
+            exp_id = found.experiment_id if found is not None else client.create_experiment(experiment)
+            run = client.create_run(exp_id, run_name=run_name, tags=tags)
         ml = (client, run.info.run_id)
     return TrackingRun(writer, ml)

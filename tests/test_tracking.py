@@ -30,16 +30,20 @@ def _scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
 
 def _mlflow_history(uri: str, experiment: str) -> dict[str, dict]:
     """run name -> {"tags": ..., "status": ..., "metrics": {key: [(step, value)]}} of an MLflow experiment."""
+    import warnings
+
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    assert exp is not None, f"no MLflow experiment {experiment!r}"
-    out = {}
-    for run in client.search_runs([exp.experiment_id]):
-        metrics = {k: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, k))
-                   for k in run.data.metrics}
-        out[run.info.run_name] = {"tags": run.data.tags, "status": run.info.status, "metrics": metrics}
+    with warnings.catch_warnings():  # as archsearch.tracking.open_run: SQLAlchemy's deprecation of MLflow's mapping
+        warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy", category=DeprecationWarning)
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(experiment)
+        assert exp is not None, f"no MLflow experiment {experiment!r}"
+        out = {}
+        for run in client.search_runs([exp.experiment_id]):
+            metrics = {k: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, k))
+                       for k in run.data.metrics}
+            out[run.info.run_name] = {"tags": run.data.tags, "status": run.info.status, "metrics": metrics}
     return out
 
 
