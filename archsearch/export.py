@@ -8,8 +8,12 @@
   framework's state dict loads as is;
 * ``<name>.safetensors`` -- the weights (no pickled code: safetensors stores tensors only);
 * ``<name>.yaml`` -- the spec, and ``<name>.json`` -- its hash, counts and provenance;
-* optionally ``<name>.torchscript.pt`` (``torch.jit.trace`` of ``Net``) and ``<name>.onnx`` (opset 17, dynamic
-  height and width; batch fixed to 1 because NSR blocks aggregate a kernel per image).
+* optionally ``<name>.pt2`` (``torch.export`` of ``Net``, saved with ``torch.export.save``: load it with
+  ``torch.export.load(path).module()``), ``<name>.onnx`` (the dynamo exporter, opset :data:`ONNX_OPSET`) and
+  ``<name>.torchscript.pt`` (``torch.jit.trace``; deprecated by PyTorch, kept while the pinned torch ships it).
+  ``.pt2`` and ONNX keep batch, height and width dynamic where every block allows (:func:`export_dims`, from
+  each block's :meth:`~archsearch.spec.Block.export_limits`); the ``.json`` says which dimensions are dynamic,
+  the constraints and reasons, and which ONNX exporter and opset wrote the file.
 
 The files of one export are written together or not at all (:func:`archsearch.atomic.atomic_folder`): a kill,
 a full disk or a failing ONNX export leaves the previous export of that name complete, never new ``.py`` and
@@ -22,8 +26,13 @@ holds code for the chosen architecture only.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib.util
 import inspect
+import io
+import logging
+import math
 import re
 import textwrap
 import warnings
@@ -41,7 +50,20 @@ from .spec import INPUT, GraphSpec, check_name
 from .text import json_text
 from .weights import apply_weights
 
-FORMATS = ("py", "torchscript", "onnx")
+FORMATS = ("py", "pt2", "onnx", "torchscript")
+
+#: The ONNX opset of the dynamo exporter: the highest that onnxscript's version converter writes and that the
+#: onnxruntime of the ``dev`` extra runs (``tests/test_export.py`` runs every zoo model's file in it).
+ONNX_OPSET = 25
+#: The legacy TorchScript-based exporter's opset (the fallback for blocks whose ``export_limits`` name a reason).
+ONNX_LEGACY_OPSET = 17
+
+#: The exact deprecation warnings PyTorch gives for ``torch.jit.trace``/``trace_method``/``load``/``save``:
+#: silenced around archsearch's own TorchScript calls only (never globally).
+JIT_DEPRECATED = r"`torch\.jit\.\w+` is deprecated"
+#: ``torch.export`` of torch 2.13 copies pytree specs through a path that warns about its own deprecated ``LeafSpec``
+#: check (a FutureWarning from inside torch): silenced around archsearch's export calls only.
+TREESPEC_DEPRECATED = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 
 #: The base name of the exported files: the safe-name characters (``archsearch.spec.SAFE_NAME``), longer, since
 #: a study's trial exports are named ``<study>-<profile>_trial<n>``.
@@ -157,6 +179,80 @@ def load_standalone(path: str | Path):
     return mod
 
 
+@dataclasses.dataclass(frozen=True)
+class ExportDims:
+    """The input dimensions a ``.pt2`` / ONNX export of a spec keeps dynamic (:func:`export_dims`).
+
+    ``batch``: dynamic batch; ``size_multiple``: height and width dynamic, each a multiple of it (1: any size),
+    or ``None``: fixed to the example's; ``min_size``: the least height and width; ``reasons``: why, per constraining block; ``onnx_batch``: the ONNX file
+    keeps the batch dynamic too; ``onnx_legacy``: why ONNX goes through the legacy exporter ("": dynamo)."""
+
+    batch: bool
+    size_multiple: int | None
+    min_size: int = 2
+    reasons: tuple[str, ...] = ()
+    onnx_batch: bool = True
+    onnx_legacy: str = ""
+
+    def for_onnx(self) -> ExportDims:
+        """The dimensions of the ONNX file: these, with the batch fixed where ONNX cannot keep it."""
+        return dataclasses.replace(self, batch=self.batch and self.onnx_batch)
+
+    def describe(self) -> dict[str, Any]:
+        """The ``.json``'s form: each dimension as ``"dynamic"``, ``"dynamic, multiple of N"`` or ``"fixed"``."""
+        size = ("fixed" if self.size_multiple is None else "dynamic" if self.size_multiple == 1
+                else f"dynamic, multiple of {self.size_multiple}")
+        if self.size_multiple is not None and self.min_size > 2:
+            size += f", at least {self.min_size}"
+        return {"batch": "dynamic" if self.batch else "fixed", "height": size, "width": size,
+                "reasons": list(self.reasons)}
+
+    def example(self, in_channels: int, size: tuple[int, int]) -> torch.Tensor:
+        """An input to export with: batch 2 when it is dynamic (torch.export specialises sizes 0 and 1), else 1;
+        ``size`` rounded up to the multiple (and to at least 2 of it)."""
+        m = self.size_multiple or 1
+        h, w = (-(-max(v, self.min_size, 2 * m) // m) * m for v in size)
+        return torch.rand(2 if self.batch else 1, in_channels, h, w, generator=torch.Generator().manual_seed(0))
+
+    def dynamic_shapes(self) -> dict[int, Any]:
+        """``torch.export`` dynamic shapes of the input: ``Dim``s, derived (``m * Dim``) for a size multiple."""
+        from torch.export import Dim
+
+        dims: dict[int, Any] = {}
+        if self.batch:
+            dims[0] = Dim("batch", min=1)
+        m = self.size_multiple
+        if m == 1:
+            dims[2], dims[3] = Dim("height", min=self.min_size), Dim("width", min=self.min_size)
+        elif m is not None:
+            low = max(1, -(-self.min_size // m))
+            dims[2], dims[3] = m * Dim(f"height_div{m}", min=low), m * Dim(f"width_div{m}", min=low)
+        return dims
+
+
+def export_dims(spec: GraphSpec) -> ExportDims:
+    """What every block of ``spec`` allows (:meth:`~archsearch.spec.Block.export_limits`): batch dynamic when
+    all allow it; height and width dynamic when all allow it, a multiple of the least common multiple of the
+    blocks' multiples at the network input (a block behind a x2 upsampler needing multiples of 8 needs 4 at the
+    input); the first block that asks for the legacy ONNX exporter names the reason."""
+    batch, onnx_batch, multiple, low, reasons, legacy = True, True, 1, 2, [], ""
+    for node in spec.nodes:
+        lim = node.block.export_limits()
+        if lim.reason:
+            reasons.append(f"{node.block.type}: {lim.reason}")  # once per block type and reason
+        batch = batch and lim.batch
+        onnx_batch = onnx_batch and lim.onnx_batch
+        low = max(low, -(-lim.min_size // spec.node_input_scale(node)))
+        if lim.size_multiple is None or multiple is None:
+            multiple = None
+        else:
+            m = lim.size_multiple // math.gcd(lim.size_multiple, spec.node_input_scale(node))
+            multiple = multiple * m // math.gcd(multiple, m)
+        if lim.onnx_legacy and not legacy:
+            legacy = f"{node.block.type}: {lim.onnx_legacy}"
+    return ExportDims(batch, multiple, low, tuple(dict.fromkeys(reasons)), onnx_batch, legacy)
+
+
 def export_model(spec: GraphSpec, out_dir: str | Path, *, state_dict: dict | None = None,
                  formats: tuple[str, ...] = ("py",), name: str | None = None, provenance: dict | None = None,
                  example_size: tuple[int, int] = (64, 64), weights_source: str = "") -> dict[str, Path]:
@@ -176,7 +272,7 @@ def export_model(spec: GraphSpec, out_dir: str | Path, *, state_dict: dict | Non
         apply_weights(model, state_dict, f"--weights {weights_source}" if weights_source else "--weights")
     out = Path(out_dir)
     # this export's files, from any earlier export of the same name: replaced as one set
-    own = {f"{name}{ext}" for ext in (".py", ".safetensors", ".yaml", ".json", ".torchscript.pt", ".onnx")}
+    own = {f"{name}{ext}" for ext in (".py", ".safetensors", ".yaml", ".json", ".pt2", ".torchscript.pt", ".onnx")}
     with atomic_folder(out, keep=lambda n: n not in own and not n.startswith(f"{name}.onnx")) as tmp:
         paths = _write(spec, model, tmp, name, formats, provenance, example_size)
     return {k: out / p.name for k, p in paths.items()}
@@ -194,33 +290,104 @@ def _write(spec: GraphSpec, model, out: Path, name: str, formats: tuple[str, ...
     info = {"name": name, "spec_hash": spec.hash, **c.as_dict(), "scale": spec.scale,
             "in_channels": spec.in_channels, "out_channels": spec.out_channels, "files": {}}
     info.update(provenance or {})
-    if "torchscript" in formats or "onnx" in formats:
+    if set(formats) & {"pt2", "onnx", "torchscript"}:
         net = load_standalone(paths["py"]).Net()
         net.load_state_dict(tensors, strict=True)
         net.eval()
-        h, w = example_size
-        example = torch.rand(1, spec.in_channels, h, w)
-        if "torchscript" in formats:
-            paths["torchscript"] = out / f"{name}.torchscript.pt"
-            with torch.no_grad():
-                traced = torch.jit.trace(net, example, check_trace=False)
-            traced.save(str(paths["torchscript"]))
+        dims = export_dims(spec)
+        example = dims.example(spec.in_channels, example_size)
+        program = None
+        if "pt2" in formats:
+            paths["pt2"] = out / f"{name}.pt2"
+            program = _export_program(net, example, dims)
+            with _quiet_treespec():
+                torch.export.save(program, str(paths["pt2"]))
+            info["pt2"] = dims.describe()
         if "onnx" in formats:
             paths["onnx"] = out / f"{name}.onnx"
-            _export_onnx(net, example, paths["onnx"])
+            onnx_dims = dims.for_onnx()
+            if onnx_dims != dims:
+                program, example = None, onnx_dims.example(spec.in_channels, example_size)
+            info["onnx"] = _export_onnx(net, example, onnx_dims, paths["onnx"], program)
+        if "torchscript" in formats:
+            paths["torchscript"] = out / f"{name}.torchscript.pt"
+            _export_torchscript(net, example[:1], paths["torchscript"])
     info["files"] = {k: p.name for k, p in paths.items()}
     paths["info"].write_text(json_text(info, indent=2))
     return paths
 
 
-def _export_onnx(net, example, path: Path) -> None:
+@contextlib.contextmanager
+def quiet_jit():
+    """Silence exactly PyTorch's ``torch.jit.*`` deprecation warnings (:data:`JIT_DEPRECATED`) in the body: for
+    archsearch's own TorchScript calls, so they do not reach a user's terminal or a test run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=JIT_DEPRECATED, category=DeprecationWarning)
+        yield
+
+
+def _export_torchscript(net, example, path: Path) -> None:
+    """``torch.jit.trace`` of the standalone ``Net`` (deprecated by PyTorch; ``.pt2`` is its successor)."""
+    with quiet_jit(), torch.no_grad():
+        traced = torch.jit.trace(net, example, check_trace=False)
+        traced.save(str(path))
+
+
+def _export_program(net, example, dims: ExportDims):
+    """``torch.export.export`` of the standalone ``Net`` on ``example`` with :meth:`ExportDims.dynamic_shapes`."""
+    with _quiet_treespec(), torch.no_grad():
+        return torch.export.export(net, (example,), dynamic_shapes={"x": dims.dynamic_shapes()})
+
+
+@contextlib.contextmanager
+def _quiet_treespec():
+    """Silence exactly torch's own ``LeafSpec`` FutureWarning (:data:`TREESPEC_DEPRECATED`) in the body."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TREESPEC_DEPRECATED, category=FutureWarning)
+        yield
+
+
+@contextlib.contextmanager
+def _quiet_onnx():
+    """The dynamo exporter's chatter, for this call only: its registry logs one warning per torchvision operator
+    when torchvision is absent, and the exporter prints its progress to stdout."""
+    log = logging.getLogger("torch.onnx")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        log.setLevel(level)
+
+
+def _export_onnx(net, example, dims: ExportDims, path: Path, program=None) -> dict[str, Any]:
+    """ONNX through the dynamo exporter (``torch.export`` then onnxscript) at :data:`ONNX_OPSET`, with the
+    dynamic dimensions of ``dims``; through the legacy TorchScript-based exporter only where a block asks for it
+    (``dims.onnx_legacy``, the reason). ``program``: the ``.pt2``'s exported program when it has these ``dims``
+    (exported once for both). Returns the ``.json``'s ``onnx`` entry (exporter, opset, dimensions)."""
     try:
         import onnx  # noqa: F401
     except ImportError:
-        raise ArchsearchError("ONNX export needs the onnx package: pip install onnx onnxruntime") from None
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        # The TorchScript-based exporter: the dynamo one cannot yet trace NSR's per-image kernels.
-        torch.onnx.export(net, (example,), str(path), dynamo=False, opset_version=17, input_names=["input"],
-                          output_names=["output"],
-                          dynamic_axes={"input": {2: "height", 3: "width"}, "output": {2: "height", 3: "width"}})
+        raise ArchsearchError('ONNX export needs the onnx package: pip install "archsearch[onnx]"') from None
+    names = {2: "height", 3: "width"}
+    if dims.onnx_legacy:
+        # traced by torch.jit: the batch is a constant of the graph (NSR's groups = batch), so only height and width
+        axes = {i: names[i] for i in ((2, 3) if dims.size_multiple is not None else ())}
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the legacy exporter's own deprecation and tracer warnings
+            torch.onnx.export(net, (example[:1],), str(path), dynamo=False, opset_version=ONNX_LEGACY_OPSET,
+                              input_names=["input"], output_names=["output"],
+                              dynamic_axes={"input": axes, "output": axes})
+        return {"exporter": "legacy", "opset": ONNX_LEGACY_OPSET, "reason": dims.onnx_legacy, "batch": "fixed",
+                "height": "dynamic" if axes else "fixed", "width": "dynamic" if axes else "fixed"}
+    if importlib.util.find_spec("onnxscript") is None:
+        raise ArchsearchError('ONNX export needs the onnxscript package (the dynamo exporter): '
+                              'pip install "archsearch[onnx]"')
+    with _quiet_onnx(), _quiet_treespec(), torch.no_grad():
+        program = program if program is not None else _export_program(net, example, dims)
+        program = torch.onnx.export(program, (example,), None, dynamo=True,
+                                    opset_version=ONNX_OPSET, input_names=["input"], output_names=["output"],
+                                    optimize=True, verbose=False)
+        program.save(str(path))
+    return {"exporter": "dynamo", "opset": ONNX_OPSET, **dims.describe()}

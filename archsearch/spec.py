@@ -64,6 +64,28 @@ GLOBAL_RESIDUALS = ("none", "add", "subtract")
 # blocks
 # --------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class ExportLimits:
+    """Which input dimensions an exported copy of a block keeps symbolic (:meth:`Block.export_limits`, read by
+    :func:`archsearch.export.export_dims` for ``.pt2`` and ONNX).
+
+    * ``batch`` -- the batch size stays dynamic (False: the export is for the example's batch only);
+    * ``size_multiple`` -- height and width stay dynamic, each a multiple of this at the block's input (1: any
+      size); ``None``: height and width are fixed to the example's;
+    * ``min_size`` -- the least height and width at the block's input (torch.export specialises sizes 0 and 1);
+    * ``reason`` -- why a dimension is fixed or constrained (shown in the export's ``.json`` and the docs);
+    * ``onnx_batch`` -- False: the ONNX file fixes the batch (to 1) even where ``.pt2`` keeps it dynamic;
+    * ``onnx_legacy`` -- non-empty: ONNX goes through the legacy TorchScript-based exporter, for this reason.
+    """
+
+    batch: bool = True
+    size_multiple: int | None = 1
+    min_size: int = 2
+    reason: str = ""
+    onnx_batch: bool = True
+    onnx_legacy: str = ""
+
+
+@dataclass(frozen=True)
 class Block:
     """Base of every block: a frozen dataclass whose fields are the block's hyperparameters.
 
@@ -128,6 +150,12 @@ class Block:
         """Python source (torch only) constructing a module identical in structure to ``build()``; helper
         classes go through ``ctx.need(obj)``, which copies their source into the generated file once."""
         raise NotImplementedError(f"block {self.type!r} cannot be exported: implement `export`")
+
+    def export_limits(self) -> ExportLimits:
+        """What a ``torch.export`` of this block's module keeps dynamic (default: batch, height and width, any
+        size). A block whose forward specialises a dimension (a conv whose ``groups`` is the batch, a padding that
+        depends on the size modulo the stride) says so here, with the reason."""
+        return ExportLimits()
 
     def namespace(self, *derived: str) -> str:
         """``SimpleNamespace(...)`` source with the fields (and ``derived`` properties) a module reads."""
@@ -475,6 +503,7 @@ __all__ = [
     "ROLES",
     "Block",
     "BlockExample",
+    "ExportLimits",
     "GraphSpec",
     "Node",
     "SpecBuilder",

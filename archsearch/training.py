@@ -25,6 +25,9 @@
 * **Reporting**: validation PSNR (``default`` protocol, noise seeded by ``val_seed``) at every ``val_every``-th
   step, at the ``report_steps`` and at the end is passed to ``report(step, psnr)``; a ``True`` return stops the
   run (``status="stopped"``), an exception (e.g. Optuna's ``TrialPruned``) propagates. This is the pruning hook.
+* **Curves**: ``callback`` (a :class:`TrainCallback`, e.g. :class:`archsearch.tracking.TrackingRun` for
+  TensorBoard/MLflow) receives every step's loss, learning rate, gradient norm and steps/s, and every validation
+  PSNR; ``None`` (the default) costs nothing.
 """
 
 from __future__ import annotations
@@ -513,9 +516,20 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
         torch.utils.deterministic.fill_uninitialized_memory = previous_fill
 
 
+class TrainCallback(typing.Protocol):
+    """What :func:`train` tells an observer (:mod:`archsearch.tracking`): ``on_step`` after every step run (its
+    loss as in ``TrainResult.losses``, the learning rate it used, its gradient norm -- ``None`` when the loss was
+    not finite -- and steps/s so far), ``on_validation`` after every validation."""
+
+    def on_step(self, step: int, loss: float, lr: float, grad_norm: float | None,
+                steps_per_second: float) -> None: ...
+
+    def on_validation(self, step: int, psnr: float) -> None: ...
+
+
 def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_images: Sequence[Image] = (),
-          config: TrainConfig | None = None, report: Callable[[int, float], bool | None] | None = None
-          ) -> TrainResult:
+          config: TrainConfig | None = None, report: Callable[[int, float], bool | None] | None = None,
+          callback: TrainCallback | None = None) -> TrainResult:
     """Train ``model`` in place for ``config.steps`` steps (it is left on ``config.device`` in eval mode); see the
     module docstring. Never raises for a diverging run: the result says ``diverged`` and why."""
     config = config or TrainConfig()
@@ -542,8 +556,12 @@ def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_image
             model.train()
             for step in range(1, config.steps + 1):
                 inp, target = sampler.batch(config.batch_size)
+                lr = setup.optimizer.param_groups[0]["lr"]  # the rate this step uses (the schedule steps after)
                 outcome = train_step(setup, inp, target)
                 losses.append(outcome.loss)
+                if callback is not None:
+                    callback.on_step(step, outcome.loss, lr, outcome.grad_norm,
+                                     step / max(time.perf_counter() - start, 1e-9))
                 if not outcome.applied:
                     status, reason = "diverged", outcome.divergence(step, config)
                     break
@@ -559,6 +577,8 @@ def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_image
                     val = evaluate(scored, task, val_images, seed=config.val_seed, scale=scale).psnr
                     model.train()
                     history.append((step, val))
+                    if callback is not None:
+                        callback.on_validation(step, val)
                     if not math.isfinite(val):
                         status, reason = "diverged", f"non-finite validation PSNR ({val}) at step {step}"
                         break

@@ -366,7 +366,7 @@ def test_reexport_failing_midway_leaves_the_old_export_complete(tmp_path, monkey
     old = snapshot(dest)
     assert "srcnn.onnx" in old
 
-    def broken_onnx(net, example, path):  # ONNX export dies after writing part of its file
+    def broken_onnx(net, example, dims, path, *rest):  # ONNX export dies after writing part of its file
         Path(path).write_bytes(b"partial")
         raise RuntimeError("onnx exporter crashed")
 

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import torch
+
 from ..errors import SpecError
+
+
+def traced() -> bool:
+    """True while the model is traced or exported rather than run: ``torch.jit.trace`` (TorchScript, the legacy
+    ONNX exporter, fvcore's count) or ``torch.export`` (``.pt2`` and the dynamo ONNX exporter). Blocks whose fast
+    path is a custom autograd Function or a shape-specialised kernel take their plain-op form then, which every
+    tracer knows and which keeps height, width (and, where the block allows, batch) symbolic."""
+    if torch.jit.is_tracing():
+        return True
+    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
+    return bool(exporting is not None and exporting())
 
 
 def positive(block, *names: str) -> None:

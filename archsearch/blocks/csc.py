@@ -72,10 +72,10 @@ from torch import nn
 
 from ..errors import SpecError
 from ..families import register_family
-from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
+from ..spec import Block, BlockExample, ExportLimits, GraphSpec, SpecBuilder, register_block
 from ..weights import WeightsError, register_layout
 from ..zoo import ZooEntry, register_zoo
-from ._common import SameChannels, positive
+from ._common import SameChannels, positive, traced
 from .conv import Conv, ReLU
 from .merge import Add
 
@@ -110,7 +110,7 @@ def csc_synthesis(code: torch.Tensor, weight: torch.Tensor, kernel_size: int, st
     per code position) and an overlap-add (``F.fold``): the same numbers, 4x faster than PyTorch's CPU transposed
     convolution for CSCNet's shapes, and the same MAC count (the products; the overlap-add is sums). Traced
     (TorchScript / ONNX export, fvcore), it is the transposed convolution itself: ONNX opset 17 has no col2im."""
-    if torch.jit.is_tracing():
+    if traced():
         return F.conv_transpose2d(code, weight, stride=stride)
     n, m, hc, wc = code.shape
     k = kernel_size
@@ -266,8 +266,20 @@ class CSC(SameChannels, Block):
     def build(self) -> nn.Module:
         return CSCModule(self)
 
+    def export_limits(self) -> ExportLimits:
+        if self.stride == 1:
+            return ExportLimits()
+        # the reference's padding, s + (k - size) % s after the image: torch.export cannot prove for a free size
+        # that the strided pursuit's code positions tile it; for multiples of the stride the padding is a constant
+        return ExportLimits(size_multiple=self.stride,
+                            reason=f"height and width multiples of the stride {self.stride} (the reference's "
+                                   "padding depends on the size modulo the stride)",
+                            onnx_legacy="the reflect padding's remainder by the symbolic image size "
+                                        "(aten.remainder.Scalar with a SymInt) has no dynamo-exporter translation "
+                                        "(onnxscript 0.7); the legacy exporter traces it as a tensor op")
+
     def export(self, ctx) -> str:
-        for helper in (csc_reflect, csc_synthesis, csc_power_norm):
+        for helper in (traced, csc_reflect, csc_synthesis, csc_power_norm):
             ctx.need(helper)
         return f"{ctx.need(CSCModule)}({self.namespace()})"
 

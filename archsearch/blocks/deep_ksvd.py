@@ -44,7 +44,7 @@ from torch import nn
 
 from ..errors import SpecError
 from ..families import register_family
-from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
+from ..spec import Block, BlockExample, ExportLimits, GraphSpec, SpecBuilder, register_block
 from ._common import SameChannels, positive
 
 
@@ -162,6 +162,12 @@ class PatchLISTA(SameChannels, Block):
 
     def build(self) -> nn.Module:
         return PatchLISTAModule(self)
+
+    def export_limits(self) -> ExportLimits:
+        # torch.export specialises a patch grid of one row or column: at least two patches each way
+        return ExportLimits(min_size=self.patch_size + 1,
+                            reason=f"height and width >= {self.patch_size + 1} (at least two {self.patch_size}x"
+                                   f"{self.patch_size} patches each way)")
 
     def export(self, ctx) -> str:
         ctx.need(overcomplete_dct)

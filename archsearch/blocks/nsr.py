@@ -66,9 +66,9 @@ from torch import nn
 
 from ..errors import ArchsearchError, SpecError
 from ..families import register_family
-from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
+from ..spec import Block, BlockExample, ExportLimits, GraphSpec, SpecBuilder, register_block
 from ..zoo import ZooEntry, register_zoo
-from ._common import SameChannels, odd_kernel, positive
+from ._common import SameChannels, odd_kernel, positive, traced
 from .conv import Conv
 from .merge import Add
 from .residual import add_tail
@@ -263,7 +263,7 @@ class _GlobalMean(torch.autograd.Function):
 def global_mean(x: torch.Tensor) -> torch.Tensor:
     """(n, c) means of ``x`` over its pixels: :class:`_GlobalMean` (traced: ``adaptive_avg_pool2d``, which the
     exporters know)."""
-    if torch.jit.is_tracing():
+    if traced():
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
     return _GlobalMean.apply(x)
 
@@ -368,7 +368,7 @@ class NSRResBlockModule(nn.Module):
             pooled = global_mean(x)
             beta1 = self._beta(self.select1, pooled)
             w1, b1 = self.kernels1(beta1)
-            if torch.jit.is_tracing():
+            if traced():
                 # Traced (TorchScript / ONNX export, fvcore's count): the grouped conv with groups = batch on the
                 # (n * out, in, ks, ks) kernels, whose shape comes from the spec's integers -- a custom autograd
                 # Function does not trace, and ONNX needs the kernel's shape static.
@@ -589,9 +589,21 @@ class NSRResBlock(SameChannels, Block):
     def build(self) -> nn.Module:
         return NSRResBlockModule(self)
 
+    def export_limits(self) -> ExportLimits:
+        if self.pool:
+            # one grouped conv with groups = batch x patches: torch.export specialises `groups`, and with it the
+            # batch and the patch grid (height and width)
+            return ExportLimits(batch=False, size_multiple=None,
+                                reason="per-patch kernels (pool > 0) run as one conv with groups = batch x patches, "
+                                       "which torch.export fixes")
+        return ExportLimits(onnx_batch=False,
+                            reason="ONNX only: the per-image kernels run as one conv with groups = batch; an ONNX "
+                                   "Conv's group is an attribute (a constant), and the dynamo exporter fails on a "
+                                   "symbolic one (nsr_dn_sparse_plus), so the ONNX file is for batch 1")
+
     def export(self, ctx) -> str:
-        for helper in (_mlp, _stacked, _geometry, _taps, _chunk, _conv_grid, _wchunk, _ImageConv, _image_conv,
-                       _GlobalMean, global_mean):
+        for helper in (traced, _mlp, _stacked, _geometry, _taps, _chunk, _conv_grid, _wchunk, _ImageConv,
+                       _image_conv, _GlobalMean, global_mean):
             ctx.need(helper)
         return f"{ctx.need(NSRResBlockModule)}({self.namespace('group_width')})"
 

@@ -36,7 +36,7 @@ from ..errors import SpecError, did_you_mean
 from ..families import register_family
 from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
 from ..zoo import ZooEntry, register_zoo
-from ._common import SameChannels, odd_kernel, positive
+from ._common import SameChannels, odd_kernel, positive, traced
 from .conv import BatchNorm, Conv, ReLU
 
 #: Named designs: Fig. 6 of the paper (stage names as in the figure) plus the official code's variants.
@@ -62,7 +62,7 @@ class _DepthwiseScale(nn.Conv2d):
     8 x 24x24). Same parameters, state-dict keys and MACs as the conv; traced (export, fvcore) it is the conv."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_tracing() or torch.jit.is_scripting():
+        if traced() or torch.jit.is_scripting():
             return super().forward(x)
         w = self.weight.view(1, -1, 1, 1)
         return torch.addcmul(self.bias.view(1, -1, 1, 1), x, w) if self.bias is not None else x * w
@@ -156,6 +156,7 @@ class XUnit(SameChannels, Block):
         return XUnitModule(self)
 
     def export(self, ctx) -> str:
+        ctx.need(traced)
         ctx.need(_DepthwiseScale)
         return f"{ctx.need(XUnitModule)}({self.namespace()})"
 

@@ -63,11 +63,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 def add_subcommands(sub) -> None:
     p = sub.add_parser("export", help="export a trial or a zoo model as a standalone torch model",
                        description="Writes NAME.py (torch only), NAME.safetensors, NAME.yaml (spec), NAME.json "
-                                   "(counts), and optionally TorchScript and ONNX.")
+                                   "(counts, dynamic dimensions, ONNX exporter and opset), and optionally NAME.pt2 "
+                                   "(torch.export; load with torch.export.load), NAME.onnx (the dynamo exporter) "
+                                   "and NAME.torchscript.pt (TorchScript: deprecated by PyTorch, use pt2).")
     add_study_args(p, optional=True, reader=True)
     p.add_argument("--trial", default="best", help="best (default), pareto, or a trial number")
     p.add_argument("--zoo", help="export a zoo model instead of a trial")
     p.add_argument("--weights", help="with --zoo: a safetensors or state_dict file (official DnCNN keys are mapped)")
-    p.add_argument("--format", default="py", help="comma-separated: py, torchscript, onnx (py files are always written)")
+    p.add_argument("--format", default="py",
+                   help="comma-separated: py, pt2 (torch.export, dynamic batch/height/width where the model "
+                        "allows), onnx (dynamo exporter), torchscript (deprecated: use pt2); py files are "
+                        "always written")
     p.add_argument("--out", help="output folder (default: <study output>/export or exports/<zoo name>)")
     p.set_defaults(func=cmd_export)

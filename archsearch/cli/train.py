@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ from ..data import DataError, check_images, is_embedded
 from ..errors import ArchsearchError, SpecError
 from ..evaluate import evaluate, select_device
 from ..text import json_text, shown
+from ..tracking import TrackingConfig, check_available, open_run
 from ..training import LOSSES, MAX_STEPS, SCHEDULES, TrainConfig, seed_everything, train
 from ..weights import CHECKPOINT_FORMAT, apply_weights, is_checkpoint, state_dict_of
 from .args import (
@@ -93,6 +95,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------------
 # train
 # --------------------------------------------------------------------------------------------------------
+def _tracking(args: argparse.Namespace) -> TrackingConfig:
+    """``--tensorboard``/``--mlflow`` as a :class:`TrackingConfig`, checked (and the library's presence) before
+    any data is read or anything trained."""
+    try:
+        config = TrackingConfig(tensorboard=args.tensorboard, mlflow=args.mlflow)
+    except SpecError as err:
+        raise ArchsearchError(f"--{err.path}: {err.message}") from None
+    check_available(config, {"tensorboard": "--tensorboard", "mlflow": "--mlflow"})
+    return config
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     spec = load_spec(args, None)
     task = make_task_from_args(args, spec, None)
@@ -105,6 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             channels_last={"on": True, "off": False}.get(args.channels_last, "auto"), compile=args.compile)
     except SpecError as err:
         raise flag_error(err, {}) from None
+    tracking_config = _tracking(args)
     out_path = check_writable(args.out or f"{spec.name}.pt", "--out", folder=False)  # before the long work
     train_images = load_dataset_arg(args.dataset, "--dataset", color=task.color, data_root=args.data_root,
                                     split="train")
@@ -122,7 +136,18 @@ def cmd_train(args: argparse.Namespace) -> int:
                       crop=config.val_crop, factor=factor, multiple=multiple, border=task.border)
     seed_everything(args.seed)  # before build: the initial weights depend on the seed too
     model = build(spec)
-    result = train(model, task, train_images, val_images, config)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    tracking = open_run(tracking_config, experiment="archsearch-train", run_name=f"{spec.name}_seed{args.seed}_{stamp}",
+                        tags={"model": spec.name, "label": spec.name, "seed": args.seed, "spec_hash": spec.hash,
+                              "task": task.describe()})
+    try:
+        result = train(model, task, train_images, val_images, config, callback=tracking)
+    except BaseException:
+        if tracking is not None:
+            tracking.finish("failed")
+        raise
+    if tracking is not None:
+        tracking.finish(result.status, step=result.steps)
     if not result.diverged:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out_path) as tmp:  # a kill or a full disk keeps the previous checkpoint, never half of one
@@ -193,5 +218,11 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                    help="NHWC memory format; auto: on for models whose blocks prefer it (xUnit, MemNet), else off")
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward (compiles first)")
     p.add_argument("--out", metavar="PATH", help="checkpoint path (default: <model name>.pt)")
+    p.add_argument("--tensorboard", metavar="DIR", help="log the training curves (loss, learning rate, gradient "
+                                                        "norm, steps/s, validation PSNR) as TensorBoard event files "
+                                                        "under DIR (needs the [tensorboard] extra)")
+    p.add_argument("--mlflow", metavar="URI", help="log the same curves as an MLflow run of the experiment "
+                                                   "'archsearch-train' (file:PATH or sqlite:///PATH need no server; "
+                                                   "needs the [mlflow] extra)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_train)

@@ -22,6 +22,7 @@ from ..schema import load_dataclass
 from ..solver import METRICS, Budget
 from ..spec import check_name
 from ..tasks import Task
+from ..tracking import TrackingConfig
 from ..training import MAX_SEED, TrainConfig
 from .space import SearchSpace
 from .storage import check_url, mask_url
@@ -214,6 +215,9 @@ class StudyConfig:
     sequential: SequentialConfig | None = None  # seeds added in stages until the claims are decided
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    # TensorBoard / MLflow curves per trial (archsearch.tracking); not in the config fingerprint: where curves
+    # are logged changes no result, so turning it on or off never blocks resuming a ledger
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     references: tuple[Mapping[str, Any], ...] = ()  # ReferenceLine fields; validated below
     storage: str | None = None  # an SQLAlchemy URL; default: sqlite in the output folder
     output_dir: str | None = None  # default: runs/<name>

@@ -53,6 +53,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import ArchsearchError, BudgetError, SpecError, StorageFault
+from ..tracking import check_available
 from . import ledger as L
 from .config import Study
 from .images import check_study_data, study_data
@@ -316,6 +317,7 @@ def run_study(study: Study, *, executor: str | None = None, workers: int | str |
     out = Path(study.output_dir)
     t0 = time.perf_counter()
     requested = requested_workers(study, workers)  # a bad --workers or ARCHSEARCH_WORKERS: before any write
+    check_available(study.config.tracking)  # tracking asked for, its library missing: one line, nothing written
     points, infeasible = check(study)
     storage = L.server_storage(study)
     _adopt_folder(study, fresh)

@@ -26,6 +26,7 @@ from ..evaluate import evaluate
 from ..latency import measure_latency
 from ..solver import Solution
 from ..spec import GraphSpec
+from ..tracking import open_run
 from ..training import train
 from .config import Study
 from .images import study_data
@@ -59,13 +60,16 @@ def last_third_gain(history, steps: int) -> float | None:
 
 
 def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int, *, report=None,
-            checkpoint_name: str | None = None, progress: bool = False, on_spec=None) -> dict[str, Any]:
+            checkpoint_name: str | None = None, progress: bool = False, on_spec=None,
+            trial: int | None = None, label: str | None = None, run_name: str | None = None) -> dict[str, Any]:
     """Run one trial and return its attributes (counts, metrics, timings, paths).
 
     ``on_spec(attrs)`` receives the spec's attributes (hash, path, counts) before training starts, so a trial that
     is later pruned or fails still records what it was. ``report(step, val_psnr)`` is called at each validation
     step; it raises :class:`TrialPruned` to stop.
     Raises :class:`TrialFailed` with a reason when the budget cannot be met or training diverges.
+    With the study's ``tracking`` on, the training curves go to TensorBoard/MLflow as run ``run_name`` of the
+    study's experiment, tagged with ``trial``, ``label``, the seed and the spec hash (:mod:`archsearch.tracking`).
     """
     t_start = time.perf_counter()
     design = study.space.design(design_name)
@@ -101,7 +105,16 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
     model = build(spec)
     t_overhead = time.perf_counter() - t_start
     t0 = time.perf_counter()
-    result = train(model, task, train_images, val_images, config, report=report)
+    tracking = open_run(study.config.tracking, experiment=study.name, run_name=run_name or checkpoint_name
+                        or f"{spec.hash}_seed{seed}", base_dir=out,
+                        tags={"study": study.name, "trial": trial, "label": label, "design": design.name,
+                              "seed": seed, "spec_hash": spec.hash})
+    try:
+        result = train(model, task, train_images, val_images, config, report=report, callback=tracking)
+    except BaseException:
+        if tracking is not None:
+            tracking.finish("failed")
+        raise
     attrs["train_time_s"] = time.perf_counter() - t0
     attrs["steps"] = result.steps
     attrs["steps_per_second"] = result.steps_per_second
@@ -110,11 +123,15 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
                                "amp": config.amp, "compile": config.compile, "deterministic": config.deterministic}
     attrs["val_gain_last_third"] = last_third_gain(result.val_history, config.steps)
     if result.diverged:
+        if tracking is not None:
+            tracking.finish(result.status)
         raise TrialFailed(f"diverged: {result.reason}")
     attrs["val_psnr"] = result.final_val_psnr
     t1 = time.perf_counter()
     ev = evaluate(model, task, test_images, seed=0)
     attrs["eval_time_s"] = time.perf_counter() - t1
+    if tracking is not None:
+        tracking.finish(result.status, {"test/psnr": ev.psnr, "test/ssim": ev.ssim}, step=result.steps)
     if not math.isfinite(ev.psnr):
         raise TrialFailed(f"diverged: test PSNR is {ev.psnr}")
     attrs["psnr"], attrs["ssim"], attrs["n_test_images"] = ev.psnr, ev.ssim, ev.n_images
@@ -249,7 +266,8 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
         for i, seed in enumerate(seeds):
             name = f"trial_{rec.number}" if len(seeds) == 1 else f"trial_{rec.number}_seed{seed}"
             results.append(execute(study, design, arguments, seed, report=report if i == 0 else None,
-                                   checkpoint_name=name, progress=progress, on_spec=on_spec if i == 0 else None))
+                                   checkpoint_name=name, progress=progress, on_spec=on_spec if i == 0 else None,
+                                   trial=rec.number, label=label, run_name=name))
         spec = results[0].pop("_spec")
         for r in results[1:]:
             r.pop("_spec")
