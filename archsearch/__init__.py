@@ -19,14 +19,14 @@ def load_study(source, profile=None, output_dir=None):
 
 def run_study(study, **kwargs):
     """Run or resume a study to completion and write its outputs (results, summary, claim verdicts, the main
-    curve); returns a :class:`~archsearch.study.RunSummary` (``status``, ``exit_code``, counts, ``verdicts``,
-    ``outputs``). Keyword arguments: ``executor``, ``workers``, ``fresh``, ``progress``."""
+    curve) -- stage by stage for a study with ``sequential:``; returns a :class:`~archsearch.study.RunSummary`
+    (``status``, ``exit_code``, counts, ``verdicts``, ``outputs``). Keyword arguments: ``executor``, ``workers``,
+    ``fresh``, ``progress``."""
     # imported here: the study and report layers pull in optuna, pandas and matplotlib, which `import archsearch`
     # (specs, counting, building) does not need
-    from .report.outputs import write_outputs
-    from .study.runner import run_study as _run  # keeps `import archsearch` light
+    from .report.stages import run_in_stages  # keeps `import archsearch` light
 
-    return _run(study, outputs=write_outputs, **kwargs)
+    return run_in_stages(study, **kwargs)
 
 
 def write_report(study, out_dir=None, *, png=True):

@@ -11,6 +11,8 @@
 * **One step**: :func:`train_step` on a :func:`prepare_step` setup is the loop's whole step (batch to the device
   and memory format, forward, loss, backward, gradient norm, Adam, schedule); ``archsearch run --plan`` and
   benchmarks/bench_throughput.py time that same function, so their figures are the trainer's.
+* **Weight average** (``ema``): an exponential moving average of the weights (:class:`WeightAverage`) is what
+  validation scores and what the trained model holds at the end (BasicSR's ``model_ema``).
 * **Batch norm**: ``model.train()`` for the steps, ``model.eval()`` (running statistics) for validation.
 * **MemNet multi-supervision**: when a module exposes non-empty ``intermediate`` predictions during training
   (``memnet_m6r6_ms``'s recon node), the loss is ``alpha * L(final) + (1 - alpha) * mean_m L(y_m)`` with
@@ -27,6 +29,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import re
@@ -111,6 +114,9 @@ class TrainConfig:
     #   off by default; validation runs the eager module (no recompiles per image size); docs/speed.md
     deterministic: bool = True
     progress: bool | None = None  # None: a bar when stderr is a terminal
+    ema: float | None = None  # decay of an exponential moving average of the weights used for validation and the
+    #   result (BasicSR's model_ema, e.g. 0.999); null: the last weights. Less seed-to-seed noise in the test PSNR
+    #   at no extra steps (issue 19; docs/speed.md has the measured paired sd)
 
     def __post_init__(self) -> None:
         # Every rule names its key (TrainConfigError is a SpecError: a study's loader reports `training.lr`).
@@ -155,6 +161,9 @@ class TrainConfig:
         if self.val_crop is not None and not 1 <= self.val_crop <= MAX_PATCH_SIZE * 8:
             raise TrainConfigError("val_crop", f"must be an integer in 1..{MAX_PATCH_SIZE * 8:,} or null (no crop), "
                                                f"got {self.val_crop!r}")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise TrainConfigError("ema", f"must be a decay in (0, 1), e.g. 0.999, or null (no average), got "
+                                          f"{self.ema!r}")
         if not DEVICE.fullmatch(self.device):
             raise TrainConfigError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}"
                                              f"{did_you_mean(self.device, ('auto', 'cpu', 'cuda'))}")
@@ -459,6 +468,33 @@ def train_step(setup: StepSetup, inp: torch.Tensor, target: torch.Tensor) -> Ste
     return StepOutcome(value, norm, True)
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights (``TrainConfig.ema``), as BasicSR's ``model_ema``: after
+    every applied step, ``avg = d * avg + (1 - d) * weights`` with the decay warmed up as ``d_t = min(d, (1 + t) /
+    (10 + t))`` (TensorFlow's ExponentialMovingAverage with ``num_updates``), so a short run is not dominated by
+    its initial weights. Buffers (batch-norm running statistics) are copied, not averaged: they already are
+    running averages of the current weights' activations."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay, self.updates = decay, 0
+        self.module = copy.deepcopy(model)
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        avg = list(self.module.parameters())
+        torch._foreach_lerp_(avg, [p.detach() for p in model.parameters()], 1 - d)
+        for a, b in zip(self.module.buffers(), model.buffers()):
+            a.copy_(b)
+
+    def copy_to(self, model: nn.Module) -> None:
+        """Put the averaged weights into ``model`` (the trained model then is the average)."""
+        model.load_state_dict(self.module.state_dict())
+
+
 @contextmanager
 def deterministic_mode(enabled: bool) -> Iterator[None]:
     """The trainer's determinism setting (``TrainConfig.deterministic``) for the body; the previous state after."""
@@ -498,6 +534,8 @@ def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_image
     losses: list[float] = []
     history: list[tuple[int, float]] = []
     status, reason = "completed", ""
+    average = WeightAverage(model, config.ema) if config.ema is not None else None
+    scored = average.module if average is not None else model  # what validation (and the result) use
     start = time.perf_counter()
     try:
         with deterministic_mode(config.deterministic):
@@ -509,6 +547,8 @@ def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_image
                 if not outcome.applied:
                     status, reason = "diverged", outcome.divergence(step, config)
                     break
+                if average is not None:
+                    average.update(model)
                 if show and (step % 10 == 0 or step == config.steps):
                     bar.set_postfix(loss=f"{outcome.loss:.3g}", lr=f"{setup.scheduler.get_last_lr()[0]:.2g}",
                                     refresh=False)
@@ -516,7 +556,7 @@ def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_image
                 due = (step == config.steps or step in report_at
                        or (config.val_every and step % config.val_every == 0))
                 if val_images and due:
-                    val = evaluate(model, task, val_images, seed=config.val_seed, scale=scale).psnr
+                    val = evaluate(scored, task, val_images, seed=config.val_seed, scale=scale).psnr
                     model.train()
                     history.append((step, val))
                     if not math.isfinite(val):
@@ -527,6 +567,8 @@ def train(model: nn.Module, task: Task, train_images: Sequence[Image], val_image
                         break
     finally:
         bar.close()
+        if average is not None and status != "diverged":
+            average.copy_to(model)
         model.eval()
     steps_done = len(losses) if status != "diverged" else len(losses) - 1
     return TrainResult(status=status, reason=reason, steps=steps_done, losses=tuple(losses),

@@ -33,3 +33,11 @@ def test_bench_throughput_times_and_checks_parity():
     assert "fp32 conv peak here" in out and "xnet_fig4" in out
     assert lines["xnet_fig4 default"].rstrip().endswith("ok")  # NHWC vs NCHW after 2 steps: float noise
     assert lines["nsr_dn_sparse_minus default"].endswith("(auto keeps NCHW: same run)")
+
+
+def test_bench_seed_noise_runs_its_variants(tmp_path):
+    out = _bench("benchmarks/bench_seed_noise.py", "studies/xunit_budget.yaml", "--profile", "smoke", "--variants",
+                 "base", "ema", "--out", str(tmp_path))
+    assert "[base] complete: pooled paired sd" in out and "[ema] complete: pooled paired sd" in out, out
+    ema = (tmp_path / "ema.yaml").read_text()
+    assert "ema: 0.999" in ema and str(tmp_path / "ema") in ema

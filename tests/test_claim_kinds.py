@@ -45,6 +45,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "trend": {"points": ["B", "A"], "direction": "increasing"},
     "plateau": {"points": ["A", "B"], "tolerance": 0.5},
     "extreme": {"point": "B", "is": "worst"},
+    "contrast": {"gain": ["C", "B"], "versus": ["A", "C"], "at_most": 0.5},
+    "failures": {"point": "A", "more_than": ["B"]},
 }
 
 # per-seed PSNR whose differences are the same on every seed: each interval collapses to its estimate, so the
@@ -127,7 +129,7 @@ def test_kind_decides_on_per_seed_data(kind):
     # one seed: no interval, inconclusive with the reason
     one = {k: {0: s[0]} for k, s in TINY.items()}
     v = evaluate_claims([c], one, {}, scale="proxy")[0]
-    assert v.verdict == "inconclusive" and "needs ≥ 2 seeds" in v.reason, v.line()
+    assert v.verdict == "inconclusive" and "needs ≥ 3 seeds" in v.reason, v.line()
     # a point missing from the ledger: inconclusive, naming it
     missing = c.refs()[0][1].text
     v = evaluate_claims([c], {k: s for k, s in TINY.items() if k != missing}, {}, scale="proxy")[0]
@@ -196,7 +198,7 @@ def test_kinds_parse_their_fields_into_typed_values():
     ("gap", {"a": "A", "b": "B", "within": 0}, "claims[0].within", "must be a finite number of dB > 0, got 0"),
     ("gap", {"a": "A", "b": "B", "at_least": "1"}, "claims[0].at_least", "must be a finite number of dB, got '1'"),
     ("gap", {"a": "A", "b": "B", "at_least": 1, "at_most": 2}, "claims[0]",
-     "kind gap needs exactly one of within, at_least, at_most, got at_least, at_most"),
+     "kind gap needs exactly one of within, at_least, at_most, not_worse_by, about, got at_least, at_most"),
     ("trend", {"points": ["A", "B"], "direction": "increasin"}, "claims[0].direction",
      "must be one of increasing, decreasing (did you mean 'increasing'?), got 'increasin'"),
     ("plateau", {"points": ["A", "B"], "tolerance": float("nan")}, "claims[0].tolerance",
@@ -208,7 +210,7 @@ def test_kinds_parse_their_fields_into_typed_values():
      "unknown key for kind extreme (a field of kind ordering)"),
     ("gap", {"a": "A", "b": "B", "within": 1, "points": ["A", "B"]}, "claims[0].points",
      "(a field of kind trend / plateau)"),
-    ([1], {}, "claims[0].kind", "must be one of ordering, gap, trend, plateau, extreme, got [1]"),
+    ([1], {}, "claims[0].kind", "must be one of ordering, gap, trend, plateau, extreme, contrast, failures, got [1]"),
 ])
 def test_parse_errors(kind, fields, path, message):
     with pytest.raises(SpecError) as err:
@@ -280,7 +282,7 @@ class ExceedsPublished(Claim):
         diffs = [p - target for p in measured.per_seed[measured.label(self.point.text)].values()]
         mean, lo, hi, n = t_interval(diffs)
         c = Comparison(f"{self.point.text} - published", mean, lo, hi, n)
-        return Decision.of([c.with_outcome(above(c, self.margin))])
+        return Decision.of([above(c, self.margin)])
 
 
 @pytest.fixture
@@ -313,12 +315,12 @@ def test_a_throw_away_kind_loads_decides_and_is_listed(exceeds_published):
     assert RULES["exceeds_published"] == ExceedsPublished.description and list(RULES)[-1] == "inconclusive"
     with pytest.raises(SpecError) as err:
         load_claims([{**raw[0], "kind": "exceeds_publishd"}])
-    assert "extreme, exceeds_published (did you mean 'exceeds_published'?)" in err.value.message
+    assert "failures, exceeds_published (did you mean 'exceeds_published'?)" in err.value.message
 
 
 def test_the_throw_away_kind_is_gone_after_the_test():
     assert "exceeds_published" not in CLAIM_KINDS and "exceeds_published" not in RULES
-    with pytest.raises(SpecError, match="must be one of ordering, gap, trend, plateau, extreme"):
+    with pytest.raises(SpecError, match="must be one of ordering, gap, trend, plateau, extreme, contrast, failures, got"):
         load_claims([{**HEAD, "kind": "exceeds_published", "point": "A"}])
 
 

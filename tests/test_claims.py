@@ -44,15 +44,15 @@ def test_claims_and_published_load(tmp_path):
 
 
 @pytest.mark.parametrize("claims,published,path,message", [
-    ([claim(kind="trnd")], None, "claims[0].kind", "must be one of ordering, gap, trend, plateau, extreme "
-                                                  "(did you mean 'trend'?)"),
+    ([claim(kind="trnd")], None, "claims[0].kind", "must be one of ordering, gap, trend, plateau, extreme, "
+                                                  "contrast, failures (did you mean 'trend'?)"),
     ([{k: v for k, v in CLAIM.items() if k != "kind"}], None, "claims[0].kind", "is required"),
     ([claim(order=["@1", "@5"])], None, "claims[0].order", "unknown key for kind extreme (a field of kind ordering)"),
-    ([claim(colour="red")], None, "claims[0].colour", "allowed: id, source, text, kind, published, point, is, among"),
+    ([claim(colour="red")], None, "claims[0].colour", "allowed: id, source, text, kind, published, tested, untested, evidence, point, is, among"),
     ([claim(kind="gap", a="@1", b="convnet")], None, "claims[0]",
-     "kind gap needs exactly one of within, at_least, at_most, got none"),
+     "kind gap needs exactly one of within, at_least, at_most, not_worse_by, about, got none"),
     ([claim(kind="gap", a="@1", b="convnet", within=0.1, at_most=1)], None, "claims[0]",
-     "exactly one of within, at_least, at_most, got within, at_most"),
+     "exactly one of within, at_least, at_most, not_worse_by, about, got within, at_most"),
     ([claim(kind="gap", a="@1", b="convnet", within=-0.1)], None, "claims[0].within",
      "must be a finite number of dB > 0"),
     ([claim(kind="plateau", points=["@1", "@5"], tolerance=True)], None, "claims[0].tolerance",
@@ -192,7 +192,7 @@ def test_one_seed_is_inconclusive_and_says_why():
                                                               direction="increasing"),
                dict(kind="extreme", point="C", is_="worst")):
         v = _verdict(_claim(**kw), data)
-        assert v.verdict == "inconclusive" and "needs ≥ 2 seeds" in v.reason and "(has 1)" in v.reason, v.line()
+        assert v.verdict == "inconclusive" and "needs ≥ 3 seeds" in v.reason and "(has 1)" in v.reason, v.line()
     # only the seeds both points share count
     v = _verdict(_claim(kind="ordering", order=["A", "B"]), {"A": {0: 30.0, 1: 30.1}, "B": {1: 29.0, 2: 29.1}})
     assert v.verdict == "inconclusive" and v.n_seeds == 1
@@ -282,24 +282,21 @@ def test_run_record_prefers_the_runs_attribute():
     assert rec["wall_s"] == 150.5 and rec["machine"] == "AMD EPYC, 2 cores, cpu" and "2 runs" in rec["wall"]
 
 
-def test_seeds_needed_for_an_inconclusive_claim():
-    """The smallest n whose t-interval (same mean, same spread) excludes 0; none for decided claims or other kinds."""
-    from types import SimpleNamespace
-
+def test_seeds_for_power_is_the_smallest_n_with_80_percent_power():
+    """The smallest n with (t(0.975, n-1) + t(0.8, n-1)) * sd / sqrt(n) <= the distance to decide; none beyond 100
+    seeds (the difference is too small to resolve at this profile) or for a non-positive distance."""
     from scipy import stats
 
-    from archsearch.report.reproduction import seeds_needed
+    from archsearch.claims.stats import seeds_for_power
 
-    sd, n, est = 0.2, 2, 0.1
-    half = stats.t.ppf(0.975, n - 1) * sd / n ** 0.5
-    v = SimpleNamespace(verdict="inconclusive", kind="ordering", n_seeds=n, estimate=est, low=est - half,
-                        high=est + half)
-    m = seeds_needed(v)
-    assert stats.t.ppf(0.975, m - 1) * sd / m ** 0.5 < est <= stats.t.ppf(0.975, m - 2) * sd / (m - 1) ** 0.5
-    assert seeds_needed(SimpleNamespace(**{**vars(v), "verdict": "holds"})) is None
-    assert seeds_needed(SimpleNamespace(**{**vars(v), "kind": "gap"})) is None
-    assert seeds_needed(SimpleNamespace(**{**vars(v), "estimate": 1e-4, "low": 1e-4 - half, "high": 1e-4 + half})) \
-        is None  # beyond 100 seeds
+    sd, est = 0.2, 0.1
+
+    def width(m):
+        return (stats.t.ppf(0.975, m - 1) + stats.t.ppf(0.8, m - 1)) * sd / m ** 0.5
+
+    m = seeds_for_power(sd, est)
+    assert width(m) <= est < width(m - 1)
+    assert seeds_for_power(sd, 1e-4) is None and seeds_for_power(sd, 0.0) is None and seeds_for_power(sd, -1) is None
 
 
 def test_paper_scale_line_counts_training_macs():

@@ -243,3 +243,34 @@ def test_every_task_trains_and_evaluates_on_the_shared_sets(task, spec, train_se
     result = evaluate(model, task, load_dataset(test_set, color=task.color, data_root=root)[:5])  # 5 keep it fast
     assert result.n_images == 5
     assert math.isfinite(result.psnr) and 0 < result.ssim <= 1
+
+
+def test_weight_average_is_the_warmed_up_ema_of_the_trajectory():
+    """ema=0.9: the trained model holds avg_t = lerp(avg_{t-1}, W_t, 1 - min(0.9, (1 + t) / (10 + t))) of the
+    weights W_t after each step (batch-norm buffers copied from the last step), and validation scores the average;
+    the steps themselves are those of the run without it (same losses)."""
+    task = DenoiseTask(sigma=25)
+    base = dict(batch_size=2, patch_size=16, schedule="constant", progress=False)
+    weights = []
+    for k in range(5):  # W_0 (the initial weights) .. W_4: runs of k steps follow the same trajectory
+        m = _tiny()
+        if k:
+            train(m, task, TRAIN, (), TrainConfig(steps=k, **base))
+        weights.append({n: p.detach().clone() for n, p in m.named_parameters()})
+    avg = dict(weights[0])
+    for t in range(1, 5):
+        d = min(0.9, (1 + t) / (10 + t))
+        avg = {n: avg[n] + (1 - d) * (weights[t][n] - avg[n]) for n in avg}
+    plain = _tiny()
+    a = train(plain, task, TRAIN, VAL, TrainConfig(steps=4, **base))
+    averaged = _tiny()
+    b = train(averaged, task, TRAIN, VAL, TrainConfig(steps=4, ema=0.9, **base))
+    assert a.losses == b.losses
+    for n, p in averaged.named_parameters():
+        torch.testing.assert_close(p.detach(), avg[n], rtol=1e-5, atol=1e-6)
+    assert any(not torch.equal(p, q) for p, q in zip(averaged.parameters(), plain.parameters()))
+    for x, y in zip(averaged.buffers(), plain.buffers()):  # running statistics: the last step's
+        assert torch.equal(x, y)
+    assert b.val_history != a.val_history  # validation scored the average
+    with pytest.raises(TrainError, match="ema: must be a decay in \\(0, 1\\)"):
+        TrainConfig(ema=1.0)

@@ -17,10 +17,12 @@ from ..registry import Registry
 from ..spec import check_name
 from .points import PointRef, parse_ref
 from .published_map import published_row
-from .stats import METHOD, Comparison, PerSeed, paired
+from .stats import ALPHA, METHOD, MIN_SEEDS, Comparison, PerSeed, paired
 
 #: The fields every claim has (``kind`` picks the class; the rest are :class:`Claim`'s fields).
-COMMON = ("id", "source", "text", "kind", "published")
+COMMON = ("id", "source", "text", "kind", "published", "tested", "untested", "evidence")
+#: How much of the paper's sentence a claim's encoding tests.
+TESTED = ("full", "partial")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -28,54 +30,87 @@ COMMON = ("id", "source", "text", "kind", "published")
 # ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Measured:
-    """What a claim is decided from: per-seed PSNR (label -> seed -> PSNR), the claim's points resolved to
-    ledger labels (point text -> label), each label's sweep value, and every label measured."""
+    """What a claim is decided from: per-seed PSNR of the valid seeds (label -> seed -> PSNR; degenerate and
+    diverged seeds are not in it), the claim's points resolved to ledger labels (point text -> label), each
+    label's sweep value, every label measured, the study's pooled paired sd (the floor of every comparison's sd),
+    and each label's failed seeds (label -> seed -> ``degenerate`` | ``diverged``)."""
 
     per_seed: PerSeed
     labels: Mapping[str, str] = field(default_factory=dict)
     sweep_values: Mapping[str, Any] = field(default_factory=dict)
     every_point: tuple[str, ...] = ()
+    sd_floor: float = 0.0
+    failures: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
 
     def label(self, text: str) -> str:
         return self.labels.get(text, text)
 
     def paired(self, a: str, b: str, name: str | None = None) -> Comparison:
-        """Point ``a`` minus point ``b`` (point texts) over the seeds both share, named ``A - B``."""
-        return paired(self.per_seed, self.label(a), self.label(b), f"{a} - {b}" if name is None else name)
+        """Point ``a`` minus point ``b`` (point texts) over the seeds both share, named ``A - B``, its sd floored
+        at the study's pooled paired sd."""
+        return paired(self.per_seed, self.label(a), self.label(b), f"{a} - {b}" if name is None else name,
+                      self.sd_floor)
+
+
+def _p(c: Comparison, which: str) -> float:
+    """A comparison's p-value for (``holds``) or against (``contra``) the claim; a comparison whose kind set only
+    an outcome counts as p = 0 for that outcome and 1 otherwise."""
+    p = c.p_holds if which == "holds" else c.p_contra
+    if math.isfinite(p):
+        return p
+    return 0.0 if c.outcome == ("holds" if which == "holds" else "contradicted") else 1.0
 
 
 @dataclass(frozen=True)
 class Decision:
-    """A kind's verdict on its comparisons: the verdict, the comparison to headline, the reason, the method."""
+    """A kind's verdict on its comparisons: the verdict, the comparison to headline, the reason, the method, and
+    the claim's p-value (for *holds*: the largest of its comparisons' -- all must hold; for *contradicted*: the
+    Holm-corrected smallest; for *inconclusive*: the smaller of the two), which the study's Holm correction
+    reads."""
 
     verdict: str
     comparisons: tuple[Comparison, ...]
     head: Comparison | None
     reason: str
     method: str = METHOD
+    p_value: float = math.nan
 
     @classmethod
-    def of(cls, comparisons: Sequence[Comparison], method: str = METHOD) -> Decision:
-        """Composite claims: *contradicted* when any comparison is contradicted, else *inconclusive* when any
-        comparison lacks 2 shared seeds or is undecided, else *holds* (headlining the least margin)."""
+    def of(cls, comparisons: Sequence[Comparison], method: str = METHOD, *,
+           blockers: Sequence[Comparison] = ()) -> Decision:
+        """Composite claims: *holds* when every comparison holds (an intersection-union test: each at 2.5%, no
+        correction needed) and none of ``blockers`` (comparisons that may not be contradicted, e.g. a trend's
+        adjacent steps) is contradicted; *contradicted* when the smallest p against the claim, Holm-corrected
+        over all comparisons and blockers (times their number), is below 2.5%; *inconclusive* otherwise, or when a
+        comparison has fewer than ``MIN_SEEDS`` shared seeds."""
         comps = tuple(comparisons)
         if not comps:  # e.g. `extreme` over every point while only its own point has results
             return cls("inconclusive", comps, None, "nothing to compare it with in the ledger yet", method)
-        bad = [c for c in comps if c.outcome == "contradicted"]
-        if bad:
-            worst = max(bad, key=lambda c: abs(c.estimate))
-            return cls("contradicted", comps, worst, f"{worst.name} contradicts it", method)
-        few = [c for c in comps if not c.decided]
+        few = [c for c in (*comps, *blockers) if not c.decided]
         if few:
             c = min(few, key=lambda c: c.n)
-            return cls("inconclusive", comps, c if c.n else None,
-                       f"needs ≥ 2 seeds shared by {c.name.replace(' - ', ' and ')} (has {c.n})", method)
+            return cls("inconclusive", (*comps, *blockers), c if c.n else None,
+                       f"needs ≥ {MIN_SEEDS} seeds shared by {c.name.replace(' - ', ' and ')} (has {c.n})", method)
+        every = (*comps, *blockers)
+        contra = [_p(c, "contra") for c in every]
+        p_contra = min(1.0, len(every) * min(contra))
+        p_holds = max(_p(c, "holds") for c in comps)
+        if p_contra < ALPHA:
+            # the strongest evidence against; among equal p-values (zero-sd data) the largest difference
+            worst = max((c for c, p in zip(every, contra) if p == min(contra)), key=lambda c: abs(c.estimate))
+            return cls("contradicted", every, worst, f"{worst.name} contradicts it", method, p_contra)
+        blocked = [b for b in blockers if _p(b, "contra") < ALPHA]
+        if p_holds < ALPHA and not blocked:
+            return cls("holds", every, min(comps, key=lambda c: abs(c.estimate)), "", method, p_holds)
+        if blocked:
+            b = blocked[0]
+            return cls("inconclusive", every, b, f"{b.name} goes the other way (its 95% interval lies against "
+                                                 "the claim; not significant after Holm over the claim's "
+                                                 "comparisons)", method, min(p_holds, p_contra))
         open_ = [c for c in comps if c.outcome != "holds"]
-        if open_:
-            c = open_[0]
-            return cls("inconclusive", comps, c, f"{c.name}: the 95% interval does not decide it at this power",
-                       method)
-        return cls("holds", comps, min(comps, key=lambda c: abs(c.estimate)), "", method)
+        c = max(open_ or comps, key=lambda c: _p(c, "holds"))
+        return cls("inconclusive", every, c, f"{c.name}: the 95% interval does not decide it at this power",
+                   method, min(p_holds, p_contra))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -91,6 +126,9 @@ class Claim(abc.ABC):
     source: str
     text: str
     published: tuple[PublishedRow, ...] = ()  # the published rows behind the claim, resolved at load
+    tested: str = "full"  # how much of the paper's sentence the encoding tests: full | partial
+    untested: str = ""  # with tested: partial, the clause of the sentence left untested
+    evidence: str = ""  # what the paper's own evidence is, where it is weak (e.g. single-run table values)
 
     kind: ClassVar[str] = ""  # the name in the file's ``kind:``
     required: ClassVar[tuple[str, ...]] = ()  # the kind's keys in the file
@@ -118,6 +156,12 @@ class Claim(abc.ABC):
     @abc.abstractmethod
     def decide(self, measured: Measured) -> Decision:
         """The verdict from per-seed PSNR; every point of :meth:`refs` is resolved in ``measured.labels``."""
+
+    @property
+    def margin(self) -> float:
+        """The difference (dB) the claim states, 0 where it states none (an ordering: "A > B"); the under-trained
+        gate compares a point's last-third gain with a quarter of the larger of this and the measured one."""
+        return 0.0
 
     def refs(self) -> list[tuple[str, PointRef]]:
         """(key path inside the claim, point) of every point the claim names: the fields holding lists of
@@ -202,6 +246,22 @@ def parse_choice(data: Mapping[str, Any], key: str, path: str, allowed: Sequence
 # ---------------------------------------------------------------------------------------------------------
 # loading
 # ---------------------------------------------------------------------------------------------------------
+def parse_coverage(data: Mapping[str, Any], path: str) -> dict[str, str]:
+    """``tested: full | partial`` (default full), ``untested:`` (required with partial: the clause not tested;
+    refused with full) and ``evidence:`` (optional: the weakness of the paper's own evidence)."""
+    tested = data.get("tested", "full")
+    if tested not in TESTED:
+        raise SpecError(f"{path}.tested", f"must be one of {', '.join(TESTED)}, got {tested!r}")
+    out = {"tested": tested}
+    if tested == "partial":
+        out["untested"] = parse_text(data, "untested", path)
+    elif "untested" in data:
+        raise SpecError(f"{path}.untested", "goes with `tested: partial` (the clause the encoding leaves untested)")
+    if "evidence" in data:
+        out["evidence"] = parse_text(data, "evidence", path)
+    return out
+
+
 def load_claim(data: Any, path: str) -> Claim:
     """One claim, validated: structure, kind, the kind's fields (unknown ones refused), numbers, ids."""
     if not isinstance(data, Mapping):
@@ -234,7 +294,7 @@ def load_claim(data: Any, path: str) -> Claim:
         raise SpecError(f"{path}.published", f"must be a list of published row ids, got {pub!r}")
     rows = tuple(published_row(r, f"{path}.published[{i}]") for i, r in enumerate(pub))
     common = {"id": data["id"], "source": parse_text(data, "source", path), "text": parse_text(data, "text", path),
-              "published": rows}
+              "published": rows, **parse_coverage(data, path)}
     return kind(**common, **kind.parse(data, path))
 
 

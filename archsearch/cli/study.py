@@ -15,29 +15,29 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..report.outputs import write_outputs
+from ..claims.verdicts import UNDERTRAINED_DB
+from ..report.stages import run_in_stages, stage_costs, stage_text
+from ..report.verdicts import earlier_run_advice
 from ..study.ledger import open_study
 from ..study.plan import plan_study
 from ..study.results import is_finite, ledger_frame
-from ..study.runner import MARKER, run_study
+from ..study.runner import MARKER
 from ..study.storage import set_aside, sqlite_path, unreadable
 from ..study.validity import DEGENERATE_MARGIN_DB
 from .args import add_study_args, load_study_args, non_negative_int, workers_arg
-
-#: A design point whose validation PSNR rose more than this over the last third of training is flagged as
-#: under-trained (xunit_budget still gained +0.14 dB there at 3,000 steps: docs/reproduction.md).
-UNDERTRAINED_DB = 0.05
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     study = load_study_args(args)
     if args.plan:  # what would run, how big, how long -- nothing trained, nothing written
-
         print(plan_study(study, timed_steps=args.plan_steps, workers=args.workers).text())
+        advice = earlier_run_advice(study)  # the seeds each claim needs, from an earlier run's ledger (read only)
+        if advice:
+            print(advice)
         return 0
     if args.fresh:
         _set_aside_corrupt(study)
-    summary = run_study(study, executor=args.executor, workers=args.workers, fresh=args.fresh, outputs=write_outputs)
+    summary = run_in_stages(study, executor=args.executor, workers=args.workers, fresh=args.fresh)
     dups = f", {summary.duplicates} proposals answered from earlier trials" if summary.duplicates else ""
     counts = (f"{summary.complete} complete, {summary.failed} failed, {summary.pruned} pruned, "
               f"{summary.infeasible} grid points off the budget{dups}")
@@ -78,6 +78,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.complete:
         for v in summary.verdicts:
             print(v.line())
+        staged = stage_text(stage_costs(study, written.results))
+        if staged:
+            print(f"sequential seeding: {staged}")
     return summary.exit_code
 
 

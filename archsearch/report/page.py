@@ -4,6 +4,7 @@ supports, a PNG copy of each under ``report_png/``, and the trial tables."""
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,12 +237,20 @@ def _published_cell(row: dict[str, Any] | None) -> str:
     return f"{'~' if row['approximate'] else ''}{row['value']:g} {row['unit']} ({row['paper']} {row['table']})"
 
 
+def _p_text(v) -> str:
+    if not math.isfinite(v.p_value):
+        return "-"
+    adj = f" ({v.p_adjusted:.3g})" if math.isfinite(v.p_adjusted) else ""
+    return f"{v.p_value:.3g}{adj}"
+
+
 def claims_html(verdicts) -> str:
     """The claims table: verdict, estimate with its 95% interval and seeds, measured and published numbers."""
     v0 = verdicts[0]
-    rows = [{"claim": v.claim_id, "verdict": v.verdict, "estimate (95% CI, seeds)": v.estimate_text(),
-             "claim text": v.text, "rule": v.rule, "source": v.source, "measured (mean [95% CI])": v.measured_text(),
-             "published": v.published_text(), "note": v.reason} for v in verdicts]
+    rows = [{"claim": v.claim_id, "verdict": v.verdict, "estimate (95% CI, seeds: per-seed values)":
+             v.estimate_text(), "claim text": v.text, "rule": v.rule, "source": v.source,
+             "measured (mean [95% CI])": v.measured_text(), "published": v.published_text(),
+             "p (Holm-adjusted over the study)": _p_text(v), "note": v.notes()} for v in verdicts]
     rules = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(r)}</li>" for k, r in RULES.items())
     return (f"<h2>Claims ({len(verdicts)})</h2><p class='fidelity'><b>{html.escape(v0.scale_note)}</b> -- "
             f"{html.escape(v0.scale)}</p>"

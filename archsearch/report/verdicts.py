@@ -1,43 +1,84 @@
-"""A study's claims (``claims:``) decided from its ledger: the ledger's COMPLETE trials as per-seed PSNR
-(:func:`ledger_points`), handed to :func:`archsearch.claims.evaluate_claims` (the method and the rules are
-documented there), and the verdicts written as ``claims.csv`` and ``claims.json``."""
+"""A study's claims (``claims:``) decided from its ledger: the ledger's trials as per-seed PSNR of the valid seeds,
+failed seeds and last-third validation gains (:func:`ledger_points`), handed to
+:func:`archsearch.claims.evaluate_claims` (the method, the gates and the rules are documented there), and the
+verdicts written as ``claims.csv`` and ``claims.json``."""
 
 from __future__ import annotations
 
 import csv
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_open, write_text
 from ..claims import METHOD, RULES, Verdict, evaluate_claims
+from ..claims.stats import stage_levels
+from ..claims.verdicts import power_advice
+from ..errors import ArchsearchError
 from ..study.ledger import open_study
 from ..study.results import ledger_frame, seed_frame
 from ..text import json_text
 
 
-def ledger_points(df) -> tuple[dict[str, dict[Any, float]], dict[str, Any]]:
-    """Per-seed PSNR (label -> seed -> PSNR) of the COMPLETE trials, and each label's sweep value."""
-    per_seed: dict[str, dict[Any, float]] = {}
-    values: dict[str, Any] = {}
+@dataclass(frozen=True)
+class LedgerPoints:
+    """What the claims are decided from, read from the ledger once: per-seed PSNR of the valid seeds (label ->
+    seed -> PSNR), each label's sweep value, its failed seeds (label -> seed -> ``degenerate`` | ``diverged``) and
+    its per-seed last-third validation gain (label -> seed -> dB)."""
+
+    per_seed: dict[str, dict[Any, float]] = field(default_factory=dict)
+    sweep_values: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, dict[Any, str]] = field(default_factory=dict)
+    gains: dict[str, dict[Any, float]] = field(default_factory=dict)
+
+
+def _seed(v: Any) -> Any:
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() else v
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def ledger_points(df) -> LedgerPoints:
+    """The claims' data from the ledger frame: the COMPLETE trials' seeds (a seed whose ``validity`` is
+    ``degenerate`` counts as a failure, never as a PSNR) and the FAIL trials whose model diverged (a failure of the
+    design; errors of the code or the machine are not)."""
+    out = LedgerPoints()
     if df is None or df.empty:
-        return per_seed, values
+        return out
     seeds = seed_frame(df)
     for _, r in seeds.iterrows():
-        p = r["psnr"]
-        if p is None or (isinstance(p, float) and not math.isfinite(p)) or not isinstance(r["label"], str):
+        label = r["label"]
+        if not isinstance(label, str):
             continue
-        seed = int(r["seed"]) if isinstance(r["seed"], (int, float)) and float(r["seed"]).is_integer() else r["seed"]
-        per_seed.setdefault(r["label"], {})[seed] = float(p)
+        seed = _seed(r["seed"])
         v = r.get("sweep_value")
-        values[r["label"]] = None if isinstance(v, float) and math.isnan(v) else v
-    return per_seed, values
+        out.sweep_values[label] = None if isinstance(v, float) and math.isnan(v) else v
+        if r.get("validity") == "degenerate":
+            out.failures.setdefault(label, {})[seed] = "degenerate"
+            continue
+        p = _number(r["psnr"])
+        if p is None:
+            continue
+        out.per_seed.setdefault(label, {})[seed] = p
+        gain = _number(r.get("val_gain_last_third"))
+        if gain is not None:
+            out.gains.setdefault(label, {})[seed] = gain
+    failed = df[(df["state"] == "FAIL") & df["fail_reason"].astype(str).str.startswith("diverged")]
+    for _, r in failed.iterrows():
+        if isinstance(r["label"], str) and r["seed"] is not None:
+            out.failures.setdefault(r["label"], {})[_seed(r["seed"])] = "diverged"
+            v = r.get("sweep_value")
+            out.sweep_values.setdefault(r["label"], None if isinstance(v, float) and math.isnan(v) else v)
+    return out
 
 
 def study_verdicts(study, ostudy=None, df=None) -> list[Verdict]:
     """The verdicts of ``study``'s claims from its ledger (``df``: :func:`~archsearch.study.results.ledger_frame`,
-    read when not given)."""
+    read when not given). A sequential study (``sequential:``) is decided look by look (:func:`staged_verdicts`)."""
     if not study.config.claims:
         return []
 
@@ -46,9 +87,83 @@ def study_verdicts(study, ostudy=None, df=None) -> list[Verdict]:
         df = ledger_frame(study, ostudy)
     scale = str((ostudy.user_attrs.get("fidelity") if ostudy is not None else None) or study.config.fidelity
                 or "fidelity not stated in the study file")
-    per_seed, values = ledger_points(df)
-    return evaluate_claims(study.config.claims, per_seed, values, published_map=study.config.published,
-                           scale=scale, profile=study.profile)
+    pts = ledger_points(df)
+    if study.config.sequential is not None:
+        return staged_verdicts(study, pts, scale)
+    return _evaluate(study, pts, scale)
+
+
+def _evaluate(study, pts: LedgerPoints, scale: str, **kw) -> list[Verdict]:
+    return evaluate_claims(study.config.claims, pts.per_seed, pts.sweep_values, published_map=study.config.published,
+                           scale=scale, profile=study.profile, failures=pts.failures, gains=pts.gains, **kw)
+
+
+def _only_seeds(pts: LedgerPoints, seeds: set) -> LedgerPoints:
+    def keep(m):
+        out = {lab: {s: v for s, v in d.items() if s in seeds} for lab, d in m.items()}
+        return {lab: d for lab, d in out.items() if d}
+
+    return LedgerPoints(keep(pts.per_seed), dict(pts.sweep_values), keep(pts.failures), keep(pts.gains))
+
+
+def stages_reached(study, pts: LedgerPoints) -> int:
+    """How many of a sequential study's stages the ledger completes: every point measured (or failed) on each of
+    the stage's seeds."""
+    seq = study.config.sequential
+    labels = set(pts.per_seed) | set(pts.failures)
+    have = {lab: set(pts.per_seed.get(lab, {})) | set(pts.failures.get(lab, {})) for lab in labels}
+    reached = 0
+    for n in seq.stages:
+        need = set(study.config.seeds[:n])
+        if not labels or not all(need <= h for h in have.values()):
+            break
+        reached += 1
+    return reached
+
+
+def staged_verdicts(study, pts: LedgerPoints, scale: str) -> list[Verdict]:
+    """Sequential seeding: each completed look k decides claims on the first ``stages[k]`` seeds at its spending
+    level; a claim keeps the verdict of the first look that decided it (it is not tested again), the others the
+    last look's. Before the first look is complete, the seeds there are are read at the first look's level."""
+    seq = study.config.sequential
+    levels = stage_levels(seq.stages, seq.spending)
+    reached = stages_reached(study, pts)
+    total = len(seq.stages)
+    decided: dict[str, Verdict] = {}
+    last: list[Verdict] = []
+    for k in range(max(reached, 1)):
+        n = seq.stages[k]
+        complete = k < reached
+        level = (f"stage {k + 1} of {total} ({n} seeds; {seq.spending} spending: level {levels[k]:.3g})"
+                 if complete else f"stage 1 of {total} not complete ({seq.spending} spending: level {levels[0]:.3g})")
+        sub = _only_seeds(pts, set(study.config.seeds[:n])) if complete else pts
+        last = [replace(v, stage=level if v.verdict == "inconclusive" else f"decided at {level}")
+                for v in _evaluate(study, sub, scale, alpha=levels[k], level=level)]
+        for v in last:
+            if v.claim_id not in decided and v.verdict != "inconclusive":
+                decided[v.claim_id] = v
+    return [decided.get(v.claim_id, v) for v in last]
+
+
+def earlier_run_advice(study) -> str:
+    """For ``archsearch run --plan``: per claim, the seeds an 80%-power design needs at the paired sd the study's
+    existing ledger shows (read as it is, whatever settings wrote it: the point is to plan the next run), or ""
+    when there is no ledger or no claim. Reads only."""
+    if not study.config.claims:
+        return ""
+    try:
+        ostudy = open_study(study, create=False, any_config=True)
+    except ArchsearchError:  # no ledger yet (or unreadable): nothing to size from
+        return ""
+    verdicts = study_verdicts(study, ostudy)
+    if not any(v.n_seeds for v in verdicts):
+        return ""
+    lines = [f"Seeds for 80% power, sized from the earlier run in {study.storage_display} (each claim's paired sd "
+             "as measured, floored at the study's pooled paired sd; one-sided 2.5% tests, before Holm across the "
+             "study):"]
+    for v in verdicts:
+        lines.append(f"  {v.claim_id}: {v.verdict} at {v.n_seeds} shared seeds; {power_advice(v)}")
+    return "\n".join(lines)
 
 
 def write_verdicts(verdicts: Sequence[Verdict], out_dir) -> list:

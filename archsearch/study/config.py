@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..claims import Claim, load_claims, load_published_map
+from ..claims import MIN_SEEDS, Claim, load_claims, load_published_map
 from ..errors import SpecError
 from ..schema import load_dataclass
 from ..solver import METRICS, Budget
@@ -176,6 +176,28 @@ class LatencyConfig:
 
 
 @dataclass(frozen=True)
+class SequentialConfig:
+    """Sequential seeding (``sequential:``): seeds are added in planned stages -- stage k trains the first
+    ``stages[k]`` seeds of ``seeds`` -- until every claim is decided or the last stage is reached; each look tests
+    at the level the error-spending function (``spending``) gives it, so that the looks together keep the
+    one-sided 2.5% (archsearch.claims.stats.stage_levels)."""
+
+    stages: tuple[int, ...] = (3, 5, 10)
+    spending: Literal["pocock", "obrien_fleming"] = "pocock"
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise SpecError("stages", "must list at least one stage (seeds per stage), e.g. [3, 5, 10]")
+        if self.stages[0] < MIN_SEEDS:
+            raise SpecError("stages[0]", f"must be at least {MIN_SEEDS} (fewer shared seeds decide nothing), got "
+                                         f"{self.stages[0]}")
+        for i in range(1, len(self.stages)):
+            if self.stages[i] <= self.stages[i - 1]:
+                raise SpecError(f"stages[{i}]", f"must exceed the stage before ({self.stages[i - 1]}): stages add "
+                                                f"seeds, got {self.stages[i]}")
+
+
+@dataclass(frozen=True)
 class ReferenceLine:
     """A published PSNR drawn across the study's Pareto plots (e.g. DnCNN-S's official weights on the same test
     set). Only meaningful where the study's task and test data are the reference's: put it in that profile."""
@@ -200,6 +222,7 @@ class StudyConfig:
     search: SearchConfig | None = None
     training: Mapping[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
+    sequential: SequentialConfig | None = None  # seeds added in stages until the claims are decided
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     references: tuple[Mapping[str, Any], ...] = ()  # ReferenceLine fields; validated below
@@ -222,6 +245,12 @@ class StudyConfig:
                 raise SpecError(f"seeds[{i}]", f"must be an integer with 0 <= seed < 2**31, got {seed}")
             if seed in self.seeds[:i]:
                 raise SpecError(f"seeds[{i}]", f"repeats the seed {seed}; each seed once")
+        if self.sequential is not None:
+            if self.sweep is None:
+                raise SpecError("sequential", "needs a `sweep`: a search trains every seed inside each trial")
+            if self.sequential.stages[-1] > len(self.seeds):
+                raise SpecError("sequential.stages", f"the last stage trains {self.sequential.stages[-1]} seeds, but "
+                                                     f"`seeds` lists {len(self.seeds)}: list at least that many")
         if not self.search_space.strip():
             raise SpecError("search_space", "must name a search-space file, got ''")
         if self.output_dir is not None and not self.output_dir.strip():

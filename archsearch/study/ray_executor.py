@@ -57,7 +57,7 @@ def _sweep_trainable(config: dict[str, Any], *, study: Study, cpus: float) -> No
 
     _set_threads(cpus)
     ostudy = L.open_study(study, create=False)
-    claim_and_run(study, ostudy, distributions(study.plan.points))
+    claim_and_run(study, ostudy, distributions(study.plan.points, study.config.seeds))
     tune.report({"claimed": 1})
 
 

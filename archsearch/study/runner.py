@@ -141,7 +141,7 @@ def _search_loop(study: Study, ostudy, *, progress: bool = False, on_done=None) 
 
 
 def _sweep_loop(study: Study, ostudy, *, progress: bool = False, on_done=None) -> None:
-    dists = distributions(study.plan.points)
+    dists = distributions(study.plan.points, study.config.seeds)
     while claim_and_run(study, ostudy, dists, progress=progress):
         if on_done:
             on_done()

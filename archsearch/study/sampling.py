@@ -70,11 +70,13 @@ def validation_every(study: Study) -> int:
     return every if every > 0 else max(1, study.train.steps)
 
 
-def distributions(points) -> dict[str, Any]:
-    """One categorical distribution per grid parameter, holding every value the sweep's points take."""
+def distributions(points, seeds=()) -> dict[str, Any]:
+    """One categorical distribution per grid parameter, holding every value the sweep's points take -- and, for
+    ``seed``, every seed of the study (``seeds``): a sequential study's stage plans some of them, and Optuna refuses
+    a parameter whose choices change within a ledger."""
     from optuna.distributions import CategoricalDistribution  # ~0.7 s: only ledger paths pay it
 
-    values: dict[str, set] = {}
+    values: dict[str, set] = {"seed": set(seeds)} if seeds else {}
     for p in points:
         for k, v in p.params.items():
             values.setdefault(k, set()).add(v)

@@ -1,0 +1,120 @@
+"""Seed noise, measured: a study's pooled paired sd (what every claim's interval is floored at) under training
+variants that do not change what is compared -- the issue-19 goal is to halve ``xunit_budget``'s at the same wall
+time.
+
+For each variant the study file is copied with the variant's ``training:`` overrides (and its own output folder
+under ``--out``), run to completion with ``archsearch.run_study``, and read back: every design point's per-seed
+test PSNR, the pooled paired sd over every pair of points (``archsearch.claims.pooled_paired_sd``: Σ (n-1)·s² /
+Σ (n-1) of the paired differences), its degrees of freedom, the mean last-third validation gain, and the summed
+trial wall time. Variants (``--variants``):
+
+* ``base`` -- the study as it is;
+* ``ema`` -- an exponential moving average of the weights (``training.ema: 0.999``, BasicSR's model_ema) for
+  validation and the result; no extra steps;
+* ``batch16`` -- batch 16 at half the steps (the same number of training patches; a larger batch averages
+  gradient noise);
+* ``ema_batch16`` -- both.
+
+The ratio line compares each variant's pooled paired sd and wall time with ``base``'s, in this one run.
+
+    python benchmarks/bench_seed_noise.py studies/xunit_budget.yaml [--profile P] [--variants base ema]
+        [--steps N] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from archsearch import load_study, run_study  # noqa: E402
+from archsearch.claims import pooled_paired_sd  # noqa: E402
+from archsearch.report.verdicts import ledger_points  # noqa: E402
+from archsearch.study.results import ledger_frame  # noqa: E402
+
+VARIANTS = {
+    "base": {},
+    "ema": {"ema": 0.999},
+    "batch16": {"batch_size": 16, "_steps_factor": 0.5},
+    "ema_batch16": {"ema": 0.999, "batch_size": 16, "_steps_factor": 0.5},
+}
+
+
+def variant_file(study_file: Path, profile: str | None, name: str, out: Path, steps: int | None) -> Path:
+    """The study file with the variant's training overrides (on the profile's training settings when a profile is
+    named) and its own output folder, written under ``out``."""
+    body = yaml.safe_load(study_file.read_text())
+    body["search_space"] = str((study_file.parent / body["search_space"]).resolve())
+    own = body if not profile else body["profiles"][profile]
+    training = {**body.get("training", {}), **(own.get("training") or {})}  # what the run will use
+    over = dict(VARIANTS[name])
+    factor = over.pop("_steps_factor", 1.0)
+    if steps:
+        training["steps"], training["val_every"] = steps, max(1, steps // 6)
+    training["steps"] = max(1, int(training.get("steps", 1000) * factor))
+    if training.get("val_every"):
+        training["val_every"] = max(1, int(training["val_every"] * factor))
+    training.update(over)
+    own["training"] = training
+    body["name"] = f"{body['name']}_{name}"
+    body["output_dir"] = str(out / name)
+    path = out / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def measure(path: Path, profile: str | None) -> dict:
+    study = load_study(path, profile)
+    t0 = time.perf_counter()
+    summary = run_study(study, progress=False)
+    wall = time.perf_counter() - t0
+    df = ledger_frame(study)
+    pts = ledger_points(df)
+    sd, dof = pooled_paired_sd(pts.per_seed)
+    gains = [g for d in pts.gains.values() for g in d.values()]
+    done = df[df["state"] == "COMPLETE"]
+    return {"status": summary.status, "sd": sd, "df": dof, "points": len(pts.per_seed),
+            "seeds": sorted({s for d in pts.per_seed.values() for s in d}), "wall_s": wall,
+            "trial_s": float(done["wall_time_s"].astype(float).sum()),
+            "gain": sum(gains) / len(gains) if gains else float("nan"),
+            "psnr": {lab: sorted(d.items()) for lab, d in sorted(pts.per_seed.items())}}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("study", type=Path)
+    p.add_argument("--profile", default=None)
+    p.add_argument("--variants", nargs="+", default=["base", "ema"], choices=sorted(VARIANTS))
+    p.add_argument("--steps", type=int, default=None, help="override the study's steps (base; variants scale it)")
+    p.add_argument("--out", type=Path, default=None, help="folder for the variants' runs (default: a temp folder)")
+    args = p.parse_args(argv)
+    out = args.out or Path(tempfile.mkdtemp(prefix="seed_noise_"))
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for name in args.variants:
+        path = variant_file(args.study, args.profile, name, out, args.steps)
+        print(f"[{name}] {path}", flush=True)
+        results[name] = r = measure(path, args.profile)
+        print(f"[{name}] {r['status']}: pooled paired sd {r['sd']:.4f} dB ({r['df']} df, {r['points']} points x "
+              f"seeds {r['seeds']}), mean last-third gain {r['gain']:+.3f} dB, run {r['wall_s']:.0f} s, trials "
+              f"{r['trial_s']:.0f} s", flush=True)
+        for lab, vals in r["psnr"].items():
+            print(f"    {lab}: " + ", ".join(f"seed {s} {v:.3f}" for s, v in vals))
+    base = results.get("base")
+    if base and base["sd"] > 0:
+        for name, r in results.items():
+            if name != "base":
+                print(f"{name} / base: paired sd x{r['sd'] / base['sd']:.2f}, trial time x"
+                      f"{r['trial_s'] / base['trial_s']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
