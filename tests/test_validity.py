@@ -184,14 +184,17 @@ def test_identity_model_trial_is_degenerate_complete_and_not_averaged(tmp_path, 
     small.mkdir()
     for im in _images(size=48):
         PILImage.fromarray((im.pixels[0].numpy() * 255).round().astype("uint8"), mode="L").save(small / f"{im.name}.png")
-    path = write_study(tmp_path, sweep={"over": "xunit_kernel_size", "values": [3]}, latency={"enabled": False},
-                       training={**TINY_TRAINING, "steps": 2}, executor={"workers": 1},
+    space = tmp_path / "space.yaml"  # one design, one trial
+    space.write_text("name: one\ndesigns:\n- {name: xnet, family: xnet, fixed: {depth: 3, width: 8}}\n")
+    path = write_study(tmp_path, search_space=str(space), budget=None, latency={"enabled": False},
+                       sweep={"over": "xunit_kernel_size", "values": [3]}, training={**TINY_TRAINING, "steps": 2},
+                       executor={"workers": 1},
                        data={"train": "default", "val": str(small), "test": str(small), "test_draws": 2})
     assert main(["run", str(path)]) == 0
     printed = capsys.readouterr().out
     study = load_study(path)
     trials = trials_of(study)
-    assert len(trials) == 2 and {t.state.name for t in trials} == {"COMPLETE"}  # final results in Optuna
+    assert len(trials) == 1 and {t.state.name for t in trials} == {"COMPLETE"}  # final results in Optuna
     for t in trials:
         ua = t.user_attrs
         assert ua["psnr"] == ua["baseline_psnr"] and ua["baseline"] == "noisy input" and ua["test_draws"] == 2
@@ -201,17 +204,17 @@ def test_identity_model_trial_is_degenerate_complete_and_not_averaged(tmp_path, 
     df = results_frame(study)
     assert set(df["state"]) == {"DEGENERATE"} and set(df["test_draws"]) == {2}
     summary = summary_frame(df)
-    assert len(summary) == 2 and summary["psnr_mean"].isna().all()
-    assert list(summary["n_seeds"]) == [0, 0] and list(summary["n_degenerate"]) == [1, 1]
-    assert "degenerate" in printed and "2 seed(s) scored within 0.1 dB of the trivial baseline" in printed
+    assert len(summary) == 1 and summary["psnr_mean"].isna().all()  # the point keeps its row, without a mean
+    assert list(summary["n_seeds"]) == [0] and list(summary["n_degenerate"]) == [1]
+    assert "degenerate" in printed and "1 seed(s) scored within 0.1 dB of the trivial baseline" in printed
     header = (Path(study.output_dir) / "results.csv").read_text().splitlines()[0]
     assert header.endswith("validity,baseline_psnr,test_draws,baseline")
     # resume: a degenerate trial is a finished result, never run again
-    assert run_study(study, progress=False, echo=lambda *_: None).complete == 2 and len(trials_of(study)) == 2
+    assert run_study(study, progress=False, echo=lambda *_: None).complete == 1 and len(trials_of(study)) == 1
     capsys.readouterr()
     assert main(["status", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "2 degenerate" in out and "DEGENERATE" in out and "trivial baseline on the test images: noisy input" in out
+    assert "1 degenerate" in out and "DEGENERATE" in out and "trivial baseline on the test images: noisy input" in out
 
 
 # ---------------------------------------------------------------------------------------------------------
