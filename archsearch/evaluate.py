@@ -5,12 +5,18 @@ Protocols (``protocol=`` / ``--protocol``):
 * ``default`` -- the toolboxes' convention (KAIR, BasicSR): the restored image is clamped to [0, 1] and rounded
   to 8 bits before scoring; SR crops a border of ``scale`` pixels and scores colour on Y. Test noise is
   seeded **per image** from ``(seed, crc32(image name))`` with NumPy's PCG64, so every trial, every model and
-  every order of the images sees the same noisy inputs.
+  every order of the images sees the same noisy inputs. ``draws=N`` scores N noise draws per image, draw ``d``
+  seeded with ``seed + d`` (draw 0 is the one-draw input, so one-draw numbers do not move); the means are over
+  images and draws.
 * ``dncnn`` -- the DnCNN authors' ``main_test.py`` (denoising only): x in [0, 1] as float32,
   ``np.random.seed(0)`` before each image, ``y = float32(x + np.random.normal(0, sigma / 255, x.shape))``
   (float64 noise from the legacy Mersenne-Twister generator, no clipping), and PSNR/SSIM of the raw float
   output (no clamping, no rounding). With the official DnCNN-S sigma=25 weights this gives Set12 30.456 dB and
-  BSD68 29.243 dB (published: 30.44 / 29.23).
+  BSD68 29.243 dB (published: 30.44 / 29.23). One fixed draw: ``draws > 1`` is refused.
+
+:func:`evaluate_baseline` scores a task's trivial baseline (:meth:`~archsearch.tasks.Task.baseline`: the noisy
+input, bicubic upsampling, the compressed input) on the same images and draws, exactly as a model's output is
+scored; a model that does not beat it restored nothing (:mod:`archsearch.study.validity`).
 
 Inference runs on the full image (``model.eval()``, so batch norm uses its running statistics). Images larger
 than ``auto_tile_pixels``, or any image when ``tile`` is given, are processed in ``tile`` x ``tile`` cores each
@@ -128,15 +134,19 @@ def infer(model: nn.Module, x: torch.Tensor, *, tile: int | None = None, overlap
 
 @dataclass(frozen=True)
 class ImageScore:
+    """One image at one noise draw (``draw`` 0 for a single-draw evaluation)."""
+
     name: str
     psnr: float
     ssim: float
     seconds: float
+    draw: int = 0
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Mean and per-image scores. ``psnr``/``ssim`` are means over the images (dB / unitless)."""
+    """Mean and per-image scores. ``psnr``/``ssim`` are means over the images and the noise draws (dB /
+    unitless); ``per_image`` holds one score per image and draw (draw-major: every image at draw 0 first)."""
 
     psnr: float
     ssim: float
@@ -145,27 +155,68 @@ class EvalResult:
     protocol: str
     task: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    draws: int = 1
 
     @property
     def images_per_second(self) -> float:
-        return self.n_images / self.seconds if self.seconds > 0 else float("inf")
+        return len(self.per_image) / self.seconds if self.seconds > 0 else float("inf")
+
+    def rows(self) -> list[list[Any]]:
+        """``[image name, draw, psnr, ssim]`` per image and draw (how the ledger stores per-image results)."""
+        return [[s.name, s.draw, s.psnr, s.ssim] for s in self.per_image]
 
     def to_dict(self, per_image: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {"psnr": self.psnr, "ssim": self.ssim, "n_images": self.n_images,
-                               "protocol": self.protocol, "task": self.task, "seconds": round(self.seconds, 3)}
+                               "draws": self.draws, "protocol": self.protocol, "task": self.task,
+                               "seconds": round(self.seconds, 3)}
         if per_image:
-            out["per_image"] = [{"name": s.name, "psnr": s.psnr, "ssim": s.ssim} for s in self.per_image]
+            out["per_image"] = [{"name": s.name, "draw": s.draw, "psnr": s.psnr, "ssim": s.ssim}
+                                for s in self.per_image]
         return out
 
 
+def check_draws(draws: Any, proto: Protocol) -> int:
+    """``draws`` as an integer >= 1; the dncnn protocol has one fixed draw (its noise ignores the seed)."""
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ArchsearchError(f"draws must be an integer >= 1 (noise draws per test image), got {draws!r}")
+    if proto.noise == "dncnn" and draws > 1:
+        raise ArchsearchError(f"the dncnn protocol has one fixed noise draw (np.random.seed(0) per image), got "
+                              f"draws={draws}; use draws=1 or the default protocol")
+    return draws
+
+
+def _score(task: Task, images: Sequence[Image], proto: Protocol, *, seed: int, draws: int, scale: int,
+           produce) -> EvalResult:
+    """Every image at every draw: its test input made as :func:`make_test_input` makes it, ``produce(x)`` (a
+    (1, C, h, w) input -> the restored (1, C, H, W) image) scored against the target under ``proto``."""
+    scores = []
+    start = time.perf_counter()
+    kw = dict(clamp=proto.clamp, quantize=proto.quantize, y_channel=task.y_channel, border=task.border)
+    for draw in range(draws):
+        for image in images:
+            t0 = time.perf_counter()
+            target = task.prepare(image.pixels)
+            degraded = make_test_input(task, target, image.name, protocol=proto, seed=seed + draw, scale=scale)
+            out = produce(degraded[None])[0].float().cpu()
+            scores.append(ImageScore(image.name, psnr(out, target, **kw), ssim(out, target, **kw),
+                                     time.perf_counter() - t0, draw))
+    return EvalResult(
+        psnr=float(np.mean([s.psnr for s in scores])), ssim=float(np.mean([s.ssim for s in scores])),
+        n_images=len(images), per_image=tuple(scores), protocol=proto.name, task=task.to_dict(),
+        seconds=time.perf_counter() - start, draws=draws)
+
+
 def evaluate(model: nn.Module, task: Task, images: Sequence[Image], *, protocol: str | Protocol = "default",
-             seed: int = 0, tile: int | None = None, overlap: int = 32, auto_tile_pixels: int = 1 << 22,
-             device: str | torch.device | None = None, scale: int | None = None) -> EvalResult:
-    """Score ``model`` on ``images`` (clean originals) for ``task``; see the module docstring.
+             seed: int = 0, draws: int = 1, tile: int | None = None, overlap: int = 32,
+             auto_tile_pixels: int = 1 << 22, device: str | torch.device | None = None, scale: int | None = None
+             ) -> EvalResult:
+    """Score ``model`` on ``images`` (clean originals) for ``task`` at ``draws`` noise draws; see the module
+    docstring.
 
     ``device`` defaults to the model's; ``scale`` (output/input) defaults to ``model.spec.scale``.
     """
     proto = get_protocol(protocol)
+    draws = check_draws(draws, proto)
     if not images:
         raise ArchsearchError("evaluate: empty list of images")
     if scale is None:
@@ -173,26 +224,31 @@ def evaluate(model: nn.Module, task: Task, images: Sequence[Image], *, protocol:
         scale = model_scale(model)
     param = next(model.parameters(), None)
     dev = select_device(device) if device is not None else (param.device if param is not None else torch.device("cpu"))
+
+    def produce(degraded: torch.Tensor) -> torch.Tensor:
+        x = degraded.to(dev)
+        big = x.shape[-2] * x.shape[-1] > auto_tile_pixels
+        t = tile if tile is not None else (512 if big else None)
+        return task.restore(infer(model, x, tile=t, overlap=overlap, scale=scale), x)
+
     was_training = model.training
     model.eval()
-    scores = []
-    start = time.perf_counter()
     try:
         with torch.inference_mode():
-            for image in images:
-                t0 = time.perf_counter()
-                target = task.prepare(image.pixels)
-                degraded = make_test_input(task, target, image.name, protocol=proto, seed=seed, scale=scale)
-                x = degraded[None].to(dev)
-                big = x.shape[-2] * x.shape[-1] > auto_tile_pixels
-                t = tile if tile is not None else (512 if big else None)
-                out = task.restore(infer(model, x, tile=t, overlap=overlap, scale=scale), x)[0].float().cpu()
-                kw = dict(clamp=proto.clamp, quantize=proto.quantize, y_channel=task.y_channel, border=task.border)
-                scores.append(ImageScore(image.name, psnr(out, target, **kw), ssim(out, target, **kw),
-                                         time.perf_counter() - t0))
+            return _score(task, images, proto, seed=seed, draws=draws, scale=scale, produce=produce)
     finally:
         model.train(was_training)
-    return EvalResult(
-        psnr=float(np.mean([s.psnr for s in scores])), ssim=float(np.mean([s.ssim for s in scores])),
-        n_images=len(scores), per_image=tuple(scores), protocol=proto.name, task=task.to_dict(),
-        seconds=time.perf_counter() - start)
+
+
+def evaluate_baseline(task: Task, images: Sequence[Image], *, protocol: str | Protocol = "default", seed: int = 0,
+                      draws: int = 1) -> EvalResult:
+    """Score the task's trivial baseline (:meth:`~archsearch.tasks.Task.baseline`) on ``images`` at ``draws``
+    noise draws, as :func:`evaluate` scores a model: the same test inputs, clamping, rounding, Y channel and
+    border. The baseline does not depend on a model: SR always upsamples the low-resolution image by bicubic
+    (the input a scale-1 model receives, so the inputs are made at model scale 1)."""
+    proto = get_protocol(protocol)
+    draws = check_draws(draws, proto)
+    if not images:
+        raise ArchsearchError("evaluate_baseline: empty list of images")
+    return _score(task, images, proto, seed=seed, draws=draws, scale=1,
+                  produce=lambda x: task.baseline(x, model_scale=1))

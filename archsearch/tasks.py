@@ -15,6 +15,10 @@
 * :class:`JPEGTask` -- JPEG deblocking: the image is rounded to 8 bits and encoded/decoded by Pillow at
   ``quality`` (RGB with Pillow's default 4:2:0 chroma subsampling); the ARCNN/DnCNN-3 setting.
 
+Each task knows its trivial baseline (:meth:`Task.baseline`): what "restoring nothing" scores -- the noisy input,
+bicubic upsampling of the LR image, the compressed input. A trained model that does not beat it is degenerate
+(:mod:`archsearch.study.validity`).
+
 Each task is frozen and validated at construction; :func:`make_task` builds one from a name and keywords
 (the CLI's ``--task``, a study's ``task`` section).
 """
@@ -132,6 +136,17 @@ class Task:
         """The restored image from the model's output (``degraded - output`` under residual learning)."""
         return degraded - model_output if self.residual else model_output
 
+    # --- the trivial baseline -----------------------------------------------------------------------------
+    @property
+    def baseline_name(self) -> str:
+        """What :meth:`baseline` returns, in words (tables print it beside its PSNR)."""
+        return "degraded input"
+
+    def baseline(self, degraded: torch.Tensor, *, model_scale: int = 1) -> torch.Tensor:
+        """The trivial restoration of a degraded test input (made for a model of ``model_scale``), at the
+        target's size: what a model that restores nothing would give. Default: the input itself."""
+        return degraded
+
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.kind, **asdict(self)}
 
@@ -173,6 +188,10 @@ class DenoiseTask(Task):
         rng = rng if rng is not None else np.random.default_rng(0)
         noise = rng.standard_normal(tuple(clean.shape), dtype=np.float32) * np.float32(self.sigma / 255.0)
         return self._finish(clean + torch.from_numpy(noise))
+
+    @property
+    def baseline_name(self) -> str:
+        return "noisy input"
 
     def degrade_batch(self, clean, generator):
         noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype, device=clean.device)
@@ -237,6 +256,18 @@ class SRTask(Task):
             return lr
         return bicubic_resize(lr, (h, w))  # pre-upsampled input, float (SRCNN's test code does not round it)
 
+    @property
+    def baseline_name(self) -> str:
+        return f"bicubic x{self.scale}"
+
+    def baseline(self, degraded, *, model_scale=1):
+        # bicubic upsampling of the LR image, whatever input style the model has: a scale-1 model's input already
+        # is that image; an LR input is upsampled here exactly as degrade() upsamples it for a scale-1 model
+        if model_scale == self.scale:
+            h, w = degraded.shape[-2:]
+            return bicubic_resize(degraded, (h * self.scale, w * self.scale))
+        return degraded
+
 
 @register_task
 @dataclass(frozen=True)
@@ -265,6 +296,10 @@ class JPEGTask(Task):
             out = np.asarray(dec.convert("L" if self.channels == 1 else "RGB"))
         out = out[None] if self.channels == 1 else out.transpose(2, 0, 1)
         return torch.from_numpy(np.array(out)).to(torch.float32).div_(255.0)
+
+    @property
+    def baseline_name(self) -> str:
+        return f"JPEG q{self.quality} input"
 
 
 def task_settings(kind: str) -> dict[str, Any]:

@@ -20,9 +20,10 @@ from ..report.stages import run_in_stages, stage_costs, stage_text
 from ..report.verdicts import earlier_run_advice
 from ..study.ledger import open_study
 from ..study.plan import plan_study
-from ..study.results import ledger_frame
+from ..study.results import is_finite, ledger_frame
 from ..study.runner import MARKER
 from ..study.storage import set_aside, sqlite_path, unreadable
+from ..study.validity import DEGENERATE_MARGIN_DB
 from .args import add_study_args, load_study_args, non_negative_int, workers_arg
 
 
@@ -59,10 +60,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not s.empty:
         cols = ["label", "n_seeds", "n_params", "activation_param_pct", "psnr_mean", "psnr_std",
                 "val_gain_last_third"]
+        degenerate = s["n_degenerate"] if "n_degenerate" in s else None
+        if degenerate is not None and (degenerate > 0).any():  # shown only where a seed failed the gate
+            cols.insert(2, "n_degenerate")
         view = s[[c for c in cols if c in s]].rename(columns={
             "activation_param_pct": "act %", "psnr_mean": "PSNR mean", "psnr_std": "PSNR std",
-            "val_gain_last_third": "last-third gain"})
-        print(view.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+            "val_gain_last_third": "last-third gain", "n_degenerate": "degenerate"})
+        print(view.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))
+        if degenerate is not None and (degenerate > 0).any():
+            print(f"note: {int(degenerate.sum())} seed(s) scored within {DEGENERATE_MARGIN_DB} dB of the trivial "
+                  f"baseline ({_baseline_text(written.results)}) or below it: degenerate, not in the means")
         gains = s.get("val_gain_last_third")
         if gains is not None and (gains > UNDERTRAINED_DB).any():
             worst = s.loc[gains.idxmax()]
@@ -89,9 +96,24 @@ def _set_aside_corrupt(study) -> None:
         print(f"--fresh: {path} was not a readable ledger ({reason}); moved it aside as {moved.name}")
 
 
+def _baseline_text(df) -> str:
+    """``noisy input 20.168 dB`` from the trials' stored baseline (the same for every trial of a ledger)."""
+    if df is None or "baseline_psnr" not in df:
+        return "not recorded"
+    rows = df[df["baseline_psnr"].notna()]
+    if rows.empty:
+        return "not recorded"
+    r = rows.iloc[0]
+    name = r.get("baseline") if isinstance(r.get("baseline"), str) else "baseline"
+    draws = r.get("test_draws")
+    per = f", {int(draws)} noise draws per image" if is_finite(draws) and draws > 1 else ""
+    return f"{name} {float(r['baseline_psnr']):.3f} dB{per}"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     study = load_study_args(args)
-    df = ledger_frame(study, open_study(study, create=False, any_config=args.any_config))
+    ostudy = open_study(study, create=False, any_config=args.any_config)
+    df = ledger_frame(study, ostudy)
     if args.format == "csv":
         df.to_csv(sys.stdout, index=False)
         return 0
@@ -100,8 +122,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     if df.empty:
         print("no trials yet")
         return 0
+    if df["baseline_psnr"].notna().any():
+        print(f"trivial baseline on the test images: {_baseline_text(df)}; a trial within {DEGENERATE_MARGIN_DB} dB "
+              "of it or below is DEGENERATE (never averaged in)")
     cols = ["number", "state", "label", "seed", "n_params", "activation_param_pct", "psnr", "wall_time_s",
             "fail_reason"]
+    if df["validity"].isin(["partly degenerate"]).any():  # a multi-seed trial with some degenerate seeds
+        cols.insert(2, "validity")
     view = df[cols].copy()
     for col in ("number", "seed", "n_params"):  # integers, even where a missing value made the column float
         view[col] = view[col].astype("Int64")

@@ -185,7 +185,7 @@ def write_report(study, ostudy=None, out_dir: str | Path | None = None, *, png: 
     verdicts = study_verdicts(study, ostudy, df)
     claim_files = write_verdicts(verdicts, out) if study.config.claims else []
     figs, skipped, tables = build_figures(study, df, ostudy, verdicts)
-    n_complete = int((df["state"] == "COMPLETE").sum())
+    n_complete = int(df["state"].isin(["COMPLETE", "DEGENERATE"]).sum())  # degenerate trials are finished too
     parts = [_header(study, ostudy, df)]
     if verdicts:
         parts.append(claims_html(verdicts))

@@ -8,19 +8,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..families import argument_labels
-from ..study.results import is_finite, is_nan, pareto_mask, summary_frame
+from ..study.results import DEGENERATE_STATE, is_finite, is_nan, pareto_mask, summary_frame
 
 # Which arguments split a design into legend variants, and the short names of swept arguments in point labels (the
 # papers' letters), are given by each family at registration: families.variant_arguments() / argument_labels().
 
 
 def design_points(df):
-    """One row per design point (label, design) of the COMPLETE trials: ``n_seeds``, ``psnr_mean``,
-    ``psnr_std`` (sample std, NaN for one seed), sizes, ``latency_ms_per_mp`` (median over the point's trials),
-    ``trials`` (their numbers) and ``short`` (a short label for annotations)."""
+    """One row per design point (label, design) of the finished trials: ``n_seeds``, ``psnr_mean``,
+    ``psnr_std`` (sample std, NaN for one seed; over the valid seeds, NaN when every seed is degenerate),
+    ``n_degenerate``, sizes, ``latency_ms_per_mp`` (median over the point's trials), ``trials`` (their numbers)
+    and ``short`` (a short label for annotations)."""
     import pandas as pd  # ~0.3 s: only table paths pay it
 
-    done = df[df["state"] == "COMPLETE"]
+    # a DEGENERATE trial (archsearch.study.validity) is finished: its point keeps its row, trials and latency
+    done = df[df["state"].isin(["COMPLETE", DEGENERATE_STATE])]
     points = summary_frame(df)
     if points.empty:
         return pd.DataFrame(columns=["label", "design", "n_seeds", "psnr_mean", "psnr_std", "n_params",

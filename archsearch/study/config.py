@@ -108,15 +108,23 @@ class SearchConfig:
             raise SpecError("objectives", "nsga2 is multi-objective: add params or macs, e.g. [psnr, params]")
 
 
+#: A cap on ``data.test_draws`` (each draw costs one more test pass per trial and seed).
+MAX_TEST_DRAWS = 100
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    """Dataset names (``embedded`` or one of the shared sets, resolved under ``data_root``) or folders."""
+    """Dataset names (``embedded`` or one of the shared sets, resolved under ``data_root``) or folders.
+    ``test_draws``: noise draws per test image (draw d seeded with d; :func:`archsearch.evaluate.evaluate`)."""
 
     train: str = "embedded"
     val: str = "embedded"
     test: str = "embedded"
     data_root: str | None = None
     val_images: int = 0  # 0: all
+    # 1 when absent, so a study file written before the key has the fingerprint it had (config_body leaves the
+    # default out) and its ledger, all of one draw, resumes; the shipped studies set 3
+    test_draws: int = 1
 
     def __post_init__(self) -> None:
         for key in ("train", "val", "test"):
@@ -127,6 +135,9 @@ class DataConfig:
         if self.val_images < 0:
             raise SpecError("val_images", f"must be an integer >= 0 (0: all the validation images), got "
                                           f"{self.val_images}")
+        if not 1 <= self.test_draws <= MAX_TEST_DRAWS:
+            raise SpecError("test_draws", f"must be an integer in 1..{MAX_TEST_DRAWS} (noise draws per test image), "
+                                          f"got {self.test_draws}")
 
 
 @dataclass(frozen=True)
@@ -359,8 +370,11 @@ def config_body(study: Study) -> dict[str, Any]:
     """What must not change under a running ledger: everything that defines the trials' results, as plain data
     (stored in the ledger, so that a reader can say which setting differs)."""
     c = study.config
+    data = dict(c.data.__dict__)
+    if data["test_draws"] == 1:  # the default stays out: files written before the key keep their fingerprint
+        del data["test_draws"]
     body = {
-        "task": dict(c.task), "data": c.data.__dict__, "budget": c.budget.__dict__ if c.budget else None,
+        "task": dict(c.task), "data": data, "budget": c.budget.__dict__ if c.budget else None,
         "sweep": c.sweep.__dict__ if c.sweep else None, "search": c.search.__dict__ if c.search else None,
         "training": dict(c.training), "space": [repr(d) for d in study.space.designs],
     }

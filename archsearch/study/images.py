@@ -1,5 +1,6 @@
 """A study's images: loaded once per process (every trial of a study sees the same images and noise), and checked
-against the study's settings before anything is written."""
+against the study's settings before anything is written; the task's trivial baseline on the test images, scored
+once per process too (it depends on the images and draws, never on a trial)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from typing import Any
 
 from ..data import DataError, check_images, load_dataset
 from ..errors import ConfigError
+from ..evaluate import EvalResult, evaluate_baseline
 from ..families import get_family
 from .config import Study, config_fingerprint
 from .space import try_family
 
 _DATA_CACHE: dict[tuple[str, str, str], Any] = {}
+_BASELINE_CACHE: dict[tuple[str, str, str], EvalResult] = {}
 
 
 def study_data(study: Study):
@@ -21,6 +24,17 @@ def study_data(study: Study):
         _DATA_CACHE.clear()
         _DATA_CACHE[key] = load_study_data(study)
     return _DATA_CACHE[key]
+
+
+def study_baseline(study: Study) -> EvalResult:
+    """The task's trivial baseline (:meth:`~archsearch.tasks.Task.baseline`) on the study's test images at its
+    ``data.test_draws``, scored as a trial's model is; computed once per process, not once per trial."""
+    key = (str(study.path), study.profile, config_fingerprint(study))
+    if key not in _BASELINE_CACHE:
+        task, _, _, test = study_data(study)
+        _BASELINE_CACHE.clear()
+        _BASELINE_CACHE[key] = evaluate_baseline(task, test, seed=0, draws=study.config.data.test_draws)
+    return _BASELINE_CACHE[key]
 
 
 def load_study_data(study: Study):

@@ -8,9 +8,9 @@ ranges), counts parameters, MACs per pixel and the activation-parameter share, a
 ``channels_last`` per block family, AMP, compile) on random tensors of the training batch shape, plus drawing a
 batch of patches from the study's images, with the torch thread count a worker would use; nothing is trained on
 data, nothing is saved --, scaled by steps x seeds, plus validation, test and latency forward passes (timed forward cost per pixel x
-the pixels of the study's images), divided by the executor's worker count. Networks too large to time at the
-full batch on a CPU in a moment are timed on fewer samples (or smaller patches) and scaled linearly by pixels;
-the plan says so.
+the pixels of the study's images, the test images once per ``data.test_draws``), divided by the executor's worker
+count. Networks too large to time at the full batch on a CPU in a moment are timed on fewer samples (or smaller
+patches) and scaled linearly by pixels; the plan says so.
 
 Notebook use::
 
@@ -348,8 +348,9 @@ def plan_study(study: Study, *, timed_steps: int = 3, workers: int | str | None 
             step, fwd_px, how = timed[p.spec_hash]
             step += sample_s  # drawing the batch of patches (and the noise) from the study's images
             p.seconds_per_step, p.timed_on = step, how
-            # validation/test forward passes (3x the timed forward per pixel: whole images, metrics, copies)
-            eval_s = 3 * fwd_px * ((val_px or 0) * n_val + (test_px or 0))
+            # validation/test forward passes (3x the timed forward per pixel: whole images, metrics, copies), the
+            # test images once per noise draw
+            eval_s = 3 * fwd_px * ((val_px or 0) * n_val + (test_px or 0) * c.data.test_draws)
             p.seconds_per_seed = config.steps * step + eval_s + 0.5  # + building, checkpoint, ledger
     finally:
         torch.set_num_threads(previous)

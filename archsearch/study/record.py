@@ -40,6 +40,16 @@ TRIAL_ATTRS: dict[str, str] = {
     "psnr_per_seed": "test PSNR of each seed", "ssim_per_seed": "test SSIM of each seed",
     "val_psnr_per_seed": "final validation PSNR of each seed",
     "val_gain_last_third_per_seed": "last-third validation gain of each seed",
+    # per-image results and the validity gate (archsearch.study.validity)
+    "test_draws": "noise draws per test image (draw d seeded with d; 1 in ledgers written before draws)",
+    "per_image_per_seed": "per seed (in the order of seeds), rows [image name, draw, psnr, ssim]",
+    "baseline": "the task's trivial baseline ('noisy input', 'bicubic x3', 'JPEG q10 input')",
+    "baseline_psnr": "the baseline's test PSNR over the same images and draws, dB",
+    "baseline_ssim": "the baseline's test SSIM over the same images and draws",
+    "baseline_per_image": "the baseline's rows [image name, draw, psnr, ssim]",
+    "validity_per_seed": "per seed: 'ok', or 'degenerate' (PSNR below the baseline's + 0.1 dB)",
+    "validity": "'ok' (every seed ok), 'degenerate' (every seed degenerate) or 'partly degenerate'; "
+    "a degenerate trial stays COMPLETE but is never averaged in",
     "wall_time_s": "the trial's wall time", "train_time_s": "training time", "eval_time_s": "test time",
     "overhead_s": "solve, build, spec and checkpoint writing",
     "latency_ms_per_mp": "inference latency, ms per output megapixel", "latency_device": "where it was measured",

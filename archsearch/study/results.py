@@ -1,9 +1,12 @@
 """The ledger as frames -- the one place that turns trials into rows.
 
-* :func:`results_frame` -- one row per trial (state from the ledger) plus one per infeasible grid point;
+* :func:`results_frame` -- one row per trial (state from the ledger; ``DEGENERATE`` for a COMPLETE trial whose
+  every seed failed the validity gate, :mod:`.validity`) plus one per infeasible grid point;
 * :func:`ledger_frame` -- the same with each trial's family ``arguments``, Optuna ``params``, host and measured
   latency (the report and the analysis scripts read this one);
-* :func:`summary_frame` -- one row per design point: mean and spread over *distinct* seeds;
+* :func:`seed_frame` -- one row per (finished trial, seed) with that seed's own values and validity;
+* :func:`summary_frame` -- one row per design point: mean and spread over *distinct* valid seeds, and how many
+  seeds were degenerate;
 * :func:`export_frame` / :func:`write_table` -- the frame as CSV or parquet.
 """
 
@@ -20,65 +23,110 @@ from ..text import json_text
 from . import ledger as L
 from .config import Study
 from .remeasure import stored_latency
+from .validity import DEGENERATE
+
+#: The state of a COMPLETE trial whose every seed is degenerate (:mod:`.validity`): still COMPLETE in Optuna
+#: (resume does not re-run it, a sampler sees its value), never averaged in.
+DEGENERATE_STATE = "DEGENERATE"
 
 #: The columns of ``results.csv``: the trial number and state, then stored attributes (:data:`.record.TRIAL_ATTRS`).
 RESULT_COLUMNS = ["number", "state", "design", "label", "sweep_value", "seed", "n_params", "macs_per_pixel",
                   "activation_param_pct", "psnr", "ssim", "val_psnr", "wall_time_s", "train_time_s", "eval_time_s",
                   "spec_hash", "checkpoint", "fail_reason", "duplicate_of", "seeds", "psnr_per_seed",
-                  "ssim_per_seed", "latency_ms_per_mp", "val_gain_last_third"]
+                  "ssim_per_seed", "latency_ms_per_mp", "val_gain_last_third", "validity", "baseline_psnr",
+                  "test_draws", "baseline"]
+
+#: Per-seed lists the frames carry for :func:`seed_frame` but ``results.csv`` leaves out (per-image rows are long).
+PER_SEED_COLUMNS = ["validity_per_seed", "val_gain_last_third_per_seed", "per_image_per_seed"]
 
 
 def results_frame(study: Study, ostudy=None):
-    """One row per trial (state from the ledger) plus one per infeasible grid point (state INFEASIBLE)."""
+    """One row per trial (state from the ledger, ``DEGENERATE`` for a COMPLETE trial whose validity is
+    degenerate) plus one per infeasible grid point (state INFEASIBLE); the columns of :data:`RESULT_COLUMNS`,
+    then :data:`PER_SEED_COLUMNS`."""
     import pandas as pd  # ~0.3 s: only table paths pay it
 
     ostudy = ostudy or L.open_study(study, create=False)
     rows = []
     for t in ostudy.get_trials(deepcopy=False):
         ua = t.user_attrs
-        rows.append({"number": t.number, "state": t.state.name, **{c: ua.get(c) for c in RESULT_COLUMNS[2:]},
+        state = t.state.name
+        if state == "COMPLETE" and ua.get("validity") == DEGENERATE:
+            state = DEGENERATE_STATE
+        rows.append({"number": t.number, "state": state,
+                     **{c: ua.get(c) for c in RESULT_COLUMNS[2:] + PER_SEED_COLUMNS},
                      "seed": ua.get("seed", t.params.get("seed"))})
     for inf in ostudy.user_attrs.get("infeasible", []) or []:
         rows.append({"number": None, "state": "INFEASIBLE", "design": inf.get("design"), "label": inf.get("label"),
                      "sweep_value": inf.get("sweep_value"), "fail_reason": inf.get("reason")})
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS + PER_SEED_COLUMNS)
+
+
+def _per_seed(r, key: str, n: int, fallback: Any) -> list:
+    """The trial's stored ``<key>_per_seed`` list, or ``fallback`` for each seed where the ledger has none (an
+    older ledger, or a list of another length)."""
+    vals = r.get(f"{key}_per_seed")
+    return list(vals) if isinstance(vals, list) and len(vals) == n else [fallback] * n
 
 
 def seed_frame(df):
-    """One row per (COMPLETE trial, seed): a search trial trains every seed and stores each seed's PSNR/SSIM;
-    proposals answered from an earlier trial (``duplicate_of``) add nothing."""
+    """One row per (finished trial, seed) with that seed's own ``psnr``, ``ssim``, ``val_gain_last_third``,
+    ``validity`` (``ok``/``degenerate``; None in ledgers written before the gate: treated as ok) and ``per_image``
+    (its rows ``[image, draw, psnr, ssim]``; None before per-image results). Rows of DEGENERATE and partly
+    degenerate trials are included, so that readers can count them; proposals answered from an earlier trial
+    (``duplicate_of``) add nothing."""
     import pandas as pd  # ~0.3 s: only table paths pay it
 
-    done = df[(df["state"] == "COMPLETE") & df["duplicate_of"].isna()] if "duplicate_of" in df else \
-        df[df["state"] == "COMPLETE"]
+    finished = df["state"].isin(["COMPLETE", DEGENERATE_STATE])
+    done = df[finished & df["duplicate_of"].isna()] if "duplicate_of" in df else df[finished]
     rows = []
     for _, r in done.iterrows():
         seeds = r.get("seeds") if isinstance(r.get("seeds"), list) else [r.get("seed")]
-        psnr = r.get("psnr_per_seed") if isinstance(r.get("psnr_per_seed"), list) else [r.get("psnr")]
-        ssim = r.get("ssim_per_seed") if isinstance(r.get("ssim_per_seed"), list) else [r.get("ssim")]
-        for seed, p, q in zip(seeds, psnr, ssim):
-            rows.append({**r.to_dict(), "seed": seed, "psnr": p, "ssim": q})
-    out = pd.DataFrame(rows, columns=list(df.columns))
+        n = len(seeds)
+        psnr = _per_seed(r, "psnr", n, r.get("psnr"))
+        ssim = _per_seed(r, "ssim", n, r.get("ssim"))
+        gain = _per_seed(r, "val_gain_last_third", n, r.get("val_gain_last_third"))
+        validity = _per_seed(r, "validity", n, None)
+        per_image = r.get("per_image_per_seed")
+        per_image = list(per_image) if isinstance(per_image, list) and len(per_image) == n else [None] * n
+        for i, seed in enumerate(seeds):
+            rows.append({**r.to_dict(), "seed": seed, "psnr": psnr[i], "ssim": ssim[i],
+                         "val_gain_last_third": gain[i], "validity": validity[i], "per_image": per_image[i]})
+    columns = list(df.columns) + (["validity"] if "validity" not in df else []) + ["per_image"]
+    out = pd.DataFrame(rows, columns=columns)
     return out.drop_duplicates(subset=["label", "design", "seed"], keep="first")
 
 
+def _first(values):
+    """The first value that is not missing (as pandas' ``first`` aggregation), else the first value."""
+    present = values.dropna()
+    return present.iloc[0] if len(present) else values.iloc[0]
+
+
 def summary_frame(df):
-    """Mean and spread (sample std, NaN for one seed) of PSNR/SSIM over *distinct* seeds, one row per design
-    point; ``n_seeds`` counts distinct seeds, never repeated trials."""
+    """One row per design point: mean and spread (sample std, NaN for one seed) of PSNR/SSIM and the mean
+    last-third validation gain over the *distinct* seeds that are not degenerate (:mod:`.validity`); ``n_seeds``
+    counts those seeds (never repeated trials), ``n_degenerate`` the degenerate ones. A point whose every seed
+    is degenerate keeps its row (``n_seeds`` 0, PSNR NaN), so tables show it."""
+    import pandas as pd  # ~0.3 s: only table paths pay it
+
     done = seed_frame(df)
     if done.empty:
-        return done
+        return done.assign(n_degenerate=pd.Series(dtype=int))
     done = done.astype({"psnr": float, "ssim": float, "val_gain_last_third": float})
-    g = done.groupby(["label", "design"], dropna=False)
-    s = g.agg(n_seeds=("seed", "nunique"), psnr_mean=("psnr", "mean"), psnr_std=("psnr", "std"),
-              ssim_mean=("ssim", "mean"), n_params=("n_params", "first"),
-              macs_per_pixel=("macs_per_pixel", "first"), activation_param_pct=("activation_param_pct", "first"),
-              sweep_value=("sweep_value", "first"),
-              val_gain_last_third=("val_gain_last_third", "mean")).reset_index()
-    if "family" in done:
-        fam = done.groupby(["label", "design"], dropna=False)["family"].first()
-        s["family"] = [fam.get((lab, des)) for lab, des in zip(s["label"], s["design"])]
-    return s.sort_values("activation_param_pct")
+    rows = []
+    for (label, design), g in done.groupby(["label", "design"], dropna=False, sort=True):
+        degenerate = g["validity"] == DEGENERATE
+        ok = g[~degenerate]
+        row = {"label": label, "design": design, "n_seeds": int(ok["seed"].nunique()),
+               "psnr_mean": ok["psnr"].mean(), "psnr_std": ok["psnr"].std(), "ssim_mean": ok["ssim"].mean(),
+               **{c: _first(g[c]) for c in ("n_params", "macs_per_pixel", "activation_param_pct", "sweep_value")},
+               "val_gain_last_third": ok["val_gain_last_third"].mean(),
+               "n_degenerate": int(g.loc[degenerate, "seed"].nunique())}
+        if "family" in g:
+            row["family"] = _first(g["family"])
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("activation_param_pct")
 
 
 def ledger_frame(study, ostudy=None):

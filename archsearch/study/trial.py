@@ -29,11 +29,12 @@ from ..spec import GraphSpec
 from ..tracking import open_run
 from ..training import train
 from .config import Study
-from .images import study_data
+from .images import study_baseline, study_data
 from .ledger import this_host
 from .record import TRIAL_ATTRS, check_attrs
 from .sampling import INTERRUPTED, OBJECTIVE_ATTRS, is_retryable
 from .sweep import solve_design
+from .validity import classify, combine
 
 
 class TrialFailed(ArchsearchError):
@@ -128,13 +129,21 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
         raise TrialFailed(f"diverged: {result.reason}")
     attrs["val_psnr"] = result.final_val_psnr
     t1 = time.perf_counter()
-    ev = evaluate(model, task, test_images, seed=0)
+    draws = study.config.data.test_draws
+    ev = evaluate(model, task, test_images, seed=0, draws=draws)
     attrs["eval_time_s"] = time.perf_counter() - t1
     if tracking is not None:
         tracking.finish(result.status, {"test/psnr": ev.psnr, "test/ssim": ev.ssim}, step=result.steps)
     if not math.isfinite(ev.psnr):
         raise TrialFailed(f"diverged: test PSNR is {ev.psnr}")
     attrs["psnr"], attrs["ssim"], attrs["n_test_images"] = ev.psnr, ev.ssim, ev.n_images
+    attrs["test_draws"] = draws
+    # the trivial baseline on the same images and draws (scored once per process) and this seed's verdict on it
+    base = study_baseline(study)
+    attrs["baseline"], attrs["baseline_psnr"], attrs["baseline_ssim"] = task.baseline_name, base.psnr, base.ssim
+    attrs["baseline_per_image"] = base.rows()
+    attrs["_per_image"] = ev.rows()  # per seed: aggregate() gathers them into per_image_per_seed
+    attrs["_validity"] = classify(ev.psnr, base.psnr)
     t2 = time.perf_counter()
     ckpt = out / "checkpoints" / f"{checkpoint_name or f'{spec.hash}_seed{seed}'}.safetensors"
     try:  # whole or not at all; a full disk fails the machine, not the design (see the spec above)
@@ -191,11 +200,16 @@ def objective_values(study: Study, attrs: dict[str, Any]) -> list[float]:
 
 def aggregate(results: list[dict[str, Any]], curve: list[list[float]]) -> dict[str, Any]:
     """One trial's stored attributes from its seeds' results: the first seed's description (spec, counts,
-    arguments), the means of PSNR/SSIM/validation PSNR over the seeds, the per-seed values, summed times, every
-    checkpoint, and the validation curve of the first seed."""
-    attrs = dict(results[0])
+    arguments, baseline), the means of PSNR/SSIM/validation PSNR over the seeds, the per-seed values (per-image
+    rows and validity included), the trial's validity, summed times, every checkpoint, and the validation curve
+    of the first seed."""
+    attrs = {k: v for k, v in results[0].items() if k not in ("_per_image", "_validity")}
     n = len(results)
     attrs["seeds"] = [r["seed"] for r in results]
+    if all("_validity" in r for r in results):
+        attrs["per_image_per_seed"] = [r["_per_image"] for r in results]
+        attrs["validity_per_seed"] = [r["_validity"] for r in results]
+        attrs["validity"] = combine(attrs["validity_per_seed"])
     for key in ("psnr", "ssim", "val_psnr", "val_gain_last_third"):
         vals = [r.get(key) for r in results]
         attrs[f"{key}_per_seed"] = vals
