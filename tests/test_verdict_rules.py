@@ -344,3 +344,31 @@ def test_plan_sizes_the_next_run_from_the_earlier_ledger(three_seed_ledger, caps
     assert "  r5_beats_r1: " in out and "at 3 shared seeds; an 80%-power design needs about" in out
     assert "  convnet_fails: inconclusive at 3 shared seeds; an 80%-power design needs about 4 seeds" in out
     assert ledger.stat().st_mtime_ns == before  # read only
+
+
+def test_degenerate_trials_in_a_ledger_are_failures_not_means(tmp_path):
+    """A ledger where the ConvNet returned its input on every seed (15.185 dB, the noisy input's PSNR; stored as
+    DEGENERATE by the trial): the claim 'xNet r=1 beats the ConvNet' is not won against it -- the ConvNet has no
+    valid seed -- while 'the ConvNet fails more often' counts its seeds as failures."""
+    from archsearch.report.verdicts import ledger_points, study_verdicts
+    from archsearch.study import load_study
+    from archsearch.study.results import ledger_frame
+    from archsearch.testing.ledger import add_trial, new_ledger
+    from archsearch.testing.studies import write_study
+
+    claims = [{**HEAD, "id": "r1_beats_convnet", "kind": "ordering", "order": ["xnet xunit_kernel_size=1", "convnet"]},
+              {**HEAD, "id": "convnet_fails", "kind": "failures", "point": "convnet",
+               "more_than": ["xnet xunit_kernel_size=1"]}]
+    study = load_study(write_study(tmp_path, seeds=[0, 1, 2, 3], claims=claims))
+    ostudy = new_ledger(study)
+    for seed in range(4):
+        add_trial(ostudy, design="convnet", psnr=15.185, seed=seed, label="convnet", baseline_psnr=15.185,
+                  validity="degenerate", validity_per_seed=["degenerate"])
+        add_trial(ostudy, design="xnet", psnr=27.4 + 0.1 * seed, seed=seed, label="xnet xunit_kernel_size=1",
+                  sweep_value=1, arguments={"xunit_kernel_size": 1}, baseline_psnr=15.185, validity="ok",
+                  validity_per_seed=["ok"])
+    pts = ledger_points(ledger_frame(study))
+    assert "convnet" not in pts.per_seed and pts.failures["convnet"] == {s: "degenerate" for s in range(4)}
+    beats, fails = study_verdicts(study)
+    assert beats.verdict == "inconclusive" and "convnet: no valid seed (4 degenerate)" in beats.measured_text()
+    assert fails.verdict == "holds" and fails.p_value == pytest.approx(1 / 70), fails.line()
