@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from archsearch.blocks import XUNIT_DESIGNS, XUnit
+from archsearch.export import quiet_jit
 
 
 class RefXUnit(nn.Module):
@@ -103,7 +104,8 @@ def test_one_by_one_xunit_is_the_depthwise_conv(tmp_path, bias):
         ga = torch.autograd.grad(a.square().sum(), [x, fast.weight])
         gb = torch.autograd.grad(b.square().sum(), [x, conv.weight])
         assert all(torch.allclose(u, v, atol=1e-5) for u, v in zip(ga, gb))
-    traced = torch.jit.trace(fast, torch.randn(1, 6, 4, 4))
+    with quiet_jit():  # TorchScript is deprecated in torch 2.13; the traced form is what exporters see
+        traced = torch.jit.trace(fast, torch.randn(1, 6, 4, 4))
     assert "conv" in str(traced.inlined_graph).lower()
     spec = XUnit(6, kernel_size=1, depthwise_bias=bias)
     assert isinstance(spec.build().features[-2 if spec.post_bn else -1], _DepthwiseScale)
