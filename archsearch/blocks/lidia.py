@@ -111,6 +111,25 @@ def lidia_reflect_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
     return x.index_select(-2, rows).index_select(-1, cols)
 
 
+def lidia_box_sum(x: torch.Tensor, patch: int, tile: int = 32) -> torch.Tensor:
+    """``F.conv2d(x, ones(1, 1, p, p))`` for x (N, H, W), bit for bit: PyTorch's CPU convolution with a ones
+    kernel adds the p^2 values of each window one after the other in row-major order (checked by
+    ``tests/test_lidia.py``), and so does this, with in-place additions on tiles of rows that stay in cache
+    (4-5x faster than the convolution for one channel)."""
+    n, h, w = x.shape
+    ph, pw = h - patch + 1, w - patch + 1
+    out = torch.empty(n, ph, pw, dtype=x.dtype, device=x.device)
+    for top in range(0, ph, tile):
+        rows = min(tile, ph - top)
+        acc = out[:, top:top + rows]
+        acc.copy_(x[:, top:top + rows, :pw])
+        for u in range(patch):
+            for v in range(patch):
+                if u or v:
+                    acc.add_(x[:, top + u:top + u + rows, v:v + pw])
+    return out.unsqueeze(1)
+
+
 def lidia_search(image: torch.Tensor, patch: int, radius: int, neighbours: int
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The ``neighbours`` nearest p x p patches of every patch of the centre region (the image less ``radius`` on
@@ -137,7 +156,11 @@ def lidia_search(image: torch.Tensor, patch: int, radius: int, neighbours: int
         table = torch.empty(b, rows, pw, win * win, dtype=image.dtype, device=image.device)
         for r in range(win):
             shifted = torch.cat([image[:, :, top + r:top + r + h, c:c + cw] for c in range(win)], dim=1)
-            d = F.conv2d(((shifted - centre) ** 2).reshape(b * win, 1, h, cw), ones)
+            squares = ((shifted - centre) ** 2).reshape(b * win, 1, h, cw)
+            if torch.jit.is_tracing():  # traced (fvcore, export): the reference's conv2d, the same numbers
+                d = F.conv2d(squares, ones)
+            else:
+                d = lidia_box_sum(squares[:, 0], patch)
             table[..., r * win:(r + 1) * win] = d.reshape(b, win, rows, pw).permute(0, 2, 3, 1)
         best, index = torch.topk(table, neighbours, dim=3, largest=False, sorted=True)
         dists.append(best)
@@ -159,10 +182,17 @@ class LidiaVerHor(nn.Module):
         self.b = nn.Parameter(torch.empty(hor_out, ver_out))
         nn.init.xavier_normal_(self.b, gain=nn.init.calculate_gain("relu"))  # the reference's initialisation
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.ver(x)
+        # The two products commute (H X V^T); run the cheaper order first: the horizontal one when it shrinks
+        # the rows enough (the aggregation's pre layers and the last one collapse k or 4k rows to one).
+        self.hor_first = hor_in * ver_in * hor_out + hor_out * ver_in * ver_out < \
+            hor_in * ver_in * ver_out + ver_out * hor_in * hor_out
+
+    def _hor(self, x: torch.Tensor) -> torch.Tensor:
         b, rows, n, v = x.shape
-        x = torch.bmm(self.hor.weight.expand(b, -1, -1), x.reshape(b, rows, n * v)).reshape(b, -1, n, v)
+        return torch.bmm(self.hor.weight.expand(b, -1, -1), x.reshape(b, rows, n * v)).reshape(b, -1, n, v)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ver(self._hor(x)) if self.hor_first else self._hor(self.ver(x))
         return x.add_(self.b.unsqueeze(1))  # in place: the product's output is not needed by its backward
 
 
@@ -199,7 +229,7 @@ class LidiaStage(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = getattr(self, self.names[0])(x)
         if hasattr(self, "a"):
-            x = self.a * x + (1 - self.a) * getattr(self, self.names[1])(x)
+            x = torch.lerp(getattr(self, self.names[1])(x), x, self.a)  # a x + (1 - a) f(x), one pass
         if self.ver_hor_out is not None:
             x = self.ver_hor_out(x)
         return x
@@ -468,19 +498,20 @@ class LIDIA(SameChannels, Block):
         """MACs per patch position (module docstring)."""
         n, f, k, h = self.patch_values, self.features, self.neighbours, self._stacks()
 
-        def verhor(rows: int, vi: int, vo: int, hi: int, ho: int, bn: bool) -> int:
-            # vertical: rows x vi x vo; horizontal: vo x hi x ho; BN: one per output value
-            return rows * vi * vo + vo * hi * ho + (ho * vo if bn else 0)
+        def verhor(vi: int, vo: int, hi: int, ho: int, bn: bool) -> int:
+            # a separable layer on (hi rows x vi values): the vertical product (rows x vi x vo) and the horizontal
+            # one (values x hi x ho), in the cheaper order as the module runs them; BN: one per output value
+            return min(hi * vi * vo + vo * hi * ho, hi * vi * ho + ho * vi * vo) + (ho * vo if bn else 0)
 
         total = 2 * n  # the two means of the patch weight
         for _ in range(self.scales):
             total += n + 7 * k * k + 6 * k  # variance, weight net
-            total += verhor(k, n, f, k, k, False) + verhor(k, f, n, k, 1, False) + verhor(1, n, f, 1, k, False)
+            total += verhor(n, f, k, k, False) + verhor(f, n, k, 1, False) + verhor(n, f, 1, k, False)
             if not self.small:
-                total += verhor(k, f, f, k, k, True)
-        total += verhor(h, f, f, h, h, True) + verhor(h, f, n, h, 1, False)
+                total += verhor(f, f, k, k, True)
+        total += verhor(f, f, h, h, True) + verhor(f, n, h, 1, False)
         if not self.small:
-            total += verhor(h, f, f, h, h, True)
+            total += verhor(f, f, h, h, True)
         return total
 
     def _search(self) -> int:
@@ -513,7 +544,7 @@ class LIDIA(SameChannels, Block):
         return LIDIAModule(self)
 
     def export(self, ctx) -> str:
-        for helper in (csc_reflect, lidia_reflect_pad, lidia_search, LidiaVerHor, LidiaVerHorBnRelu, LidiaStage,
+        for helper in (csc_reflect, lidia_reflect_pad, lidia_box_sum, lidia_search, LidiaVerHor, LidiaVerHorBnRelu, LidiaStage,
                        LidiaWeightsNet, LidiaSeparableNet):
             ctx.need(helper)
         ctx.sources.setdefault("LIDIA_CHUNK", f"LIDIA_CHUNK = {LIDIA_CHUNK}\nLIDIA_SEARCH_BAND = {LIDIA_SEARCH_BAND}\n")
