@@ -120,3 +120,25 @@ def test_layout_refuses_a_changed_blur_kernel():
 
 def test_block_defaults_are_lidia_gray():
     assert LIDIA().params() == 61_589 and LIDIA(small=True).params() == 40_226
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("zoo, weights, expected", [("lidia", "lidia_sigma25_gray.pt", 30.329),
+                                                    ("lidia_s", "lidia_s_sigma25_gray.pt", 30.342)])
+def test_set12_sigma25_dncnn_protocol(zoo, weights, expected):
+    """Set12, sigma 25, the dncnn protocol (DnCNN's noise draw, raw float output): measured 30.329 (LIDIA) and
+    30.342 (LIDIA-S) dB. The authors' code on the same noisy inputs gives 30.039 / 32.955 / 30.210 dB on images
+    01 / 02 / 05 (ours 30.039 / 32.955 / 30.210; docs/zoo.md)."""
+    from restore_data import shared_root
+
+    from archsearch.data import load_dataset
+    from archsearch.evaluate import evaluate
+    from archsearch.tasks import make_task
+
+    if shared_root() is None:
+        pytest.skip("shared benchmark sets not found")
+    model = _model(zoo, _weights(weights)).eval()
+    result = evaluate(model, make_task("denoise", sigma=25), load_dataset("Set12", data_root=shared_root()),
+                      protocol="dncnn")
+    assert result.n_images == 12
+    assert result.psnr == pytest.approx(expected, abs=2e-3)

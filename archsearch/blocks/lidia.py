@@ -187,13 +187,19 @@ class LidiaVerHor(nn.Module):
         self.hor_first = hor_in * ver_in * hor_out + hor_out * ver_in * ver_out < \
             hor_in * ver_in * ver_out + ver_out * hor_in * hor_out
 
-    def _hor(self, x: torch.Tensor) -> torch.Tensor:
+    def _hor(self, x: torch.Tensor, hor: torch.Tensor) -> torch.Tensor:
         b, rows, n, v = x.shape
-        return torch.bmm(self.hor.weight.expand(b, -1, -1), x.reshape(b, rows, n * v)).reshape(b, -1, n, v)
+        return torch.bmm(hor.expand(b, -1, -1), x.reshape(b, rows, n * v)).reshape(b, -1, n, v)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.ver(self._hor(x)) if self.hor_first else self._hor(self.ver(x))
-        return x.add_(self.b.unsqueeze(1))  # in place: the product's output is not needed by its backward
+    def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None, shift: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """``scale`` / ``shift`` (per output row): an inference BN folded into the horizontal matrix and the bias
+        (the same affine map, one pass less over the largest tensors)."""
+        hor, bias = self.hor.weight, self.b
+        if scale is not None and shift is not None:
+            hor, bias = scale[:, None] * hor, scale[:, None] * bias + shift[:, None]
+        x = self.ver(self._hor(x, hor)) if self.hor_first else self._hor(self.ver(x), hor)
+        return x.add_(bias.unsqueeze(1))  # in place: the product's output is not needed by its backward
 
 
 class LidiaVerHorBnRelu(nn.Module):
@@ -206,9 +212,15 @@ class LidiaVerHorBnRelu(nn.Module):
         self.bn = nn.BatchNorm2d(hor_out) if bn else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bn = self.bn
+        if bn is not None and not bn.training and not torch.jit.is_tracing():
+            # inference: BN is a per-row affine map, folded into the layer (traced -- fvcore, export -- it runs as
+            # BN, the op the MAC count names; the same numbers to rounding)
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            return torch.relu_(self.ver_hor(x, scale, bn.bias - bn.running_mean * scale))
         x = self.ver_hor(x)
-        if self.bn is not None:
-            x = self.bn(x)
+        if bn is not None:
+            x = bn(x)
         return torch.relu_(x)  # in place: neither BN's nor the addition's backward needs its output
 
 
