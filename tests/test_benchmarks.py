@@ -33,3 +33,9 @@ def test_bench_throughput_times_and_checks_parity():
     assert "fp32 conv peak here" in out and "xnet_fig4" in out
     assert lines["xnet_fig4 default"].rstrip().endswith("ok")  # NHWC vs NCHW after 2 steps: float noise
     assert lines["nsr_dn_sparse_minus default"].endswith("(auto keeps NCHW: same run)")
+
+
+def test_bench_lidia_times_the_block_against_the_reference():
+    out = _bench("benchmarks/bench_lidia.py", "--size", "24", "--threads", "1", "--model", "lidia_s")
+    line = next(line for line in out.splitlines() if line.startswith("threads 1:"))
+    assert "ratio" in line and float(line.split("max |diff| ")[1]) <= 1e-5
