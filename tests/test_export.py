@@ -95,13 +95,19 @@ def test_generated_file_imports_torch_only_and_holds_only_needed_code(exported_z
     assert A.GraphSpec.from_file(root / "xdncnn.yaml") == A.zoo_spec("xdncnn")
 
 
-@pytest.mark.parametrize("name", ZOO)
+#: Zoo models whose ops ONNX opset 17 (the exporter's) lacks: TorchScript only, the reason stated.
+NO_ONNX = {name: "LIDIA's patch averaging is F.fold (aten::col2im): in ONNX from opset 18 only"
+           for name in ("lidia", "lidia_s", "lidia_color")}
+
+
+# tracing LIDIA unrolls its 29 x 29-offset search (about a minute each): slow tests
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in NO_ONNX else n for n in ZOO])
 def test_torchscript_and_onnxruntime_match(tmp_path, name):
     ort = pytest.importorskip("onnxruntime")
     spec = A.zoo_spec(name)
     model = _model_with_stats(spec)
-    paths = export_model(spec, tmp_path, state_dict=model.state_dict(), formats=("py", "torchscript", "onnx"),
-                         example_size=(16, 16))
+    formats = ("py", "torchscript") if name in NO_ONNX else ("py", "torchscript", "onnx")
+    paths = export_model(spec, tmp_path, state_dict=model.state_dict(), formats=formats, example_size=(16, 16))
     x = torch.rand(1, spec.in_channels, 20, 26)  # another size than traced: height and width are dynamic
     with torch.no_grad():
         ref = model(x)
@@ -111,6 +117,8 @@ def test_torchscript_and_onnxruntime_match(tmp_path, name):
     with torch.no_grad():
         x16 = torch.rand(1, spec.in_channels, 16, 16, generator=torch.Generator().manual_seed(3))
         assert (torch.jit.load(str(paths["torchscript"]))(x16) - model(x16)).abs().max() <= 1e-5
+    if name in NO_ONNX:
+        return
     sess = ort.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
     out = sess.run(None, {"input": x.numpy()})[0]
     assert out.shape == tuple(ref.shape)
