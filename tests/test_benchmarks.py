@@ -41,3 +41,9 @@ def test_bench_seed_noise_runs_its_variants(tmp_path):
     assert "[base] complete: pooled paired sd" in out and "[ema] complete: pooled paired sd" in out, out
     ema = (tmp_path / "ema.yaml").read_text()
     assert "ema: 0.999" in ema and str(tmp_path / "ema") in ema
+
+
+def test_bench_lidia_times_the_block_against_the_reference():
+    out = _bench("benchmarks/bench_lidia.py", "--size", "24", "--threads", "1", "--model", "lidia_s")
+    line = next(line for line in out.splitlines() if line.startswith("threads 1:"))
+    assert "ratio" in line and float(line.split("max |diff| ")[1]) <= 1e-5

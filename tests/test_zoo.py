@@ -61,8 +61,9 @@ def test_macs_per_pixel_is_the_per_image_rate(name):
     """Without per-image terms (global pooling MLPs) exact MACs = MACs/pixel x pixels."""
     spec = zoo_spec(name)
     per_image = macs(spec, 20, 20) - round(count(spec).macs_per_pixel * 400)
-    if any(n.block.type == "csc" for n in spec.nodes):
-        # CSC pads every shifted copy (blocks/csc.py): a border overhead, shrinking relative to the image
+    if any(n.block.type in ("csc", "lidia") for n in spec.nodes):
+        # CSC pads every shifted copy (blocks/csc.py), LIDIA pads for its patches and search window
+        # (blocks/lidia.py): a border overhead, shrinking relative to the image
         larger = macs(spec, 80, 80) - round(count(spec).macs_per_pixel * 6400)
         assert per_image > 0 and larger / 6400 < per_image / 400
     elif not any(n.block.type == "nsr_residual" for n in spec.nodes):
@@ -96,6 +97,9 @@ EXACT = {
     "edsr_nsr_x3": 4_887_637,    # NSR README
     "edsr_nsr_x4": 4_901_392,    # NSR README
     "cscnet": 63_700,            # = 3 x 175 x 11 x 11 + 175, the authors' sigma=25 model (test_csc)
+    "lidia": 61_589,             # the LIDIA authors' gray models less the fixed blur kernel (test_oracle_lidia)
+    "lidia_s": 40_226,           # LIDIA-S (small_network=True)
+    "lidia_color": 94_067,       # LIDIA RGB (5x5x3 patches, 80 features)
 }
 
 

@@ -15,10 +15,11 @@ from .csc import CSC
 from .deep_ksvd import PatchLISTA
 from .merge import Add, Concat
 from .wdsr import MeanShift, PixelShuffle, WNConv
+from .lidia import LIDIA
 # isort: on
 
 __all__ = [
-    "Add", "BatchNorm", "CSC", "Concat", "Conv", "Identity", "MeanShift", "MemNetRecon", "MemoryBlock",
+    "Add", "BatchNorm", "CSC", "Concat", "Conv", "Identity", "LIDIA", "MeanShift", "MemNetRecon", "MemoryBlock",
     "NSRResBlock", "PReLU", "PatchLISTA", "PixelShuffle", "ReLU", "ResidualBlock", "Upsampler", "WNConv",
     "XUNIT_DESIGNS", "XUnit",
 ]

@@ -61,6 +61,8 @@ HANDLERS.add("aten::adaptive_avg_pool2d", (_input_numel, "average pooling = 1 MA
                                                          "(= fvcore default)"))
 HANDLERS.add("aten::mean", (_input_numel, "a mean = an average pooling: 1 MAC per input value "
                                           "(CSC shift averaging)"))
+HANDLERS.add("aten::std", (_input_numel, "a variance = a mean of squares: 1 MAC per input value (LIDIA's patch "
+                                       "variance; no fvcore default)"))
 HANDLERS.add("aten::linalg_vector_norm", (_input_numel, "weight normalisation: a squared norm = 1 MAC per weight "
                                                         "(no fvcore default)"))
 _ZERO_OPS = {
@@ -79,6 +81,17 @@ _ZERO_OPS = {
     "aten::where": "selection of an index (CSC reflect padding)",
     "aten::index_select": "data movement (CSC reflect-padded shifted copies)",
     "aten::expand_as": "data movement (Deep K-SVD averaging weights)",
+    # LIDIA's neighbour search: squared differences are elementwise (the sum over the patch is a conv, counted);
+    # the top-k selection, the gathers and the index arithmetic are data movement
+    "aten::pow": "elementwise (LIDIA squared differences)",
+    "aten::topk": "selection of the k nearest neighbours (LIDIA; comparisons, not MACs)",
+    "aten::gather": "data movement (indices of the selected neighbours)",
+    "aten::remainder": "index arithmetic (LIDIA neighbour offsets, CSC reflect padding)",
+    "aten::floor_divide": "index arithmetic (LIDIA neighbour offsets)",
+    "aten::ones_like": "a constant (LIDIA overlap counts)",
+    "aten::lerp": "elementwise (LIDIA mixing a x + (1 - a) f(x))",
+    "aten::copy_": "data movement (LIDIA: phases of the second scale written into one map)",
+    "aten::clone": "data movement",
     # elementwise arithmetic: products with a gate, residual additions, scalings, the weighted average of
     # MemNet's multi-supervised outputs, the softmax temperature
     "aten::mul": "elementwise product",

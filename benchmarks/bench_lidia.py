@@ -1,0 +1,80 @@
+"""LIDIA on CPU: the ``lidia`` block against the reference algorithm (``tests/ref_lidia.py``, an independent
+re-implementation of the authors' ``NonLocalDenoiser``: every window offset's distance map kept, one top-k,
+the patch network on all patches at once), with the authors' sigma = 25 weights when the shared data root has
+them (else the block's random initialisation, passed to both), on one noisy image.
+
+Prints, per thread count: the seconds of each (best of ``--repeats``), their ratio and the max |difference| of
+the outputs. docs/zoo.md quotes its output on a 256 x 256 image::
+
+    python benchmarks/bench_lidia.py --size 256 --threads 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's archsearch and the tests' reference
+
+from ref_lidia import reference_forward  # noqa: E402 - the tests' reference, next to the repository's tests
+
+from archsearch.builder import build  # noqa: E402
+from archsearch.weights import load_weights, read_weights  # noqa: E402
+from archsearch.zoo import zoo_spec  # noqa: E402
+
+
+def _weights(model: str) -> Path | None:
+    name = {"lidia": "lidia_sigma25_gray.pt", "lidia_s": "lidia_s_sigma25_gray.pt"}[model]
+    for root in (ROOT.parent / "shared" / "pretrained",):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def _best(fn, repeats: int) -> tuple[float, torch.Tensor]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        with torch.no_grad():
+            out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=("lidia", "lidia_s"), default="lidia")
+    ap.add_argument("--size", type=int, default=256, help="image side (default 256)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--repeats", type=int, default=1)
+    args = ap.parse_args(argv)
+
+    model = build(zoo_spec(args.model)).eval()
+    path = _weights(args.model)
+    if path is not None:
+        load_weights(model, path)
+        state = read_weights(path)
+        source = f"authors' weights {path.name}"
+    else:  # the block's random initialisation, in the authors' key names (the layout is a prefix)
+        state = {k.removeprefix("blocks.lidia."): v for k, v in model.state_dict().items()}
+        source = "random initialisation (no shared weights found)"
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(1, 1, args.size, args.size, generator=g) * 0.5 + 0.25
+    noisy = clean + 25 / 255 * torch.randn(clean.shape, generator=g)
+    print(f"{args.model}, {source}, one {args.size} x {args.size} gray image, sigma 25; torch {torch.__version__}")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        t_ref, ref = _best(lambda: (reference_forward(state, 2 * noisy - 1) + 1) / 2, args.repeats)
+        t_ours, ours = _best(lambda: model(noisy), args.repeats)
+        diff = (ours - ref).abs().max().item()
+        print(f"threads {threads}: reference {t_ref:.2f} s, lidia block {t_ours:.2f} s, ratio {t_ref / t_ours:.1f}x, "
+              f"max |diff| {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()

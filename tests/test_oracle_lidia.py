@@ -1,0 +1,144 @@
+"""Oracle: the ``lidia`` block with the authors' weights against an independent re-implementation of the
+reference forward pass (github grishavak/LIDIA-denoiser @ 7ec25344dc268cdb6267b5ea68fedef3c13c7815,
+``code/modules.py`` ``NonLocalDenoiser``; see ``tests/ref_lidia.py``), on the shared ``lidia_*.pt`` state dicts:
+max |difference| <= 1e-5 in eval mode (the test-time padding) on gray, LIDIA-S and RGB at image sizes that are
+multiples of nothing, and in train mode (``train_padding: reference``: the reference's padded-crop training
+path, BN on batch statistics) on the centre. The weights load through the one loader (layout ``lidia``).
+
+Skipped when the shared data root (``../shared`` next to the repository, or ``$ARCHSEARCH_DATA_ROOT``) is absent.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from ref_lidia import reference_forward, train_pad
+from restore_data import shared_file
+
+from archsearch.blocks import LIDIA
+from archsearch.builder import build
+from archsearch.families import get_family
+from archsearch.weights import layouts, load_weights, read_weights, state_dict_of
+from archsearch.zoo import zoo_spec
+
+
+def _weights(name: str):
+    path = shared_file("pretrained", name)
+    if path is None:
+        pytest.skip(f"the LIDIA authors' weights {name} not found next to the shared datasets")
+    return path
+
+
+def _model(zoo: str, path, **changes):
+    """The zoo model (or its family with ``changes``) with the authors' weights, through the one loader."""
+    fields = {k: v for k, v in zoo_spec(zoo).nodes[0].block.to_dict().items() if k != "type"}
+    model = build(zoo_spec(zoo) if not changes else get_family("lidia")(**{**fields, **changes}))
+    load_weights(model, path)
+    return model
+
+
+def _noisy(shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.rand(shape, generator=g) * 0.5 + 0.25
+    return clean + 25 / 255 * torch.randn(shape, generator=g)
+
+
+CASES = [  # (zoo model, weights file, input shape): sizes that are multiples of nothing, one batch of 2
+    ("lidia", "lidia_sigma25_gray.pt", (1, 1, 37, 41)),
+    ("lidia_s", "lidia_s_sigma25_gray.pt", (2, 1, 23, 19)),
+    ("lidia_color", "lidia_sigma25_color.pt", (1, 3, 17, 26)),
+    pytest.param("lidia", "lidia_sigma15_gray.pt", (1, 1, 29, 50), marks=pytest.mark.slow),
+    pytest.param("lidia", "lidia_sigma50_gray.pt", (1, 1, 19, 26), marks=pytest.mark.slow),
+    pytest.param("lidia_s", "lidia_s_sigma15_gray.pt", (1, 1, 17, 22), marks=pytest.mark.slow),
+    pytest.param("lidia_s", "lidia_s_sigma50_gray.pt", (1, 1, 21, 18), marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("zoo, weights, shape", CASES, ids=lambda v: str(v).replace(" ", ""))
+def test_eval_equals_reference(zoo, weights, shape):
+    path = _weights(weights)
+    model = _model(zoo, path).eval()
+    x = _noisy(shape)
+    with torch.no_grad():
+        ours = model(x)
+        ref = (reference_forward(read_weights(path), 2 * x - 1) + 1) / 2
+    assert ours.shape == x.shape
+    assert (ours - ref).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("zoo, weights, rgb", [("lidia", "lidia_sigma25_gray.pt", False),
+                                               ("lidia_s", "lidia_s_sigma25_gray.pt", False)])
+def test_train_mode_equals_reference_training_path(zoo, weights, rgb):
+    """``train_padding: reference`` in train mode: the centre is the reference's ``train=True`` output (crop
+    without synthetic padding, BN on the batch's statistics); the border is the input, without gradient."""
+    path = _weights(weights)
+    model = _model(zoo, path, train_padding="reference").train()
+    x = _noisy((2, 1, 81, 79), seed=3).requires_grad_()
+    t = train_pad(rgb)
+    ours = model(x)
+    with torch.no_grad():
+        ref = (reference_forward(read_weights(path), 2 * x - 1, train=True) + 1) / 2
+    assert ref.shape[-2:] == (81 - 2 * t, 79 - 2 * t)
+    assert (ours[..., t:-t, t:-t] - ref).abs().max().item() <= 1e-5
+    assert torch.allclose(ours[..., :t, :], x[..., :t, :], atol=1e-6)  # the input, through [-1, 1] and back
+    ours[..., t:-t, t:-t].sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_layout_detects_the_authors_files_and_counts_match():
+    """Every shared LIDIA file is recognised by the ``lidia`` layout; the trainable parameters of the authors'
+    state dict (less BN statistics and the fixed blur kernel) equal the zoo model's exact count."""
+    assert "lidia" in layouts()
+    for zoo, name, expected in [("lidia", "lidia_sigma25_gray.pt", 61_589), ("lidia_s", "lidia_s_sigma25_gray.pt",
+                                                                               40_226),
+                                ("lidia_color", "lidia_sigma25_color.pt", 94_067)]:
+        sd = read_weights(_weights(name))
+        trainable = sum(v.numel() for k, v in sd.items()
+                        if not k.endswith(("running_mean", "running_var", "num_batches_tracked", "bilinear_conv.weight")))
+        assert trainable == expected
+        assert zoo_spec(zoo).nodes[0].block.params() == expected
+        assert set(state_dict_of(sd)) == set(build(zoo_spec(zoo)).state_dict())
+
+
+@pytest.mark.parametrize("zoo, weights", [("lidia", f"lidia_sigma{s}_gray.pt") for s in (15, 50)]
+                         + [("lidia_s", f"lidia_s_sigma{s}_gray.pt") for s in (15, 50)])
+def test_other_noise_levels_load(zoo, weights):
+    """The sigma = 15 / 50 files load strictly into the same zoo models (their outputs: the slow cases above)."""
+    model = _model(zoo, _weights(weights)).eval()
+    with torch.no_grad():
+        assert torch.isfinite(model(_noisy((1, 1, 12, 9)))).all()
+
+
+def test_layout_refuses_a_changed_blur_kernel():
+    from archsearch.weights import WeightsError
+
+    sd = dict(read_weights(_weights("lidia_sigma25_gray.pt")))
+    sd["separable_fc_net.agg1.bilinear_conv.weight"] = torch.ones(1, 1, 3, 3)
+    with pytest.raises(WeightsError, match="fixed"):
+        state_dict_of(sd)
+
+
+def test_block_defaults_are_lidia_gray():
+    assert LIDIA().params() == 61_589 and LIDIA(small=True).params() == 40_226
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("zoo, weights, expected", [("lidia", "lidia_sigma25_gray.pt", 30.329),
+                                                    ("lidia_s", "lidia_s_sigma25_gray.pt", 30.342)])
+def test_set12_sigma25_dncnn_protocol(zoo, weights, expected):
+    """Set12, sigma 25, the dncnn protocol (DnCNN's noise draw, raw float output): measured 30.329 (LIDIA) and
+    30.342 (LIDIA-S) dB. The authors' code on the same noisy inputs gives 30.039 / 32.955 / 30.210 dB on images
+    01 / 02 / 05 (ours 30.039 / 32.955 / 30.210; docs/zoo.md)."""
+    from restore_data import shared_root
+
+    from archsearch.data import load_dataset
+    from archsearch.evaluate import evaluate
+    from archsearch.tasks import make_task
+
+    if shared_root() is None:
+        pytest.skip("shared benchmark sets not found")
+    model = _model(zoo, _weights(weights)).eval()
+    result = evaluate(model, make_task("denoise", sigma=25), load_dataset("Set12", data_root=shared_root()),
+                      protocol="dncnn")
+    assert result.n_images == 12
+    assert result.psnr == pytest.approx(expected, abs=2e-3)
