@@ -89,7 +89,7 @@ from torch import nn
 
 from ..errors import SpecError
 from ..families import register_family
-from ..spec import Block, BlockExample, GraphSpec, SpecBuilder, register_block
+from ..spec import Block, BlockExample, ExportLimits, GraphSpec, SpecBuilder, register_block
 from ..weights import WeightsError, register_layout
 from ..zoo import ZooEntry, register_zoo
 from ._common import SameChannels, positive
@@ -555,9 +555,17 @@ class LIDIA(SameChannels, Block):
     def build(self) -> nn.Module:
         return LIDIAModule(self)
 
+    def export_limits(self) -> ExportLimits:
+        # the padding, the search bands and F.fold's output size are Python integers computed from the image size
+        # (as in the reference): torch.export specialises them, so height and width are the example's
+        # (and the search's chunking from the batch size): the export is for the example's shape
+        return ExportLimits(batch=False, size_multiple=None,
+                            reason="batch, height and width fixed at the exported shape: the padding, search bands, "
+                                   "chunking and F.fold's output size are computed from the shape in Python")
+
     def export(self, ctx) -> str:
-        for helper in (csc_reflect, lidia_reflect_pad, lidia_box_sum, lidia_search, LidiaVerHor, LidiaVerHorBnRelu, LidiaStage,
-                       LidiaWeightsNet, LidiaSeparableNet):
+        for helper in (csc_reflect, lidia_reflect_pad, lidia_box_sum, lidia_search, LidiaVerHor, LidiaVerHorBnRelu,
+                       LidiaStage, LidiaWeightsNet, LidiaSeparableNet):
             ctx.need(helper)
         ctx.sources.setdefault("LIDIA_CHUNK", f"LIDIA_CHUNK = {LIDIA_CHUNK}\nLIDIA_SEARCH_BAND = {LIDIA_SEARCH_BAND}\n")
         return f"{ctx.need(LIDIAModule)}({self.namespace()})"
