@@ -81,7 +81,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -444,7 +444,7 @@ class LIDIA(SameChannels, Block):
     window: int = 29  # search window side (radius 14)
     scales: int = 2  # 1: the image only; 2: and the blurred 2x-subsampled scale (the reference)
     small: bool = False  # LIDIA-S: one separable layer per stage instead of two mixed
-    train_padding: str = "test"
+    train_padding: Literal["test", "reference"] = "test"
 
     @classmethod
     def examples(cls) -> list[BlockExample]:
@@ -576,7 +576,8 @@ class LIDIA(SameChannels, Block):
 # ---------------------------------------------------------------------------------------------------------
 @register_family("lidia", features=(1, 256), neighbours=(1, 64), window=(1, 61, 2), patch_size=(1, 15, 2))
 def lidia(features: int = 64, neighbours: int = 14, window: int = 29, patch_size: int = 7, scales: int = 2,
-          small: bool = False, channels: int = 1, train_padding: str = "test", name: str = "") -> GraphSpec:
+          small: bool = False, channels: int = 1, train_padding: Literal["test", "reference"] = "test",
+          name: str = "") -> GraphSpec:
     """LIDIA (Vaksman, Elad & Milanfar, CVPRW 2020): one block (blocks/lidia.py) -- for every patch its k nearest
     neighbours in a search window at the image's scale and at a blurred 2x-subsampled scale, a separable
     (vertical/horizontal) network with two aggregation steps predicting the patch's noise, weighted patch
