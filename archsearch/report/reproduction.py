@@ -16,7 +16,7 @@ from ..study.ledger import open_study
 from ..study.loader import load_study
 from ..study.plan import plan_study
 from ..study.results import ledger_frame
-from .stages import TRAIN_MAC_FACTOR, stage_costs, stage_text
+from .stages import TRAIN_MAC_FACTOR, stage_costs, stage_text, training_macs
 from .verdicts import study_verdicts
 
 
@@ -122,8 +122,7 @@ def paper_scale(path: str | Path) -> str:
     except ArchsearchError as err:
         return f"Paper profile: not planned ({err})."
     steps, batch, patch = study.train.steps, study.train.batch_size, study.train.patch_size
-    macs = sum(len(p.seeds) * steps * batch * patch * patch * p.macs_per_pixel * TRAIN_MAC_FACTOR
-               for p in plan.points)
+    macs = sum(len(p.seeds) * training_macs(p.macs_per_pixel, study.train) for p in plan.points)
     return (f"Paper profile (`--profile paper`, for a GPU): {plan.n_trials} trials of {steps:,} steps of {batch} x "
             f"{patch}x{patch} patches; training compute {macs / 1e15:,.1f} PMACs (forward x {TRAIN_MAC_FACTOR}, "
             f"from the planned sizes). At 10-50 TMAC/s sustained (what small-channel convolutions reach on one "

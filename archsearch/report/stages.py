@@ -23,6 +23,12 @@ from .outputs import write_outputs
 TRAIN_MAC_FACTOR = 3
 
 
+def training_macs(macs_per_pixel: float, train) -> float:
+    """The training compute of one seed of a design (MACs): its forward MACs per pixel x the patch pixels x the
+    batch x the steps of ``train`` (a :class:`~archsearch.training.TrainConfig`) x :data:`TRAIN_MAC_FACTOR`."""
+    return float(macs_per_pixel) * train.steps * train.batch_size * train.patch_size ** 2 * TRAIN_MAC_FACTOR
+
+
 def stage_study(study: Study, n_seeds: int) -> Study:
     """The study restricted to its first ``n_seeds`` seeds (its plan's points of those seeds; the configuration,
     and so the ledger's fingerprint, unchanged)."""
@@ -67,8 +73,8 @@ def stage_costs(study: Study, df) -> list[dict[str, Any]]:
     for k, n in enumerate(seq.stages):
         new = set(study.config.seeds[before:n])
         rows = df[df["state"].isin(["COMPLETE", "DEGENERATE", "FAIL"]) & df["seed"].isin(new)]
-        macs = sum(float(m) * t.steps * t.batch_size * t.patch_size ** 2 * TRAIN_MAC_FACTOR
-                   for m in rows["macs_per_pixel"] if isinstance(m, (int, float)) and math.isfinite(m))
+        macs = sum(training_macs(m, t) for m in rows["macs_per_pixel"]
+                   if isinstance(m, (int, float)) and math.isfinite(m))
         out.append({"stage": k + 1, "seeds": sorted(new), "trials": len(rows),
                     "wall_s": float(rows["wall_time_s"].astype(float).fillna(0).sum()),
                     "train_s": float(rows["train_time_s"].astype(float).fillna(0).sum()), "train_macs": macs})
