@@ -17,9 +17,14 @@ _DATA_CACHE: dict[tuple[str, str, str], Any] = {}
 _BASELINE_CACHE: dict[tuple[str, str, str], EvalResult] = {}
 
 
+def _cache_key(study: Study) -> tuple[str, str, str]:
+    """What the images (and so the baseline) of a loaded study depend on: its file, profile and settings."""
+    return str(study.path), study.profile, config_fingerprint(study)
+
+
 def study_data(study: Study):
     """Task and images, loaded once per process (every trial of a study sees the same images and noise)."""
-    key = (str(study.path), study.profile, config_fingerprint(study))
+    key = _cache_key(study)
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()
         _DATA_CACHE[key] = load_study_data(study)
@@ -29,7 +34,7 @@ def study_data(study: Study):
 def study_baseline(study: Study) -> EvalResult:
     """The task's trivial baseline (:meth:`~archsearch.tasks.Task.baseline`) on the study's test images at its
     ``data.test_draws``, scored as a trial's model is; computed once per process, not once per trial."""
-    key = (str(study.path), study.profile, config_fingerprint(study))
+    key = _cache_key(study)
     if key not in _BASELINE_CACHE:
         task, _, _, test = study_data(study)
         _BASELINE_CACHE.clear()
