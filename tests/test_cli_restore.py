@@ -49,6 +49,28 @@ def test_evaluate_zoo_model_on_embedded_default(capsys):
     assert json.loads(out)["task"]["sigma"] == 50
 
 
+def test_evaluate_draws_scores_every_draw_and_tables_the_spread(capsys):
+    import torch
+
+    torch.manual_seed(0)  # the zoo model is untrained: the same initial weights in both calls
+    code, out, err = _run(capsys, "evaluate", "--zoo", "convnet_fig4", "--draws", "3", "--format", "json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["draws"] == 3 and len(res["per_image"]) == 6  # 2 test images x 3 draws, draw-major
+    assert [r["draw"] for r in res["per_image"]] == [0, 0, 1, 1, 2, 2]
+    first = [r["psnr"] for r in res["per_image"] if r["name"] == res["per_image"][0]["name"]]
+    assert len(set(first)) == 3  # three different noise draws, three different scores
+    assert abs(res["psnr"] - sum(r["psnr"] for r in res["per_image"]) / 6) < 1e-9
+    torch.manual_seed(0)
+    code, out, err = _run(capsys, "evaluate", "--zoo", "convnet_fig4", "--draws", "3")
+    assert code == 0, err
+    assert "3 noise draws per image" in out and " sd " in out and "mean of 2" in out
+    row = next(line.split() for line in out.splitlines() if line.startswith(res["per_image"][0]["name"]))
+    assert abs(float(row[1]) - sum(first) / 3) < 5e-4  # the image's mean over its draws
+    code, out, err = _run(capsys, "evaluate", "--zoo", "convnet_fig4", "--draws", "2", "--protocol", "dncnn")
+    assert code == 2 and "one fixed noise draw" in err and not out
+
+
 @requires_shared
 def test_evaluate_dncnn_protocol_with_official_weights(capsys, tmp_path):
     weights = shared_file("pretrained", "dncnn_s_sigma25.pt")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
 import time
 from typing import Any
@@ -76,7 +77,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _check_images(images, "--dataset", role="test", factor=task.input_factor(spec.scale),
                   multiple=int(getattr(task, "scale", 1) or 1), border=task.border)
     model.to(select_device(args.device))
-    result = evaluate(model, task, images, protocol=args.protocol, seed=args.seed, tile=args.tile,
+    if args.draws > 1 and args.protocol == "dncnn":  # checked before any image is scored
+        raise ArchsearchError(f"--draws {args.draws}: the dncnn protocol has one fixed noise draw (its noise ignores "
+                              "the seed); use --draws 1 or --protocol default")
+    result = evaluate(model, task, images, protocol=args.protocol, seed=args.seed, draws=args.draws, tile=args.tile,
                       overlap=args.overlap)
     _check_finite(result, spec.name, f"--weights {args.weights}" if args.weights else "")
     if args.format == "json":
@@ -84,12 +88,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                "images_per_second": round(result.images_per_second, 4)}
         print(_dump(out))
         return 0
-    print(f"{spec.name} on {args.dataset} ({task.describe()}; protocol {result.protocol})")
-    print(f"{'image':<24} {'PSNR dB':>9} {'SSIM':>7}")
-    for s in result.per_image:
-        print(f"{s.name:<24} {s.psnr:>9.3f} {s.ssim:>7.4f}")
-    print(f"{'mean of ' + str(result.n_images):<24} {result.psnr:>9.3f} {result.ssim:>7.4f}")
+    draws = f"; {result.draws} noise draws per image" if result.draws > 1 else ""
+    print(f"{spec.name} on {args.dataset} ({task.describe()}; protocol {result.protocol}{draws})")
+    if result.draws == 1:
+        print(f"{'image':<24} {'PSNR dB':>9} {'SSIM':>7}")
+        for s in result.per_image:
+            print(f"{s.name:<24} {s.psnr:>9.3f} {s.ssim:>7.4f}")
+    else:  # one row per image: its mean over the draws and the draws' spread (sample sd)
+        print(f"{'image':<24} {'PSNR dB':>9} {'sd':>6} {'SSIM':>7}")
+        for name, psnrs, ssims in _per_image_draws(result):
+            sd = statistics.stdev(psnrs)
+            print(f"{name:<24} {statistics.fmean(psnrs):>9.3f} {sd:>6.3f} {statistics.fmean(ssims):>7.4f}")
+    print(f"{'mean of ' + str(result.n_images):<24} {result.psnr:>9.3f}" + (" " * 7 if result.draws > 1 else "")
+          + f" {result.ssim:>7.4f}")
     return 0
+
+
+def _per_image_draws(result) -> list[tuple[str, list[float], list[float]]]:
+    """Each image's PSNRs and SSIMs over the draws, in the images' order (``per_image`` is draw-major)."""
+    n = result.n_images
+    return [(result.per_image[i].name, [result.per_image[d * n + i].psnr for d in range(result.draws)],
+             [result.per_image[d * n + i].ssim for d in range(result.draws)]) for i in range(n)]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -183,6 +202,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                    help="default: clamp + 8-bit rounding, per-image seeded noise; dncnn: the DnCNN authors' test")
     p.add_argument("--seed", type=seed, default=0,
                    help="test-noise seed of the default protocol, 0 <= seed < 2**31 (default 0)")
+    p.add_argument("--draws", type=positive_int, default=1,
+                   help="noise draws per image (default 1; draw d uses seed + d, the studies' test_draws): the "
+                        "table gives each image's mean over its draws and the spread between draws")
     p.add_argument("--tile", type=positive_int, help="tile size for large images (default: only above 4 MP, 512)")
     p.add_argument("--overlap", type=non_negative_int, default=32, help="tile overlap in pixels (default 32)")
     p.add_argument("--device", type=device, default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
