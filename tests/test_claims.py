@@ -267,6 +267,13 @@ def test_tiny_study_run_report_and_reproduction_page(tmp_path, capsys, monkeypat
     assert f"Machine: {machine_name()}, cpu." in text and "run record missing" not in text  # the ledger's `runs`
     assert "## never (" in text and "Not run at this profile (default): no ledger." in text
     assert "Student-t" in text and "CPU-scale proxy" in text
+    # several profiles: a section per study and profile; a profile the file lacks says so
+    assert main(["report", "--reproduction", str(doc), str(path), "--profile", "default,nosuch"]) == 0
+    text = doc.read_text()
+    assert "## tiny (" in text and "No profile `nosuch` in this study file." in text
+    assert "--profile default,nosuch" in text  # the command that made it
+    assert main(["report", "--reproduction", str(doc), str(path), "--profile", "default,,x"]) == 2
+    assert "comma-separated" in capsys.readouterr().err
 
     # one study at a time without --reproduction
     assert main(["report", str(path), str(other)]) == 2

@@ -160,7 +160,8 @@ def add_study_args(p: argparse.ArgumentParser, *, optional: bool = False, many: 
     p.add_argument("study", nargs="+" if many else "?" if optional else None,
                    help="a study file, e.g. studies/xunit_budget.yaml" + (" (several with --reproduction)"
                                                                           if many else ""))
-    p.add_argument("--profile", help="a profile of the study file (e.g. paper, smoke)")
+    p.add_argument("--profile", help="a profile of the study file (e.g. paper, smoke, cpu_std); report "
+                                     "--reproduction takes a comma-separated list (default,cpu_std)")
     p.add_argument("--output-dir", help="the study's output folder (default runs/<study>; give the same one to "
                                         "every command of a study run with --output-dir)")
     if reader:
