@@ -47,7 +47,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "extreme": {"point": "B", "is": "worst"},
     "contrast": {"gain": ["C", "B"], "versus": ["A", "C"], "at_most": 0.5},
     "failures": {"point": "A", "more_than": ["B"]},
+    "size": {"sizes": {"A": 100, "B": 200}},
 }
+#: The exact counts of A, B, C for the kinds that read sizes (``reads = "sizes"``): A 102, B 250 (25% off 200).
+SIZES = {"A": {"n_params": 102}, "B": {"n_params": 250}, "C": {"n_params": 300}}
 
 # per-seed PSNR whose differences are the same on every seed: each interval collapses to its estimate, so the
 # answers are exact -- A - B = 1.0, A - C = 0.5, C - B = 0.5 (all representable in binary floating point)
@@ -119,6 +122,14 @@ def test_kind_has_a_rule_and_a_description(kind):
 @pytest.mark.parametrize("kind", CLAIM_KINDS.names())
 def test_kind_decides_on_per_seed_data(kind):
     c = _load(kind, **_example(kind))
+    if CLAIM_KINDS[kind].reads == "sizes":  # exact counts: no seeds, no interval, outside Holm's correction
+        v = evaluate_claims([c], TINY, {}, scale="proxy", sizes=SIZES)[0]
+        assert v.verdict in VERDICTS and v.kind == kind and v.rule == c.rule and math.isnan(v.p_value), v.line()
+        assert [p.ref for p in v.points] == list(dict.fromkeys(r.text for _, r in c.refs()))
+        missing = c.refs()[0][1].text
+        v = evaluate_claims([c], {k: s for k, s in TINY.items() if k != missing}, {}, scale="proxy", sizes=SIZES)[0]
+        assert v.verdict == "inconclusive" and f"no complete trial of point {missing}" in v.reason
+        return
     v = evaluate_claims([c], TINY, {}, scale="proxy")[0]
     assert v.verdict in VERDICTS and v.kind == kind and v.rule == c.rule and v.n_seeds == 3, v.line()
     assert v.comparisons and all(x.outcome in VERDICTS for x in v.comparisons) and math.isfinite(v.estimate)
@@ -210,7 +221,7 @@ def test_kinds_parse_their_fields_into_typed_values():
      "unknown key for kind extreme (a field of kind ordering)"),
     ("gap", {"a": "A", "b": "B", "within": 1, "points": ["A", "B"]}, "claims[0].points",
      "(a field of kind trend / plateau)"),
-    ([1], {}, "claims[0].kind", "must be one of ordering, gap, trend, plateau, extreme, contrast, failures, got [1]"),
+    ([1], {}, "claims[0].kind", "must be one of ordering, gap, trend, plateau, extreme, contrast, failures, size, got [1]"),
 ])
 def test_parse_errors(kind, fields, path, message):
     with pytest.raises(SpecError) as err:
@@ -315,12 +326,12 @@ def test_a_throw_away_kind_loads_decides_and_is_listed(exceeds_published):
     assert RULES["exceeds_published"] == ExceedsPublished.description and list(RULES)[-1] == "inconclusive"
     with pytest.raises(SpecError) as err:
         load_claims([{**raw[0], "kind": "exceeds_publishd"}])
-    assert "failures, exceeds_published (did you mean 'exceeds_published'?)" in err.value.message
+    assert "failures, size, exceeds_published (did you mean 'exceeds_published'?)" in err.value.message
 
 
 def test_the_throw_away_kind_is_gone_after_the_test():
     assert "exceeds_published" not in CLAIM_KINDS and "exceeds_published" not in RULES
-    with pytest.raises(SpecError, match="must be one of ordering, gap, trend, plateau, extreme, contrast, failures, got"):
+    with pytest.raises(SpecError, match="must be one of ordering, gap, trend, plateau, extreme, contrast, failures, size, got"):
         load_claims([{**HEAD, "kind": "exceeds_published", "point": "A"}])
 
 

@@ -45,7 +45,7 @@ def test_claims_and_published_load(tmp_path):
 
 @pytest.mark.parametrize("claims,published,path,message", [
     ([claim(kind="trnd")], None, "claims[0].kind", "must be one of ordering, gap, trend, plateau, extreme, "
-                                                  "contrast, failures (did you mean 'trend'?)"),
+                                                  "contrast, failures, size (did you mean 'trend'?)"),
     ([{k: v for k, v in CLAIM.items() if k != "kind"}], None, "claims[0].kind", "is required"),
     ([claim(order=["@1", "@5"])], None, "claims[0].order", "unknown key for kind extreme (a field of kind ordering)"),
     ([claim(colour="red")], None, "claims[0].colour", "allowed: id, source, text, kind, published, tested, untested, evidence, point, is, among"),

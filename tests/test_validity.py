@@ -161,7 +161,11 @@ def test_bad_test_draws_names_the_key(tmp_path, value, fragment):
 
 def test_shipped_studies_use_three_test_draws():
     for path in sorted((ROOT / "studies").glob("*.yaml")):
-        assert yaml.safe_load(path.read_text())["data"].get("test_draws") == 3, path.name
+        data = yaml.safe_load(path.read_text())["data"]
+        if data.get("protocol") == "dncnn":  # the DnCNN authors' protocol: one fixed draw (published checkpoints)
+            assert data.get("test_draws", 1) == 1, path.name
+            continue
+        assert data.get("test_draws") == 3, path.name
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -208,7 +212,7 @@ def test_identity_model_trial_is_degenerate_complete_and_not_averaged(tmp_path, 
     assert list(summary["n_seeds"]) == [0] and list(summary["n_degenerate"]) == [1]
     assert "degenerate" in printed and "1 seed(s) scored within 0.1 dB of the trivial baseline" in printed
     header = (Path(study.output_dir) / "results.csv").read_text().splitlines()[0]
-    assert header.endswith("validity,baseline_psnr,test_draws,baseline")
+    assert header.endswith("validity,baseline_psnr,test_draws,baseline,published_weights,weights_sha256")
     # resume: a degenerate trial is a finished result, never run again
     assert run_study(study, progress=False, echo=lambda *_: None).complete == 1 and len(trials_of(study)) == 1
     capsys.readouterr()
@@ -242,7 +246,8 @@ def _synthetic(tmp_path):
 def test_frames_gate_degenerate_seeds(tmp_path):
     study, ostudy = _synthetic(tmp_path)
     df = results_frame(study, ostudy)
-    assert RESULT_COLUMNS[-4:] == ["validity", "baseline_psnr", "test_draws", "baseline"]
+    assert RESULT_COLUMNS[-6:] == ["validity", "baseline_psnr", "test_draws", "baseline", "published_weights",
+                                   "weights_sha256"]
     assert list(df["state"]) == ["COMPLETE", "DEGENERATE", "COMPLETE", "COMPLETE"]
     seeds = seed_frame(df).set_index(["label", "seed"])
     r1 = seeds.loc["xnet r=1"]

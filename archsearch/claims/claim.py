@@ -41,6 +41,8 @@ class Measured:
     every_point: tuple[str, ...] = ()
     sd_floor: float = 0.0
     failures: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
+    # label -> {"n_params": ..., "macs_per_pixel": ...}: counted from the spec (kind `size`)
+    sizes: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def label(self, text: str) -> str:
         return self.labels.get(text, text)
@@ -135,6 +137,8 @@ class Claim(abc.ABC):
     one_of: ClassVar[tuple[str, ...]] = ()  # exactly one of these
     optional: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""  # the verdict rule in one line (RULES, the report, the reproduction page)
+    # what the kind decides from: "psnr" (per-replicate PSNR, the statistics of .stats) or "sizes" (exact counts)
+    reads: ClassVar[str] = "psnr"
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:

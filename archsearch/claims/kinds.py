@@ -384,3 +384,91 @@ class Failures(Claim):
 FAILURE_METHOD = ("failure counts (diverged, or degenerate: within 0.1 dB of the task's trivial baseline or below "
                   "it) over the seeds each point ran; one-sided Fisher exact test at 2.5% per pair, Holm over the "
                   "pairs")
+
+
+SIZE_METRICS = {"params": ("n_params", "parameters"), "macs": ("macs_per_pixel", "MACs per pixel")}
+SIZE_METHOD = ("exact counts from each point's spec (trainable parameters; MACs per output pixel), compared with "
+               "the sizes the source states; no statistics: a count has no sampling error, and the claim is not "
+               "in the study's Holm correction")
+
+
+@register_kind
+@dataclass(frozen=True)
+class Size(Claim):
+    """``sizes: {A: n, B: m}`` -- the sizes a source states ("60K parameters instead of 550K"), checked against the
+    exact counts of the points' specs (``metric``: ``params``, the default, or ``macs`` per output pixel), each
+    within ``tolerance`` (relative, default 0.05: a talk's rounded "60K"). Holds when every count is within it,
+    contradicted when one is not. Stated ratios follow from the sizes (printed with the verdict)."""
+
+    kind = "size"
+    reads = "sizes"
+    required = ("sizes",)
+    optional = ("metric", "tolerance")
+    description = ("each point's exact count (parameters, or MACs per pixel) against the size the source states: "
+                   "holds when every count is within the relative tolerance (default 5%), contradicted when one is "
+                   "not (exact counts: no interval, not in Holm's correction)")
+
+    sizes: tuple[tuple[PointRef, float], ...]
+    metric: str = "params"
+    tolerance: float = 0.05
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], path: str) -> dict[str, Any]:
+        raw = data["sizes"]
+        if not isinstance(raw, Mapping) or not raw:
+            raise SpecError(f"{path}.sizes", f"must map points to the sizes the source states (e.g. {{lidia: 60000, "
+                                             f"dncnn_s: 550000}}), got {raw!r}")
+        sizes = []
+        for key, value in raw.items():
+            ref = parse_ref(key, f"{path}.sizes")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value <= 0:
+                raise SpecError(f"{path}.sizes.{key}", f"must be the stated size, a number > 0, got {value!r}")
+            sizes.append((ref, float(value)))
+        out: dict[str, Any] = {"sizes": tuple(sizes)}
+        if "metric" in data:
+            out["metric"] = parse_choice(data, "metric", path, tuple(SIZE_METRICS))
+        if "tolerance" in data:
+            tol = data["tolerance"]
+            if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
+                raise SpecError(f"{path}.tolerance", f"must be a relative tolerance in (0, 1), e.g. 0.05, got {tol!r}")
+            out["tolerance"] = float(tol)
+        return out
+
+    @property
+    def metric_key(self) -> str:
+        return SIZE_METRICS[self.metric][0]
+
+    @property
+    def rule(self) -> str:
+        unit = SIZE_METRICS[self.metric][1]
+        return (", ".join(f"{r.text} ~ {v:,.0f}" for r, v in self.sizes)
+                + f" {unit} (each within {self.tolerance:.0%})")
+
+    def refs(self) -> list[tuple[str, PointRef]]:
+        return [(f"sizes[{r.text}]", r) for r, _ in self.sizes]
+
+    def decide(self, measured: Measured) -> Decision:
+        unit = SIZE_METRICS[self.metric][1]
+        comps, off, parts = [], [], []
+        for ref, stated in self.sizes:
+            count = measured.sizes.get(measured.label(ref.text), {}).get(self.metric_key)
+            if count is None:
+                return Decision("inconclusive", (), None, f"no count of {ref.text} in the ledger", SIZE_METHOD)
+            rel = count / stated - 1
+            parts.append(f"{ref.text} {count:,.0f} vs {stated:,.0f} stated ({rel:+.1%})")
+            outcome = "holds" if abs(rel) <= self.tolerance else "contradicted"
+            comps.append(Comparison(ref.text, float(count), math.nan, math.nan, 1, unit, test="count",
+                                    outcome=outcome))
+            if outcome == "contradicted":
+                off.append(ref.text)
+        if len(self.sizes) >= 2:
+            (a, sa), (b, sb) = self.sizes[0], self.sizes[1]
+            ca = measured.sizes.get(measured.label(a.text), {}).get(self.metric_key)
+            cb = measured.sizes.get(measured.label(b.text), {}).get(self.metric_key)
+            parts.append(f"ratio {a.text}/{b.text} {ca / cb:.3f} (stated {sa / sb:.3f})")
+        text = "; ".join(parts)
+        if off:
+            return Decision("contradicted", tuple(comps), None, f"{', '.join(off)} off by more than "
+                                                                 f"{self.tolerance:.0%}: {text}", SIZE_METHOD)
+        return Decision("holds", tuple(comps), None, text, SIZE_METHOD)

@@ -42,6 +42,14 @@ METHOD = (f"paired differences over the seeds both points share (same seed = sam
           f"sd; one-sided tests at {ALPHA:.1%} (read off the 95% interval); equivalence (within, plateau) by two "
           f"one-sided tests; ≥ {MIN_SEEDS} shared seeds to decide anything; Holm's correction over a claim's "
           f"comparisons and over the study's claims")
+#: ``replicates: images`` (published checkpoints, one seed): the test images are the replicates.
+IMAGE_METHOD = (f"paired differences over the test images both points were scored on (one fixed noise draw per "
+                f"image: the same noisy input for every model); Student-t 95% interval mean ± t(0.975, n-1)·sd/√n "
+                f"with each pair's own sd (no pooled floor: every image pair is its own replicate); one-sided tests "
+                f"at {ALPHA:.1%} (read off the 95% interval); equivalence by two one-sided tests; ≥ {MIN_SEEDS} "
+                f"shared images to decide anything; Holm's correction over a claim's comparisons and over the "
+                f"study's claims. The verdict is about these images, not about the population of natural images "
+                f"beyond them")
 OUTCOMES = ("holds", "contradicted", "inconclusive")
 
 PerSeed = Mapping[str, Mapping[Any, float]]  # label -> seed -> PSNR

@@ -40,6 +40,7 @@ from .published_map import load_published_map
 from .stats import (
     ALPHA,
     MAX_ADVISED_SEEDS,
+    IMAGE_METHOD,
     METHOD,
     MIN_SEEDS,
     OUTCOMES,
@@ -53,6 +54,7 @@ from .stats import (
 
 PROXY_NOTE = "CPU-scale proxy; published numbers shown for reference"
 PAPER_NOTE = "paper scale: measured numbers compared with the published ones"
+PUBLISHED_NOTE = "paper scale: the authors' published weights, evaluated here"
 VERDICTS = OUTCOMES
 INCONCLUSIVE_RULE = (f"otherwise, or with fewer than {MIN_SEEDS} seeds shared by the points compared, a point "
                      "missing from the ledger, an under-trained point (validation PSNR still rising by more than "
@@ -133,15 +135,20 @@ class Verdict:
     evidence: str = ""
     per_seed: list[float] = field(default_factory=list)  # the headline interval's per-seed values
     stage: str = ""  # sequential seeding: the look that decided it, or the last one reached
+    replicate: str = "seed"  # what the intervals pair over: seed, or image (a study's `replicates: images`)
+    published_weights: bool = False  # every point is a published checkpoint: the papers' own models
+
+    def _n(self, n: int) -> str:
+        return f"{n} {self.replicate}{'s' if n != 1 else ''}"
 
     @property
     def reproduction(self) -> bool:
         """Whether the numbers are at paper scale (``--profile paper``); otherwise a proxy."""
-        return self.profile == "paper"
+        return self.profile == "paper" or self.published_weights
 
     @property
     def scale_note(self) -> str:
-        return PAPER_NOTE if self.reproduction else PROXY_NOTE
+        return PUBLISHED_NOTE if self.published_weights else PAPER_NOTE if self.reproduction else PROXY_NOTE
 
     def estimate_text(self) -> str:
         """``Δ=+0.41 dB, 95% CI [+0.20, +0.60], 3 seeds: +0.38, +0.52, +0.33`` (or the reason there is none)."""
@@ -152,7 +159,7 @@ class Verdict:
         if not math.isfinite(self.estimate):
             return self.reason
         name = "slope" if self.kind == "trend" and "per" in self.unit else "Δ"
-        seeds = f"{self.n_seeds} seed{'s' if self.n_seeds != 1 else ''}"
+        seeds = self._n(self.n_seeds)
         values = f": {', '.join(f'{v:+.3f}' for v in self.per_seed)}" if self.per_seed else ""
         if not math.isfinite(self.low):
             return f"{name}={self.estimate:+.3f} {self.unit}, no interval, {seeds}{values}"
@@ -195,11 +202,14 @@ class Verdict:
             if p.n == 0:
                 parts.append(f"{p.ref}: " + (f"no valid seed ({failed})" if failed else "not in the ledger"))
                 continue
+            if self.unit in ("parameters", "MACs per pixel"):  # a `size` claim: counts, not PSNR
+                parts.append(f"{p.ref}: {p.mean:,.0f} {self.unit}")
+                continue
             ci = f" [{p.low:.3f}, {p.high:.3f}]" if math.isfinite(p.low) else ""
             pub = f" (published {'~' if p.published['approximate'] else ''}{p.published['value']:g} " \
                   f"{p.published['unit']})" if p.published else ""
             extra = f", {failed} excluded" if failed else ""
-            parts.append(f"{p.ref}: {p.mean:.3f} dB{ci}, {p.n} seed{'s' if p.n != 1 else ''}{extra}{pub}")
+            parts.append(f"{p.ref}: {p.mean:.3f} dB{ci}, {self._n(p.n)}{extra}{pub}")
         return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
@@ -246,13 +256,16 @@ def evaluate_claims(claims: Sequence[Claim], per_seed: PerSeed, sweep_values: Ma
                     published_map: Mapping[str, str] | None = None, scale: str = "", profile: str = "default",
                     failures: Mapping[str, Mapping[Any, str]] | None = None,
                     gains: Mapping[str, Mapping[Any, float]] | None = None, alpha: float = ALPHA,
-                    level: str = "") -> list[Verdict]:
+                    level: str = "", sizes: Mapping[str, Mapping[str, float]] | None = None,
+                    replicate: str = "seed", published_weights: bool = False) -> list[Verdict]:
     """Each claim's :class:`Verdict` from per-seed PSNR of the valid seeds (label -> seed -> PSNR) and the labels'
     sweep values. ``failures``: each label's failed seeds (label -> seed -> ``degenerate`` | ``diverged``; never in
     ``per_seed``); ``gains``: each label's last-third validation gain per seed (the under-trained gate).
     ``published_map``: a study's ``published:`` (a :class:`~.published_map.PublishedMap`, or point -> row id).
     ``alpha``: the one-sided level a verdict's Holm-adjusted p must stay below (a sequential study's look gets less
-    than 2.5%), ``level`` its description."""
+    than 2.5%), ``level`` its description. ``sizes``: each label's counts (kind ``size``). ``replicate``:
+    ``seed``, or ``image`` when ``per_seed`` is keyed by test image (:data:`~.stats.IMAGE_METHOD`: no pooled
+    sd floor). ``published_weights``: every point is a published checkpoint (the verdicts are at paper scale)."""
     failures = {k: dict(v) for k, v in (failures or {}).items() if v}
     gains = gains or {}
     pub_map = load_published_map(published_map or {})
@@ -260,7 +273,8 @@ def evaluate_claims(claims: Sequence[Claim], per_seed: PerSeed, sweep_values: Ma
     points = [(lab, sweep_values.get(lab)) for lab in labels_all]
     pub_by_label = pub_map.by_label(points)
     every_point = tuple(sorted(per_seed))
-    sd_floor, _ = pooled_paired_sd(per_seed)
+    images = replicate == "image"
+    sd_floor = 0.0 if images else pooled_paired_sd(per_seed)[0]
     out: list[Verdict] = []
     for claim in claims:
         labels: dict[str, str] = {}
@@ -277,19 +291,26 @@ def evaluate_claims(claims: Sequence[Claim], per_seed: PerSeed, sweep_values: Ma
             lab = labels.get(ref.text)
             vals = list(per_seed.get(lab, {}).values()) if lab else []
             mean, lo, hi, n = t_interval(vals) if lab else (math.nan,) * 3 + (0,)
+            if claim.reads == "sizes" and lab:  # the point's count, not its PSNR
+                count = (sizes or {}).get(lab, {}).get(claim.metric_key)
+                mean, lo, hi, n = (count, math.nan, math.nan, 1) if count is not None else (math.nan,) * 3 + (0,)
             gain = _mean([gains.get(lab, {}).get(s) for s in per_seed.get(lab, {})]) if lab else None
             stats.append(PointStat(ref.text, lab, mean, lo, hi, n, pub_by_label.get(lab) if lab else None,
                                    {str(k): v for k, v in failures.get(lab, {}).items()} if lab else {}, gain))
         base = dict(claim_id=claim.id, text=claim.text, source=claim.source, kind=claim.kind, rule=claim.rule,
                     scale=scale, profile=profile, points=stats, published=[r.as_dict() for r in claim.published],
-                    tested=claim.tested, untested=claim.untested, evidence=claim.evidence)
+                    tested=claim.tested, untested=claim.untested, evidence=claim.evidence, replicate=replicate,
+                    published_weights=published_weights)
         if missing:
             why = ", ".join(sorted(set(missing)))
             out.append(Verdict(**base, verdict="inconclusive", estimate=math.nan, low=math.nan, high=math.nan,
                                n_seeds=0, method=METHOD, reason=f"no complete trial of point {why} in the ledger "
                                                                 "(not run yet, or not in this profile's sweep)"))
             continue
-        d = claim.decide(Measured(per_seed, labels, sweep_values, every_point, sd_floor, failures))
+        d = claim.decide(Measured(per_seed, labels, sweep_values, every_point, sd_floor, failures, sizes or {}))
+        if images:  # the same rules, paired over the test images
+            d = replace(d, reason=d.reason.replace(" seeds shared by", " test images shared by"),
+                        method=IMAGE_METHOD if d.method == METHOD else d.method)
         gates = _failure_gates(claim, stats)
         d, undertrained = _undertrained_gate(claim, d, stats)
         gates += undertrained
@@ -303,7 +324,8 @@ def _verdict(base: dict[str, Any], d: Decision, gates: list[str]) -> Verdict:
     return Verdict(**base, verdict=d.verdict, estimate=head.estimate if head else math.nan,
                    low=head.low if head else math.nan, high=head.high if head else math.nan, n_seeds=n,
                    method=d.method, reason=d.reason, comparisons=list(d.comparisons),
-                   unit=head.unit if head else "dB", p_value=d.p_value, gates=gates,
+                   unit=head.unit if head else d.comparisons[0].unit if d.comparisons else "dB",
+                   p_value=d.p_value, gates=gates,
                    per_seed=list(head.values) if head else [])
 
 
@@ -317,7 +339,7 @@ def _failure_gates(claim: Claim, stats: Sequence[PointStat]) -> list[str]:
 
 def _undertrained_gate(claim: Claim, d: Decision, stats: Sequence[PointStat]) -> tuple[Decision, list[str]]:
     """A decided claim with an under-trained point becomes *inconclusive: under-trained*."""
-    if claim.kind == "failures":
+    if claim.kind == "failures" or claim.reads == "sizes":  # counts do not change with training
         return d, []
     diffs = [abs(c.estimate) for c in d.comparisons if c.unit == "dB" and math.isfinite(c.estimate)]
     tested = max([claim.margin, *diffs])
@@ -355,7 +377,8 @@ def _study_correction(verdicts: list[Verdict], alpha: float = ALPHA, level: str 
 def more_seeds_help(v: Verdict) -> bool:
     """Whether adding seeds can decide this claim: not when it is decided, under-trained (more steps would),
     missing a point, or untestable at CPU scale."""
-    return (v.verdict == "inconclusive" and v.n_seeds > 0 and not v.needs.startswith("untestable at CPU scale")
+    return (v.verdict == "inconclusive" and v.n_seeds > 0 and v.replicate == "seed"
+            and not v.needs.startswith("untestable at CPU scale")
             and not any(g.startswith("under-trained") for g in v.gates))
 
 
@@ -379,13 +402,15 @@ def _advice(v: Verdict, every: bool = False) -> dict[str, Any]:
         n, feasible = needed_seeds(c)
         if n is None:
             sd = f" at this paired sd ({c.sd:.3f} dB)" if math.isfinite(c.sd) else ""
-            return {"needs": f"untestable at CPU scale: {c.name} needs more than {MAX_ADVISED_SEEDS} seeds{sd}"}
+            where = "on these test images" if v.replicate == "image" else "at CPU scale"
+            return {"needs": f"untestable {where}: {c.name} needs more than {MAX_ADVISED_SEEDS} "
+                             f"{v.replicate}s{sd}"}
         if not feasible:
-            return {"seeds_needed": n, "needs": f"untestable at this profile: needs ≥ {n} seeds (an interval "
-                                                f"inside the margins cannot come from {c.n})"}
+            return {"seeds_needed": n, "needs": f"untestable at this profile: needs ≥ {n} {v.replicate}s (an "
+                                                f"interval inside the margins cannot come from {c.n})"}
         need.append(n)
     n = max(need)
-    return {"seeds_needed": n, "needs": f"an 80%-power design needs about {n} seeds"}
+    return {"seeds_needed": n, "needs": f"an 80%-power design needs about {n} {v.replicate}s"}
 
 
 def _unique(refs: Sequence[PointRef]) -> list[PointRef]:

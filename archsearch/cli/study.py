@@ -63,6 +63,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         degenerate = s["n_degenerate"] if "n_degenerate" in s else None
         if degenerate is not None and (degenerate > 0).any():  # shown only where a seed failed the gate
             cols.insert(2, "n_degenerate")
+        if "weights" in s and (s["weights"] == "published").any():  # published checkpoints, not trained
+            cols.insert(1, "weights")
         view = s[[c for c in cols if c in s]].rename(columns={
             "activation_param_pct": "act %", "psnr_mean": "PSNR mean", "psnr_std": "PSNR std",
             "val_gain_last_third": "last-third gain", "n_degenerate": "degenerate"})
@@ -129,6 +131,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             "fail_reason"]
     if df["validity"].isin(["partly degenerate"]).any():  # a multi-seed trial with some degenerate seeds
         cols.insert(2, "validity")
+    if df["published_weights"].notna().any():  # published checkpoints: evaluated, never trained
+        df = df.assign(weights=["published" if isinstance(w, str) else "trained" for w in df["published_weights"]])
+        cols.insert(3, "weights")
     view = df[cols].copy()
     for col in ("number", "seed", "n_params"):  # integers, even where a missing value made the column float
         view[col] = view[col].astype("Int64")

@@ -18,7 +18,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import ArchsearchError
 from ..families import variant_arguments
-from .tables import compact_label, is_finite, pareto_front
+from .tables import PUBLISHED, compact_label, is_finite, pareto_front, shown_label
 
 TITLES = {
     "activation": "PSNR vs share of parameters in activations (xUnit Fig. 4)",
@@ -92,7 +92,8 @@ def _hover(row) -> str:
     seeds = int(row["n_seeds"])
     std = f" ± {row['psnr_std']:.3f}" if is_finite(row["psnr_std"]) else ""
     trials = ", ".join(str(n) for n in row["trials"]) if isinstance(row.get("trials"), list) else ""
-    return (f"{row['label']}<br>PSNR {row['psnr_mean']:.3f}{std} dB ({seeds} seed{'s' if seeds != 1 else ''})"
+    label = f"{row['label']} ({PUBLISHED})" if row.get("weights") == "published" else row["label"]
+    return (f"{label}<br>PSNR {row['psnr_mean']:.3f}{std} dB ({seeds} seed{'s' if seeds != 1 else ''})"
             f"<br>{int(row['n_params']):,} params, {row['macs_per_pixel']:,.0f} MACs/pixel, "
             f"{row['activation_param_pct']:.2f}% in activations<br>trials {trials}")
 
@@ -202,15 +203,20 @@ def fig_pareto(points, x: str = "n_params", note: str = "", references=()) -> Fi
         fig.series.append(Series(f"{fam} ({len(part)})", part[x].astype(float).tolist(),
                                  part["psnr_mean"].astype(float).tolist(), None,
                                  [_hover(r) for _, r in part.iterrows()],
-                                 [compact_label(v) for v in part["label"]] if len(rest) <= 12 else None,
+                                 [shown_label(r) for _, r in part.iterrows()] if len(rest) <= 12 else None,
                                  lines=False))
     fig.series.append(Series(f"non-dominated ({len(front)})", front[x].astype(float).tolist(),
                              front["psnr_mean"].astype(float).tolist(), None,
                              [_hover(r) for _, r in front.iterrows()],
-                             [f"{f}: {compact_label(v)}" if not str(v).startswith(f) else compact_label(v)
-                              for f, v in zip(front["family"], front["label"])],
+                             [_front_label(f, r) for f, (_, r) in zip(front["family"], front.iterrows())],
                              lines=True, step=True, emphasis=True))
     return fig
+
+
+def _front_label(family: str, row) -> str:
+    """A non-dominated point's annotation: its family, then its label (once, where the label starts with it)."""
+    base = family.removesuffix(f" ({PUBLISHED})")
+    return shown_label(row) if str(row["label"]).startswith(base) else f"{base}: {shown_label(row)}"
 
 
 def fig_grid(table, key: str, title: str, row_label: str, col_label: str, note: str = "",

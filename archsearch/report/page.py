@@ -151,7 +151,8 @@ def _header(study, ostudy, df) -> str:
         ("seeds", ", ".join(str(s) for s in c.seeds)),
         ("budget", f"{c.budget.value:,.0f} {c.budget.metric} (tolerance {c.budget.tolerance})" if c.budget
          else "none"),
-        ("design", f"sweep over {c.sweep.over}: {list(c.sweep.values)}" if c.sweep else
+        ("design", (f"sweep over {c.sweep.over}: {list(c.sweep.values)}" if c.sweep.values else "each design once")
+         if c.sweep else
          f"search: {c.search.sampler}, {c.search.n_trials} trials, objectives {list(c.search.objectives)}"),
         ("search space", f"{study.space.name} ({', '.join(d.name for d in study.space.designs)})"),
         ("ledger", f"{study.storage_display} (study {study.name})"),

@@ -11,6 +11,8 @@ from typing import Any
 
 from ..atomic import write_text
 from ..claims import METHOD, PROXY_NOTE, RULES
+from ..claims.stats import IMAGE_METHOD
+from ..claims.verdicts import PUBLISHED_NOTE
 from ..errors import ArchsearchError, ConfigError
 from ..study.ledger import open_study
 from ..study.loader import load_study
@@ -80,7 +82,9 @@ def study_section(path: str | Path, profile: str | None) -> str:
     rec = run_record(ostudy, df)
     counts = df["state"].value_counts().to_dict() if len(df) else {}
     verdicts = study_verdicts(study, ostudy, df)
-    scale = verdicts[0].scale_note if verdicts else ("paper scale" if study.profile == "paper" else PROXY_NOTE)
+    scale = verdicts[0].scale_note if verdicts else (
+        PUBLISHED_NOTE if all(d.published for d in study.space.designs)
+        else "paper scale" if study.profile == "paper" else PROXY_NOTE)
     fidelity = ostudy.user_attrs.get("fidelity") or c.fidelity
     head[3] = f"**Fidelity:** {fidelity or 'not stated in the study file'}"
     lines = [*head, f"Profile `{study.profile}` -- {scale}. Trials: "
@@ -88,6 +92,16 @@ def study_section(path: str | Path, profile: str | None) -> str:
              + f". Seeds: {', '.join(str(s) for s in c.seeds)}. Test set: {_test_set(study)}. Wall time: "
              f"{rec['wall']}. Machine: {rec['machine']}.",
              ""]
+    if c.replicates == "images":
+        lines += [f"**Method in this study:** the replicates are the test images, not seeds: {IMAGE_METHOD}. Test "
+                  f"protocol: {c.data.protocol}"
+                  + (" (the DnCNN authors' test script: one fixed noise draw, float output)"
+                     if c.data.protocol == "dncnn" else "") + ".", ""]
+    published = [d for d in study.space.designs if d.published]
+    if published:
+        lines += ["Published weights (evaluated, not trained): " + "; ".join(
+            f"`{d.name}` {Path(str(d.weights)).name}" for d in published) + ". The sha256 of each file is in the "
+            "ledger (`weights_sha256`).", ""]
     staged = stage_text(stage_costs(study, df))
     if staged:
         lines += [f"Sequential seeding ({c.sequential.spending} spending over stages of "

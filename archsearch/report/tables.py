@@ -36,7 +36,22 @@ def design_points(df):
     points["trials"] = nums
     points = points.reset_index()
     points["short"] = [_short_label(lab, des) for lab, des in zip(points["label"], points["design"])]
+    if "weights" in points:  # published checkpoints: marked in every annotation and legend entry
+        pub = points["weights"] == "published"
+        points.loc[pub, "short"] = points.loc[pub, "short"] + f" ({PUBLISHED})"
+        if "family" in points:
+            points.loc[pub, "family"] = points.loc[pub, "family"].astype(str) + f" ({PUBLISHED})"
     return points.sort_values(["design", "activation_param_pct", "n_params"]).reset_index(drop=True)
+
+
+#: How a published checkpoint (evaluated, not trained) is marked beside its label in tables and plots.
+PUBLISHED = "published weights"
+
+
+def shown_label(row) -> str:
+    """A design point's label for display: compact, and marked when the point is a published checkpoint."""
+    text = compact_label(row["label"])
+    return f"{text} ({PUBLISHED})" if row.get("weights") == "published" else text
 
 
 def compact_label(label: Any) -> str:

@@ -32,6 +32,7 @@ class LedgerPoints:
     sweep_values: dict[str, Any] = field(default_factory=dict)
     failures: dict[str, dict[Any, str]] = field(default_factory=dict)
     gains: dict[str, dict[Any, float]] = field(default_factory=dict)
+    sizes: dict[str, dict[str, float]] = field(default_factory=dict)  # label -> n_params, macs_per_pixel
 
 
 def _seed(v: Any) -> Any:
@@ -42,10 +43,22 @@ def _number(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
-def ledger_points(df) -> LedgerPoints:
+def _image_means(rows) -> dict[str, float]:
+    """A seed's per-image rows ``[image, draw, psnr, ssim]`` as image -> PSNR averaged over the draws."""
+    acc: dict[str, list[float]] = {}
+    for row in rows or []:
+        p = _number(row[2]) if isinstance(row, (list, tuple)) and len(row) >= 3 else None
+        if p is not None:
+            acc.setdefault(str(row[0]), []).append(p)
+    return {name: sum(v) / len(v) for name, v in acc.items()}
+
+
+def ledger_points(df, replicates: str = "seeds") -> LedgerPoints:
     """The claims' data from the ledger frame: the COMPLETE trials' seeds (a seed whose ``validity`` is
     ``degenerate`` counts as a failure, never as a PSNR) and the FAIL trials whose model diverged (a failure of the
-    design; errors of the code or the machine are not)."""
+    design; errors of the code or the machine are not). With ``replicates="images"`` (a study's ``replicates:
+    images``) the replicates are the test images of the study's one seed: label -> image -> PSNR (mean over the
+    draws), each image carrying its seed's last-third gain."""
     out = LedgerPoints()
     if df is None or df.empty:
         return out
@@ -57,16 +70,20 @@ def ledger_points(df) -> LedgerPoints:
         seed = _seed(r["seed"])
         v = r.get("sweep_value")
         out.sweep_values[label] = None if isinstance(v, float) and math.isnan(v) else v
+        sizes = {k: _number(r.get(k)) for k in ("n_params", "macs_per_pixel")}
+        out.sizes.setdefault(label, {k: x for k, x in sizes.items() if x is not None})
         if r.get("validity") == "degenerate":
             out.failures.setdefault(label, {})[seed] = "degenerate"
             continue
         p = _number(r["psnr"])
         if p is None:
             continue
-        out.per_seed.setdefault(label, {})[seed] = p
         gain = _number(r.get("val_gain_last_third"))
-        if gain is not None:
-            out.gains.setdefault(label, {})[seed] = gain
+        images = _image_means(r.get("per_image")) if replicates == "images" else {seed: p}
+        for key, value in images.items():
+            out.per_seed.setdefault(label, {})[key] = value
+            if gain is not None:
+                out.gains.setdefault(label, {})[key] = gain
     failed = df[(df["state"] == "FAIL") & df["fail_reason"].astype(str).str.startswith("diverged")]
     for _, r in failed.iterrows():
         if isinstance(r["label"], str) and r["seed"] is not None:
@@ -87,7 +104,7 @@ def study_verdicts(study, ostudy=None, df=None) -> list[Verdict]:
         df = ledger_frame(study, ostudy)
     scale = str((ostudy.user_attrs.get("fidelity") if ostudy is not None else None) or study.config.fidelity
                 or "fidelity not stated in the study file")
-    pts = ledger_points(df)
+    pts = ledger_points(df, study.config.replicates)
     if study.config.sequential is not None:
         return staged_verdicts(study, pts, scale)
     return _evaluate(study, pts, scale)
@@ -95,7 +112,9 @@ def study_verdicts(study, ostudy=None, df=None) -> list[Verdict]:
 
 def _evaluate(study, pts: LedgerPoints, scale: str, **kw) -> list[Verdict]:
     return evaluate_claims(study.config.claims, pts.per_seed, pts.sweep_values, published_map=study.config.published,
-                           scale=scale, profile=study.profile, failures=pts.failures, gains=pts.gains, **kw)
+                           scale=scale, profile=study.profile, failures=pts.failures, gains=pts.gains,
+                           sizes=pts.sizes, replicate=study.config.replicates.removesuffix("s"),
+                           published_weights=all(d.published for d in study.space.designs), **kw)
 
 
 def _only_seeds(pts: LedgerPoints, seeds: set) -> LedgerPoints:
@@ -103,7 +122,8 @@ def _only_seeds(pts: LedgerPoints, seeds: set) -> LedgerPoints:
         out = {lab: {s: v for s, v in d.items() if s in seeds} for lab, d in m.items()}
         return {lab: d for lab, d in out.items() if d}
 
-    return LedgerPoints(keep(pts.per_seed), dict(pts.sweep_values), keep(pts.failures), keep(pts.gains))
+    return LedgerPoints(keep(pts.per_seed), dict(pts.sweep_values), keep(pts.failures), keep(pts.gains),
+                        dict(pts.sizes))
 
 
 def stages_reached(study, pts: LedgerPoints) -> int:

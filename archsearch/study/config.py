@@ -49,6 +49,10 @@ class BudgetConfig:
         return Budget(self.metric, self.value, self.tolerance)
 
 
+#: ``sweep: {over: designs}``: every design of the search space once, as it is (no argument swept).
+DESIGNS = "designs"
+
+
 @dataclass(frozen=True)
 class SweepConfig:
     """A grid over ``over``: a family argument (``xunit_kernel_size``, ``sparsity_groups``, ``n_blocks``, ...) or
@@ -56,11 +60,16 @@ class SweepConfig:
     point each (the baselines, e.g. the ConvNet at 0%)."""
 
     over: str
-    values: tuple[Any, ...]
+    values: tuple[Any, ...] = ()
     via: str | None = None
     pct_tolerance: float = 2.5  # percentage points
 
     def __post_init__(self) -> None:
+        if self.over == DESIGNS:  # one point per design, nothing swept (e.g. published checkpoints side by side)
+            if self.values or self.via:
+                raise SpecError("values" if self.values else "via", "a sweep over `designs` runs each design once: "
+                                                                   "give no `values` and no `via`")
+            return
         if not self.values:
             raise SpecError("values", "must list at least one value")
         if self.over == "activation_param_pct" and not self.via:
@@ -125,6 +134,9 @@ class DataConfig:
     # 1 when absent, so a study file written before the key has the fingerprint it had (config_body leaves the
     # default out) and its ledger, all of one draw, resumes; the shipped studies set 3
     test_draws: int = 1
+    # the test protocol (archsearch.evaluate): `dncnn` scores as the DnCNN authors' test script does (one fixed
+    # draw, float output), so published checkpoints are compared on the numbers their papers report
+    protocol: Literal["default", "dncnn"] = "default"
 
     def __post_init__(self) -> None:
         for key in ("train", "val", "test"):
@@ -138,6 +150,9 @@ class DataConfig:
         if not 1 <= self.test_draws <= MAX_TEST_DRAWS:
             raise SpecError("test_draws", f"must be an integer in 1..{MAX_TEST_DRAWS} (noise draws per test image), "
                                           f"got {self.test_draws}")
+        if self.protocol == "dncnn" and self.test_draws != 1:
+            raise SpecError("test_draws", f"the dncnn protocol has one fixed noise draw (its noise ignores the seed): "
+                                          f"use test_draws 1 or protocol default, got {self.test_draws}")
 
 
 @dataclass(frozen=True)
@@ -236,6 +251,9 @@ class StudyConfig:
     fidelity: str = ""  # a line saying what scale this is (e.g. "CPU-scale proxy: ...")
     published: Mapping[str, str] | None = field(default_factory=dict)  # point -> published row id (archsearch.claims)
     claims: Any = ()  # a list of claims (Claim fields); validated below (archsearch.claims)
+    # what the claims' paired intervals pair over: the seeds (trained designs), or the test images of one seed
+    # (published checkpoints: the replicates are images; the noise draw is fixed). Not in the fingerprint.
+    replicates: Literal["seeds", "images"] = "seeds"
     profiles: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -249,6 +267,9 @@ class StudyConfig:
                 raise SpecError(f"seeds[{i}]", f"must be an integer with 0 <= seed < 2**31, got {seed}")
             if seed in self.seeds[:i]:
                 raise SpecError(f"seeds[{i}]", f"repeats the seed {seed}; each seed once")
+        if self.replicates == "images" and (len(self.seeds) != 1 or self.sequential is not None):
+            raise SpecError("replicates", f"`images` pairs the claims over the test images of one seed: list one "
+                                          f"seed (and no `sequential`), got seeds {list(self.seeds)}")
         if self.sequential is not None:
             if self.sweep is None:
                 raise SpecError("sequential", "needs a `sweep`: a search trains every seed inside each trial")
@@ -371,14 +392,24 @@ def config_body(study: Study) -> dict[str, Any]:
     (stored in the ledger, so that a reader can say which setting differs)."""
     c = study.config
     data = dict(c.data.__dict__)
-    if data["test_draws"] == 1:  # the default stays out: files written before the key keep their fingerprint
+    # defaults stay out: files written before the keys keep their fingerprint
+    if data["test_draws"] == 1:
         del data["test_draws"]
+    if data["protocol"] == "default":
+        del data["protocol"]
     body = {
         "task": dict(c.task), "data": data, "budget": c.budget.__dict__ if c.budget else None,
         "sweep": c.sweep.__dict__ if c.sweep else None, "search": c.search.__dict__ if c.search else None,
-        "training": dict(c.training), "space": [repr(d) for d in study.space.designs],
+        "training": dict(c.training), "space": [_design_key(d) for d in study.space.designs],
     }
     return json.loads(json.dumps(body, sort_keys=True, default=str))
+
+
+def _design_key(design) -> str:
+    """A design in the fingerprint: its repr, and for a published checkpoint the weights file and its digest."""
+    if not design.published:
+        return repr(design)
+    return f"{design!r} weights={design.weights!r} sha256={design.sha256!r}"
 
 
 def config_fingerprint(study: Study) -> str:

@@ -38,7 +38,8 @@ def study_baseline(study: Study) -> EvalResult:
     if key not in _BASELINE_CACHE:
         task, _, _, test = study_data(study)
         _BASELINE_CACHE.clear()
-        _BASELINE_CACHE[key] = evaluate_baseline(task, test, seed=0, draws=study.config.data.test_draws)
+        _BASELINE_CACHE[key] = evaluate_baseline(task, test, seed=0, draws=study.config.data.test_draws,
+                                                 protocol=study.config.data.protocol)
     return _BASELINE_CACHE[key]
 
 

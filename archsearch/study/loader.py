@@ -16,7 +16,7 @@ from ..schema import deep_merge, load_dataclass, read_yaml
 from ..spec import check_name
 from ..tasks import Task, make_task, task_error
 from ..training import TrainConfig
-from .config import RUNS_ROOT, Study, StudyConfig
+from .config import DESIGNS, RUNS_ROOT, Study, StudyConfig
 from .space import SearchSpace, check_argument, load_search_space
 from .storage import check_url
 from .sweep import SweepPlan, plan_sweep
@@ -172,11 +172,22 @@ def _task_and_training(config: StudyConfig) -> tuple[Task, TrainConfig]:
 
 def _check_against_space(config: StudyConfig, space: SearchSpace) -> None:
     for d in space.designs:
+        if config.budget is not None and d.published:
+            raise SpecError("budget", f"design {d.name!r} of {space.path} is a published checkpoint (`weights`): its "
+                                      "size is fixed, so the study can have no budget")
+        if config.search is not None and d.published:
+            raise SpecError("search", f"design {d.name!r} of {space.path} is a published checkpoint (`weights`): "
+                                      "nothing to search; run it in a sweep")
         if config.budget is not None and d.free_knob is None:
             raise SpecError("budget", f"design {d.name!r} of {space.path} has no free_knob to solve for the budget")
         if config.search is not None and config.budget is None and d.free_knob is not None:
             raise SpecError("budget", f"design {d.name!r} has a free_knob but the study gives no budget")
-    if config.sweep is not None:
+    if config.sweep is not None and config.sweep.over == DESIGNS:
+        knobbed = [d.name for d in space.designs if d.free_knob is not None]
+        if config.budget is None and knobbed:
+            raise SpecError("budget", f"design {knobbed[0]!r} of {space.path} has a free_knob but the study gives no "
+                                      "budget: give `budget`, or drop free_knob to build the designs as they are")
+    elif config.sweep is not None:
         sw = config.sweep
         arg = sw.via if sw.over == "activation_param_pct" else sw.over
         if not any(d.sweeps(arg) for d in space.designs):

@@ -116,7 +116,8 @@ class Plan:
         what = ""
         if c.sweep is not None:
             via = f" via {c.sweep.via}" if c.sweep.over == "activation_param_pct" else ""
-            what = f"sweep over {c.sweep.over}{via} {list(c.sweep.values)}"
+            what = (f"sweep over {c.sweep.over}{via} {list(c.sweep.values)}" if c.sweep.values else
+                    "each design once (sweep over designs)")
         elif c.search is not None:
             what = f"{c.search.sampler} search, {c.search.n_trials} trials, objectives {list(c.search.objectives)}"
         budget = (f"budget {c.budget.value:,.0f} {c.budget.metric} (tolerance {c.budget.tolerance})" if c.budget
@@ -125,9 +126,15 @@ class Plan:
         if c.fidelity:
             lines.append(f"fidelity: {c.fidelity}")
         tr = self.training
-        lines.append(f"training: {tr.steps} steps of {tr.batch_size} x {tr.patch_size}x{tr.patch_size} patches, "
-                     f"validation every {tr.val_every or 'end only'}; task {dict(c.task)}; data {c.data.train} -> "
-                     f"{c.data.test}")
+        published = [d.name for d in s.space.designs if d.published]
+        if len(published) == len(s.space.designs):
+            lines.append(f"nothing trained: published weights, evaluated; task {dict(c.task)}; test data "
+                         f"{c.data.test} ({c.data.protocol} protocol)")
+        else:
+            lines.append(f"training: {tr.steps} steps of {tr.batch_size} x {tr.patch_size}x{tr.patch_size} patches, "
+                         f"validation every {tr.val_every or 'end only'}; task {dict(c.task)}; data {c.data.train} "
+                         f"-> {c.data.test}" + (f"; published weights, evaluated only: {', '.join(published)}"
+                                                if published else ""))
         if self.mode == "sweep":
             lines.append(f"{self.n_trials} trials planned ({len(self.points)} points x {len(c.seeds)} seeds), "
                          f"{len(self.infeasible)} grid points off the budget")
@@ -351,7 +358,8 @@ def plan_study(study: Study, *, timed_steps: int = 3, workers: int | str | None 
             # validation/test forward passes (3x the timed forward per pixel: whole images, metrics, copies), the
             # test images once per noise draw
             eval_s = 3 * fwd_px * ((val_px or 0) * n_val + (test_px or 0) * c.data.test_draws)
-            p.seconds_per_seed = config.steps * step + eval_s + 0.5  # + building, checkpoint, ledger
+            train_s = 0.0 if study.space.design(p.design).published else config.steps * step  # evaluated only
+            p.seconds_per_seed = train_s + eval_s + 0.5  # + building, checkpoint, ledger
     finally:
         torch.set_num_threads(previous)
     plan.load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0

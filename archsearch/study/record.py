@@ -43,6 +43,10 @@ TRIAL_ATTRS: dict[str, str] = {
     # per-image results and the validity gate (archsearch.study.validity)
     "test_draws": "noise draws per test image (draw d seeded with d; 1 in ledgers written before draws)",
     "per_image_per_seed": "per seed (in the order of seeds), rows [image name, draw, psnr, ssim]",
+    "test_protocol": "the test protocol when not 'default' (e.g. 'dncnn': the DnCNN authors' test script)",
+    # published checkpoints (a design with `weights`: evaluated, never trained)
+    "published_weights": "the published weights file the trial evaluated (absent: a trained trial)",
+    "weights_sha256": "that file's sha256",
     "baseline": "the task's trivial baseline ('noisy input', 'bicubic x3', 'JPEG q10 input')",
     "baseline_psnr": "the baseline's test PSNR over the same images and draws, dB",
     "baseline_ssim": "the baseline's test SSIM over the same images and draws",

@@ -34,7 +34,7 @@ RESULT_COLUMNS = ["number", "state", "design", "label", "sweep_value", "seed", "
                   "activation_param_pct", "psnr", "ssim", "val_psnr", "wall_time_s", "train_time_s", "eval_time_s",
                   "spec_hash", "checkpoint", "fail_reason", "duplicate_of", "seeds", "psnr_per_seed",
                   "ssim_per_seed", "latency_ms_per_mp", "val_gain_last_third", "validity", "baseline_psnr",
-                  "test_draws", "baseline"]
+                  "test_draws", "baseline", "published_weights", "weights_sha256"]
 
 #: Per-seed lists the frames carry for :func:`seed_frame` but ``results.csv`` leaves out (per-image rows are long).
 PER_SEED_COLUMNS = ["validity_per_seed", "val_gain_last_third_per_seed", "per_image_per_seed"]
@@ -125,6 +125,8 @@ def summary_frame(df):
                "n_degenerate": int(g.loc[degenerate, "seed"].nunique())}
         if "family" in g:
             row["family"] = _first(g["family"])
+        if "published_weights" in g:  # a published checkpoint, evaluated and not trained (marked in every table)
+            row["weights"] = "published" if g["published_weights"].notna().any() else "trained"
         rows.append(row)
     return pd.DataFrame(rows).sort_values("activation_param_pct")
 

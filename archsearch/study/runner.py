@@ -56,6 +56,7 @@ from ..errors import ArchsearchError, BudgetError, SpecError, StorageFault
 from ..tracking import check_available
 from . import ledger as L
 from .config import Study
+from .checkpoints import check_published
 from .images import check_study_data, study_data
 from .layout import WorkerLayout, choose_layout, machine_name, requested_workers, run_device
 from .queue import claim_and_run, claim_lock, file_lock, run_and_tell
@@ -187,6 +188,7 @@ def check(study: Study) -> tuple[tuple, tuple[dict[str, Any], ...]]:
     """Everything that can be wrong before a study starts, checked without writing anything: the data load and
     fit the task, and the budget is reachable. Returns the sweep's points and infeasible grid points."""
     check_study_data(study, *study_data(study))  # missing, unreadable or too-small images: one line naming the file
+    check_published(study)  # published checkpoints: the file there, its digest, its tensors fitting the design
     if study.plan is not None:
         points, infeasible = study.plan.points, study.plan.infeasible
         if not points:

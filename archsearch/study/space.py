@@ -33,6 +33,7 @@ from ..errors import ArchsearchError, ConfigError, SpecError, did_you_mean
 from ..families import Family, get_family
 from ..schema import coerce, describe, load_dataclass, read_yaml
 from ..spec import check_name
+from ..zoo import zoo_entry
 
 
 @dataclass(frozen=True)
@@ -67,16 +68,31 @@ class ParamRange:
             self.step is None or float(self.step).is_integer())
 
 
+#: sha256 digests are 64 lowercase hex digits.
+_HEX = set("0123456789abcdef")
+
+
 @dataclass(frozen=True)
 class Design:
+    """One design of a search space: a registered ``family`` with ``fixed`` arguments (or a ``zoo`` model, which
+    gives both), the ``free_knob`` a budget solves and the ``search`` ranges. With ``weights`` it is a *published
+    checkpoint*: evaluated with those weights, never trained (the architecture is fixed, so no knob or range);
+    a relative path is read under the data root, as the datasets are, and ``sha256`` (optional) must match the
+    file. ``zoo``, ``weights`` and ``sha256`` stay out of ``repr`` (the study's config fingerprint adds the
+    weights itself), so designs written before them keep their fingerprint."""
+
     name: str
-    family: str
+    family: str = ""
     fixed: Mapping[str, Any] = field(default_factory=dict)
     free_knob: str | None = None
     search: Mapping[str, ParamRange] = field(default_factory=dict)
+    zoo: str | None = field(default=None, repr=False)
+    weights: str | None = field(default=None, repr=False)
+    sha256: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_name(self.name, "name")
+        self._published()
         try:
             fam = get_family(self.family)
         except ArchsearchError as err:
@@ -108,13 +124,49 @@ class Design:
             others = {k: _candidates(r) for k, r in ranges.items() if k != key}
             _check_range(fam, dict(self.fixed), key, rng, f"search.{key}", self.free_knob, others)
 
+    def _published(self) -> None:
+        """``zoo`` expands to family and fixed arguments; ``weights`` and ``sha256`` are checked."""
+        if self.zoo is not None:
+            try:
+                entry = zoo_entry(self.zoo)
+            except ArchsearchError as err:
+                raise SpecError("zoo", str(err)) from None
+            if self.family and self.family != entry.family:
+                raise SpecError("family", f"zoo model {self.zoo!r} is of family {entry.family!r}, got "
+                                          f"{self.family!r}; give one of `zoo` or `family`")
+            if self.fixed:
+                raise SpecError("fixed", f"zoo model {self.zoo!r} fixes every argument; give `family` and `fixed` "
+                                         "instead of `zoo` to change one")
+            object.__setattr__(self, "family", entry.family)
+            object.__setattr__(self, "fixed", dict(entry.kwargs))
+        if not self.family:
+            raise SpecError("family", "give a registered family (with `fixed` arguments) or a `zoo` model")
+        if self.weights is None:
+            if self.sha256 is not None:
+                raise SpecError("sha256", "checks a `weights` file: give `weights` too")
+            return
+        if not isinstance(self.weights, str) or not self.weights.strip():
+            raise SpecError("weights", f"must be a weights file (a path; relative: under the data root), got "
+                                       f"{self.weights!r}")
+        if self.free_knob is not None or self.search:
+            raise SpecError("weights", "published weights fix the architecture: a design with `weights` has no "
+                                       "`free_knob` and no `search` ranges")
+        if self.sha256 is not None and (not isinstance(self.sha256, str) or len(self.sha256) != 64
+                                        or not set(self.sha256) <= _HEX):
+            raise SpecError("sha256", f"must be the file's sha256, 64 lowercase hex digits, got {self.sha256!r}")
+
+    @property
+    def published(self) -> bool:
+        """Whether this design is a published checkpoint (evaluated, not trained)."""
+        return self.weights is not None
+
     def accepts(self, argument: str) -> bool:
         return argument in get_family(self.family).defaults
 
     def sweeps(self, argument: str) -> bool:
         """Whether a sweep over ``argument`` moves this design: it takes the argument and does not fix it (a
-        design that fixes it -- or lacks it -- is a baseline: one point)."""
-        return self.accepts(argument) and argument not in self.fixed
+        design that fixes it -- or lacks it -- is a baseline: one point; so is a published checkpoint)."""
+        return self.accepts(argument) and argument not in self.fixed and not self.published
 
 
 def argument_types(fam: Family) -> dict[str, Any]:

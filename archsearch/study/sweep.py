@@ -13,7 +13,7 @@ from ..errors import BudgetError, SpecError
 from ..families import get_family
 from ..solver import Solution, solve
 from ..spec import GraphSpec
-from .config import BudgetConfig, Point, StudyConfig, SweepPlan
+from .config import DESIGNS, BudgetConfig, Point, StudyConfig, SweepPlan
 from .space import Design, SearchSpace
 
 
@@ -41,11 +41,13 @@ def plan_sweep(config: StudyConfig, space: SearchSpace) -> SweepPlan:
     def add(design: Design, args: dict[str, Any], value: Any, sol) -> None:
         spec = sol.spec if isinstance(sol, Solution) else sol
         label = design.name + "".join(f" {k}={v}" for k, v in args.items())
-        if spec.hash in seen:
+        # one architecture is one point, unless its weights differ: each published checkpoint is its own model
+        key = f"{spec.hash} {design.name}" if design.published else spec.hash
+        if key in seen:
             infeasible.append({"design": design.name, "sweep_value": value, "label": label,
-                               "reason": f"same architecture as {seen[spec.hash]!r} (spec {spec.hash})"})
+                               "reason": f"same architecture as {seen[key]!r} (spec {spec.hash})"})
             return
-        seen[spec.hash] = label
+        seen[key] = label
         cells.append((design, args, value, label))
 
     if sw.over == "activation_param_pct":
@@ -75,7 +77,7 @@ def plan_sweep(config: StudyConfig, space: SearchSpace) -> SweepPlan:
             add(best[0], best[1], target, best[2])
     else:
         baselines_done: set[str] = set()
-        for value in sw.values:
+        for value in sw.values or (None,):  # `over: designs` has no values: each design once
             for design in space.designs:
                 if design.sweeps(sw.over):
                     args = {sw.over: value}

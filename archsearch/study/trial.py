@@ -26,9 +26,12 @@ from ..evaluate import evaluate
 from ..latency import measure_latency
 from ..solver import Solution
 from ..spec import GraphSpec
+from ..text import shown
 from ..tracking import open_run
 from ..training import train
+from ..weights import WeightsError
 from .config import Study
+from .checkpoints import load_published
 from .images import study_baseline, study_data
 from .ledger import this_host
 from .record import TRIAL_ATTRS, check_attrs
@@ -104,6 +107,9 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
                                  progress=study.train.progress if "progress" in study.config.training else progress)
     torch.manual_seed(seed)
     model = build(spec)
+    if design.published:  # the authors' weights: evaluated as they are, never trained
+        return _evaluate_published(study, design, model, spec, attrs, task, test_images, seed, checkpoint_name,
+                                   t_start)
     t_overhead = time.perf_counter() - t_start
     t0 = time.perf_counter()
     tracking = open_run(study.config.tracking, experiment=study.name, run_name=run_name or checkpoint_name
@@ -129,32 +135,70 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
         raise TrialFailed(f"diverged: {result.reason}")
     attrs["val_psnr"] = result.final_val_psnr
     t1 = time.perf_counter()
-    draws = study.config.data.test_draws
-    ev = evaluate(model, task, test_images, seed=0, draws=draws)
+    ev = _test(study, model, task, test_images, attrs)
     attrs["eval_time_s"] = time.perf_counter() - t1
     if tracking is not None:
         tracking.finish(result.status, {"test/psnr": ev.psnr, "test/ssim": ev.ssim}, step=result.steps)
     if not math.isfinite(ev.psnr):
         raise TrialFailed(f"diverged: test PSNR is {ev.psnr}")
+    t2 = time.perf_counter()
+    _save_checkpoint(study, model, spec, attrs, checkpoint_name or f"{spec.hash}_seed{seed}")
+    attrs["overhead_s"] = t_overhead + (time.perf_counter() - t2)
+    attrs["wall_time_s"] = time.perf_counter() - t_start
+    return attrs
+
+
+def _test(study: Study, model, task, test_images, attrs: dict[str, Any]):
+    """Score the model on the study's test images at its draws and protocol, beside the trivial baseline on the
+    same images and draws (scored once per process); store both and this seed's validity in ``attrs``."""
+    draws, protocol = study.config.data.test_draws, study.config.data.protocol
+    ev = evaluate(model, task, test_images, seed=0, draws=draws, protocol=protocol)
     attrs["psnr"], attrs["ssim"], attrs["n_test_images"] = ev.psnr, ev.ssim, ev.n_images
     attrs["test_draws"] = draws
-    # the trivial baseline on the same images and draws (scored once per process) and this seed's verdict on it
+    if protocol != "default":
+        attrs["test_protocol"] = protocol
     base = study_baseline(study)
     attrs["baseline"], attrs["baseline_psnr"], attrs["baseline_ssim"] = task.baseline_name, base.psnr, base.ssim
     attrs["baseline_per_image"] = base.rows()
     attrs["_per_image"] = ev.rows()  # per seed: aggregate() gathers them into per_image_per_seed
-    attrs["_validity"] = classify(ev.psnr, base.psnr)
-    t2 = time.perf_counter()
-    ckpt = out / "checkpoints" / f"{checkpoint_name or f'{spec.hash}_seed{seed}'}.safetensors"
-    try:  # whole or not at all; a full disk fails the machine, not the design (see the spec above)
+    attrs["_validity"] = classify(ev.psnr, base.psnr) if math.isfinite(ev.psnr) else "degenerate"
+    return ev
+
+
+def _save_checkpoint(study: Study, model, spec: GraphSpec, attrs: dict[str, Any], name: str) -> None:
+    """The trial's weights as safetensors in the output folder (whole or not at all; a full disk fails the
+    machine, not the design); ``attrs`` gets its path and the spec for the latency."""
+    out = study.output_dir
+    ckpt = out / "checkpoints" / f"{name}.safetensors"
+    try:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(ckpt) as tmp:
             save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp),
-                      metadata={"spec_hash": spec.hash, "spec_path": str(spec_path)})
+                      metadata={"spec_hash": spec.hash, "spec_path": str(out / attrs["spec_path"])})
     except OSError as err:
         raise TrialFailed(infrastructure_reason(err)) from None
     attrs["checkpoint"] = str(ckpt.relative_to(out))
     attrs["_spec"] = spec  # for the trial's latency (not stored: run_trial pops it)
+
+
+def _evaluate_published(study: Study, design, model, spec: GraphSpec, attrs: dict[str, Any], task, test_images,
+                        seed: int, checkpoint_name: str | None, t_start: float) -> dict[str, Any]:
+    """A published checkpoint's trial: its weights loaded through the one loader (file and sha256 recorded),
+    no training (0 steps), then scored like any trial."""
+    try:
+        path, digest = load_published(model, design, study.config.data.data_root)
+    except (ValueError, WeightsError) as err:
+        raise TrialFailed(f"error: published weights: {err}") from None
+    attrs.update({"published_weights": shown(path), "weights_sha256": digest, "steps": 0, "train_time_s": 0.0,
+                  "val_psnr": None, "val_gain_last_third": None})
+    t_overhead = time.perf_counter() - t_start
+    t1 = time.perf_counter()
+    ev = _test(study, model, task, test_images, attrs)
+    attrs["eval_time_s"] = time.perf_counter() - t1
+    if not math.isfinite(ev.psnr):
+        raise TrialFailed(f"error: published weights score a test PSNR of {ev.psnr}")
+    t2 = time.perf_counter()
+    _save_checkpoint(study, model, spec, attrs, checkpoint_name or f"{spec.hash}_seed{seed}")
     attrs["overhead_s"] = t_overhead + (time.perf_counter() - t2)
     attrs["wall_time_s"] = time.perf_counter() - t_start
     return attrs
@@ -277,14 +321,18 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
 
     try:
         results = []
+        published = study.space.design(design).published
         for i, seed in enumerate(seeds):
+            if published and results:  # the same weights and test noise score the same: evaluated once
+                results.append({**results[0], "seed": seed})
+                continue
             name = f"trial_{rec.number}" if len(seeds) == 1 else f"trial_{rec.number}_seed{seed}"
             results.append(execute(study, design, arguments, seed, report=report if i == 0 else None,
                                    checkpoint_name=name, progress=progress, on_spec=on_spec if i == 0 else None,
                                    trial=rec.number, label=label, run_name=name))
         spec = results[0].pop("_spec")
         for r in results[1:]:
-            r.pop("_spec")
+            r.pop("_spec", None)
         attrs = aggregate(results, curve)
         if study.config.latency.enabled:
             attrs.update(trial_latency(study, spec))
