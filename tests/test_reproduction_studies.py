@@ -101,7 +101,8 @@ def test_plan_estimates_from_timed_steps_and_is_a_library_function(tmp_path):
     assert not (tmp_path / "out").exists()
     # the activation-share sweep prints the solved shares and the ConvNet at 0%
     text = plan_study(load_study(ROOT / "studies" / "xunit_budget.yaml"), timed_steps=0).text()
-    assert "18 trials planned (6 points x 3 seeds)" in text and "0.00" in text and "38.06" in text
+    assert "30 trials planned (6 points x 5 seeds)" in text and "0.00" in text and "38.06" in text
+    assert "stage 1 trains 18 trials (3 seeds)" in text
 
 
 def test_plan_of_a_search_study(tmp_path):

@@ -138,6 +138,12 @@ class Plan:
         if self.mode == "sweep":
             lines.append(f"{self.n_trials} trials planned ({len(self.points)} points x {len(c.seeds)} seeds), "
                          f"{len(self.infeasible)} grid points off the budget")
+            if c.sequential is not None:
+                stages = c.sequential.stages
+                lines.append(f"sequential seeding ({c.sequential.spending} spending): stage 1 trains "
+                             f"{len(self.points) * stages[0]} trials ({stages[0]} seeds); each later stage (" +
+                             ", ".join(f"{n} seeds" for n in stages[1:]) + ") runs only while a claim that more "
+                             "seeds could decide is undecided; the estimate below is for every stage")
         else:
             lines.append(f"{self.n_trials} trials planned (each trains seeds {list(c.seeds)}); the sampler picks "
                          f"the designs: below, each design at a representative point of its ranges")
