@@ -287,6 +287,17 @@ def test_pareto_colours_families_labels_the_front_and_draws_references(sweep_led
     png = to_png(fig, tmp_path / "p.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert "DnCNN-S (official)" in __import__("archsearch.report", fromlist=["to_plotly"]).to_plotly(fig).to_html()
+    # a reference that gives its size is a point on that axis's plot (a published checkpoint), a line elsewhere
+    from archsearch.study.config import ReferenceLine
+
+    ref = ReferenceLine("LIDIA-S (published)", 27.9, "authors' weights", n_params=40226)
+    fig = fig_pareto(points, "n_params", references=[ref, (27.3, "DnCNN-S (official)")])
+    assert fig.hlines == [(27.3, "DnCNN-S (official)")]
+    pub = fig.series[-1]
+    assert pub.published and (pub.x, pub.y, pub.annotations) == ([40226.0], [27.9], ["LIDIA-S (published)"])
+    assert to_png(fig, tmp_path / "q.png").read_bytes()[:4] == b"\x89PNG"
+    fig = fig_pareto(points, "macs_per_pixel", references=[ref])
+    assert fig.hlines == [(27.9, "LIDIA-S (published)")] and not any(s.published for s in fig.series)
 
 
 def _one_trial_study(tmp_path):

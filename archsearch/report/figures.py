@@ -11,6 +11,7 @@ import re
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -184,7 +185,9 @@ def fig_vs_size(points, x: str = "n_params", note: str = "") -> FigureData | Non
 def fig_pareto(points, x: str = "n_params", note: str = "", references=()) -> FigureData | None:
     """PSNR vs ``x`` (parameters, MACs per pixel or latency) with the non-dominated design points highlighted,
     joined by a staircase and labelled with their family; dominated points are coloured by family. ``references``
-    (``(psnr, label)`` pairs, e.g. a published model's PSNR on the same test set) are drawn as dashed lines."""
+    (:class:`~archsearch.study.config.ReferenceLine`, or ``(psnr, label)`` pairs: a published model's PSNR on the
+    same test set) are drawn as reference points where they give their size on this axis, else as dashed
+    lines."""
     keys = {"n_params": "pareto_params", "macs_per_pixel": "pareto_macs", "latency_ms_per_mp": "pareto_latency"}
     if x not in keys:
         raise ArchsearchError(f"fig_pareto: x must be one of {', '.join(keys)}, got {x!r}")
@@ -193,8 +196,12 @@ def fig_pareto(points, x: str = "n_params", note: str = "", references=()) -> Fi
     pts = pareto_front(points, x)
     if pts.empty:
         return None
+    refs = [r if not isinstance(r, tuple) else SimpleNamespace(psnr=r[0], label=r[1]) for r in references]
+    at = [r for r in refs if getattr(r, x, None) is not None]  # a size on this axis: a reference point
+    xs = [*pts[x].tolist(), *(getattr(r, x) for r in at)]
     fig = FigureData(keys[x], TITLES[keys[x]], AXES[x] + " (lower is better)", "test PSNR [dB] (mean over seeds)",
-                     note=note, xlog=_log_scale(pts[x]), hlines=[(float(v), str(lab)) for v, lab in references])
+                     note=note, xlog=_log_scale(xs),
+                     hlines=[(float(r.psnr), str(r.label)) for r in refs if getattr(r, x, None) is None])
     family = pts["family"] if "family" in pts else pts["design"]
     pts = pts.assign(family=[str(f) for f in family])
     rest, front = pts[~pts["on_front"]], pts[pts["on_front"]].sort_values(x)
@@ -210,6 +217,12 @@ def fig_pareto(points, x: str = "n_params", note: str = "", references=()) -> Fi
                              [_hover(r) for _, r in front.iterrows()],
                              [_front_label(f, r) for f, (_, r) in zip(front["family"], front.iterrows())],
                              lines=True, step=True, emphasis=True))
+    if at:  # published checkpoints: reference points, not trials of this search
+        fig.series.append(Series(f"published weights (reference, {len(at)})", [float(getattr(r, x)) for r in at],
+                                 [float(r.psnr) for r in at], None,
+                                 [f"{r.label}: {r.psnr:.3f} dB, {getattr(r, x):,.0f}"
+                                  + (f" ({r.source})" if getattr(r, "source", "") else "") for r in at],
+                                 [str(r.label) for r in at], lines=False, published=True))
     return fig
 
 

@@ -68,7 +68,7 @@ def published_by_label(study, points) -> dict[str, dict[str, Any]]:
 def build_figures(study, df, ostudy, verdicts=()) -> tuple[list[FigureData], list[str], dict[str, Any]]:
     """Every figure the ledger supports, the reasons for those left out, and the tables (NSR, MemNet)."""
     note = _fidelity_note(study, ostudy)
-    refs = [(r.psnr, r.label) for r in study.config.references]
+    refs = list(study.config.references)
     points = design_points(df)
     figs: list[FigureData] = []
     skipped: list[str] = []

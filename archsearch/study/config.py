@@ -215,16 +215,24 @@ class SequentialConfig:
 
 @dataclass(frozen=True)
 class ReferenceLine:
-    """A published PSNR drawn across the study's Pareto plots (e.g. DnCNN-S's official weights on the same test
-    set). Only meaningful where the study's task and test data are the reference's: put it in that profile."""
+    """A published PSNR drawn on the study's Pareto plots (e.g. DnCNN-S's official weights on the same test
+    set): a dashed line across them, or -- with the model's ``n_params`` / ``macs_per_pixel`` -- a reference
+    point at its size on the plot of that axis (a published checkpoint beside the searched designs). Only
+    meaningful where the study's task and test data are the reference's: put it in that profile."""
 
     label: str
     psnr: float
     source: str = ""
+    n_params: int | None = None
+    macs_per_pixel: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.psnr < 100:
             raise SpecError("psnr", f"must be a PSNR in dB (0, 100), got {self.psnr}")
+        for key in ("n_params", "macs_per_pixel"):
+            v = getattr(self, key)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise SpecError(key, f"must be the reference model's size, a number > 0, got {v!r}")
 
 
 @dataclass(frozen=True)
