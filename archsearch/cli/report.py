@@ -102,6 +102,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"  {p}")
     for s in report.skipped:
         print(f"  not shown: {s}")
+    if report.fidelity is not None:
+        print(report.fidelity.text())
     for p in report.claim_files:
         print(f"wrote {p}")
     for v in report.verdicts:

@@ -31,6 +31,7 @@ TITLES = {
     "nsr": "Mean PSNR by sparsity groups k x residual blocks (NSR Tables 2-3)",
     "memnet": "Mean PSNR by memory blocks M x recursions R (MemNet Table 6)",
     "importances": "Parameter importances for PSNR (Optuna, PED-ANOVA)",
+    "fidelity": "Ranking fidelity: validation PSNR at each step vs final test PSNR (Spearman)",
 }
 
 AXES = {
@@ -223,6 +224,30 @@ def fig_pareto(points, x: str = "n_params", note: str = "", references=()) -> Fi
                                  [f"{r.label}: {r.psnr:.3f} dB, {getattr(r, x):,.0f}"
                                   + (f" ({r.source})" if getattr(r, "source", "") else "") for r in at],
                                  [str(r.label) for r in at], lines=False, published=True))
+    return fig
+
+
+def fig_fidelity(fid, note: str = "") -> FigureData:
+    """Spearman's rho between the validation PSNR at each step and the final test PSNR, across design points:
+    pooled over seeds (emphasised, its 95% interval in the hover text) and per seed (muted), with the
+    reliability threshold as a dashed line and the reliable step stated under the title
+    (:mod:`archsearch.report.fidelity`)."""
+    from .fidelity import RELIABLE_RHO
+
+    fig = FigureData("fidelity_ranks", TITLES["fidelity"], "training step", "Spearman rho across design points",
+                     note=note, hlines=[(RELIABLE_RHO, f"reliable: rho >= {RELIABLE_RHO}")])
+    seeds = sorted({s for r in fid.steps for s in r.per_seed}, key=str)
+    for seed in seeds:
+        pts = [(r.step, r.per_seed[seed]) for r in fid.steps if is_finite(r.per_seed.get(seed))]
+        if pts:
+            fig.series.append(Series(f"seed {seed}", [float(s) for s, _ in pts], [float(v) for _, v in pts],
+                                     lines=True, muted=True))
+    pooled = [r for r in fid.steps if is_finite(r.rho)]
+    fig.series.append(Series("pooled over seeds", [float(r.step) for r in pooled], [float(r.rho) for r in pooled],
+                             None, [f"step {r.step}: rho {r.rho:+.3f}, 95% CI [{r.low:+.2f}, {r.high:+.2f}], "
+                                    f"Kendall tau {r.tau:+.3f}, {r.n} design points" for r in pooled],
+                             lines=True, emphasis=True))
+    fig.claims = [fid.text()]
     return fig
 
 

@@ -18,6 +18,7 @@ from .figures import (
     TITLES,
     FigureData,
     fig_activation_share,
+    fig_fidelity,
     fig_grid,
     fig_importances,
     fig_pareto,
@@ -25,6 +26,8 @@ from .figures import (
     to_plotly,
     to_png,
 )
+from .fidelity import METHOD as FIDELITY_METHOD
+from .fidelity import fidelity_ranks
 from .tables import design_points, memnet_grid, nsr_table, param_importances
 from .verdicts import study_verdicts, write_verdicts
 
@@ -42,6 +45,7 @@ class Report:
     skipped: list[str]  # figures not drawn, with the reason
     verdicts: list = field(default_factory=list)  # the claims' verdicts (archsearch.claims.Verdict)
     claim_files: list = field(default_factory=list)  # claims.csv, claims.json
+    fidelity: Any = None  # the ranking fidelity (archsearch.report.fidelity.Fidelity), where there are curves
 
 
 def _cli_args(study) -> str:
@@ -111,6 +115,12 @@ def build_figures(study, df, ostudy, verdicts=()) -> tuple[list[FigureData], lis
     if mem is not None:
         tables["memnet"] = mem
         figs.append(fig_grid(mem, "memnet_grid", TITLES["memnet"], "memory blocks M", "recursions R", note))
+    fid = fidelity_ranks(df)
+    if fid is not None:
+        tables["fidelity"] = fid
+        figs.append(fig_fidelity(fid, note))
+    else:
+        skipped.append("ranking fidelity: fewer than 3 design points with intermediate validation values")
     imp, why = param_importances(study, ostudy)
     if imp:
         tables["importances"] = imp
@@ -204,6 +214,8 @@ def write_report(study, ostudy=None, out_dir: str | Path | None = None, *, png: 
             parts.append(tables["nsr"].round(3).to_html(na_rep="", border=0))
         if f.key == "memnet_grid":
             parts.append(tables["memnet"].round(3).to_html(na_rep="", border=0))
+        if f.key == "fidelity_ranks":
+            parts.append(_fidelity_html(tables["fidelity"]))
         if png:
             p = to_png(f, out / "report_png" / f"{f.key}.png")
             pngs.append(p)
@@ -229,7 +241,18 @@ def write_report(study, ostudy=None, out_dir: str | Path | None = None, *, png: 
             + "\n".join(parts) + "</body></html>")
     path = out / "report.html"
     write_text(path, page)  # whole or not at all: a kill or a full disk keeps the previous page
-    return Report(path, pngs, df, figs, n_complete, skipped, verdicts, claim_files)
+    return Report(path, pngs, df, figs, n_complete, skipped, verdicts, claim_files, tables.get("fidelity"))
+
+
+def _fidelity_html(fid) -> str:
+    """The ranking-fidelity numbers under its figure: the verdict line, the method, one row per step."""
+    rows = [{"step": r.step, "pooled rho": f"{r.rho:+.3f}" if math.isfinite(r.rho) else "",
+             "95% CI": f"[{r.low:+.2f}, {r.high:+.2f}]" if math.isfinite(r.low) else "",
+             "Kendall tau": f"{r.tau:+.3f}" if math.isfinite(r.tau) else "", "design points": r.n,
+             "per seed": ", ".join(f"{s}: {v:+.2f}" for s, v in r.per_seed.items() if math.isfinite(v))}
+            for r in fid.steps]
+    return (f"<p><b>{html.escape(fid.text())}</b></p><p class='muted'>{html.escape(FIDELITY_METHOD)}</p>"
+            + _html_table(rows, ["step", "pooled rho", "95% CI", "Kendall tau", "design points", "per seed"]))
 
 
 def _published_cell(row: dict[str, Any] | None) -> str:

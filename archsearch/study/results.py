@@ -36,8 +36,9 @@ RESULT_COLUMNS = ["number", "state", "design", "label", "sweep_value", "seed", "
                   "ssim_per_seed", "latency_ms_per_mp", "val_gain_last_third", "validity", "baseline_psnr",
                   "test_draws", "baseline", "published_weights", "weights_sha256"]
 
-#: Per-seed lists the frames carry for :func:`seed_frame` but ``results.csv`` leaves out (per-image rows are long).
-PER_SEED_COLUMNS = ["validity_per_seed", "val_gain_last_third_per_seed", "per_image_per_seed"]
+#: Lists the frames carry for :func:`seed_frame` and the report (per-seed values, per-image rows, the validation
+#: curve) but ``results.csv`` leaves out (they are long).
+PER_SEED_COLUMNS = ["validity_per_seed", "val_gain_last_third_per_seed", "per_image_per_seed", "val_curve"]
 
 
 def results_frame(study: Study, ostudy=None):
