@@ -109,8 +109,9 @@ def study_section(path: str | Path, profile: str | None) -> str:
     if not c.claims:
         lines += ["No claims in this study file.", ""]
         return "\n".join(lines)
-    lines += ["| claim | source | published | measured (mean [95% CI]) | verdict | estimate (95% CI, seeds: per-seed "
-              "values) | seeds |", "|---|---|---|---|---|---|---:|"]
+    unit = "images" if c.replicates == "images" else "seeds"
+    lines += [f"| claim | source | published | measured (mean [95% CI]) | verdict | estimate (95% CI, {unit}: per-"
+              f"{unit[:-1]} values) | {unit} |", "|---|---|---|---|---|---|---:|"]
     for v in verdicts:
         est = v.estimate_text() if math.isfinite(v.estimate) or v.unit == "failure rate" else "-"
         notes = v.notes()
