@@ -440,6 +440,10 @@ class Size(Claim):
         return SIZE_METRICS[self.metric][0]
 
     @property
+    def unit_name(self) -> str:
+        return SIZE_METRICS[self.metric][1]
+
+    @property
     def rule(self) -> str:
         unit = SIZE_METRICS[self.metric][1]
         return (", ".join(f"{r.text} ~ {v:,.0f}" for r, v in self.sizes)

@@ -103,6 +103,7 @@ class PointStat:
     published: dict[str, Any] | None = None
     failures: dict[str, str] = field(default_factory=dict)
     gain: float | None = None
+    unit: str = "dB"  # a `size` claim's points: their count ("parameters", "MACs per pixel")
 
 
 @dataclass(frozen=True)
@@ -202,8 +203,8 @@ class Verdict:
             if p.n == 0:
                 parts.append(f"{p.ref}: " + (f"no valid seed ({failed})" if failed else "not in the ledger"))
                 continue
-            if self.unit in ("parameters", "MACs per pixel"):  # a `size` claim: counts, not PSNR
-                parts.append(f"{p.ref}: {p.mean:,.0f} {self.unit}")
+            if p.unit != "dB":  # a `size` claim: counts, not PSNR
+                parts.append(f"{p.ref}: {p.mean:,.0f} {p.unit}")
                 continue
             ci = f" [{p.low:.3f}, {p.high:.3f}]" if math.isfinite(p.low) else ""
             pub = f" (published {'~' if p.published['approximate'] else ''}{p.published['value']:g} " \
@@ -291,12 +292,15 @@ def evaluate_claims(claims: Sequence[Claim], per_seed: PerSeed, sweep_values: Ma
             lab = labels.get(ref.text)
             vals = list(per_seed.get(lab, {}).values()) if lab else []
             mean, lo, hi, n = t_interval(vals) if lab else (math.nan,) * 3 + (0,)
+            unit = "dB"
             if claim.reads == "sizes" and lab:  # the point's count, not its PSNR
                 count = (sizes or {}).get(lab, {}).get(claim.metric_key)
                 mean, lo, hi, n = (count, math.nan, math.nan, 1) if count is not None else (math.nan,) * 3 + (0,)
+                unit = claim.unit_name
             gain = _mean([gains.get(lab, {}).get(s) for s in per_seed.get(lab, {})]) if lab else None
             stats.append(PointStat(ref.text, lab, mean, lo, hi, n, pub_by_label.get(lab) if lab else None,
-                                   {str(k): v for k, v in failures.get(lab, {}).items()} if lab else {}, gain))
+                                   {str(k): v for k, v in failures.get(lab, {}).items()} if lab else {}, gain,
+                                   unit))
         base = dict(claim_id=claim.id, text=claim.text, source=claim.source, kind=claim.kind, rule=claim.rule,
                     scale=scale, profile=profile, points=stats, published=[r.as_dict() for r in claim.published],
                     tested=claim.tested, untested=claim.untested, evidence=claim.evidence, replicate=replicate,

@@ -133,6 +133,9 @@ def paper_scale(path: str | Path) -> str:
         study = load_study(path, "paper")
     except ArchsearchError:
         return ""
+    if all(d.published for d in study.space.designs):  # published checkpoints: evaluated, nothing to train
+        return (f"Paper profile (`--profile paper`): the same {len(study.space.designs)} published checkpoints "
+                f"evaluated on {study.config.data.test} (no training; CPU-sized).")
     try:
         plan = plan_study(study, timed_steps=0)
     except ArchsearchError as err:
