@@ -129,3 +129,28 @@ def test_a_real_run_stops_when_more_seeds_cannot_decide_and_goes_on_when_they_ma
     assert sorted({t.user_attrs["seed"] for t in trials_of(load_study(path))}) == [0, 1, 2, 3, 4]
     assert main(["run", str(path), "--workers", "1"]) == 0
     assert "10 trials planned, 10 already finished" in capsys.readouterr().out
+
+
+def test_seeds_added_to_a_ledger_resume_without_a_new_study(tmp_path, capsys):
+    """Adding seeds to a study that has a ledger (what `--plan`'s power advice asks for; what a sequential
+    study's later stage does to a ledger written without `sequential:`) resumes it: Optuna refuses a categorical
+    parameter whose choices change, so the ledger's stored seed choices are widened in place -- the old ones
+    first, in their order, so every stored trial keeps its seed."""
+    import optuna
+    import yaml
+
+    from archsearch.cli import main
+
+    path = write_study(tmp_path, seeds=[0, 5], training={"steps": 1, "batch_size": 2, "patch_size": 24,
+                                                          "val_every": 0}, executor={"workers": 1},
+                       sweep={"over": "xunit_kernel_size", "values": [1]}, latency={"enabled": False})
+    assert main(["run", str(path)]) == 0
+    body = yaml.safe_load(path.read_text())
+    body["seeds"] = [0, 1, 5]  # 1 sorts between the stored 0 and 5: it is appended, the stored indices stay
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    assert main(["run", str(path)]) == 0, capsys.readouterr().err
+    trials = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'out' / 'ledger.db'}").trials
+    seeds = sorted((t.user_attrs["label"], t.params["seed"], t.user_attrs["seed"]) for t in trials)
+    assert all(p == a for _, p, a in seeds)  # the Optuna param and the trained seed agree for every trial
+    assert sorted({s for _, s, _ in seeds}) == [0, 1, 5] and len(trials) == 6
+    assert list(trials[0].distributions["seed"].choices) == [0, 5, 1]

@@ -36,6 +36,7 @@ from .sampling import (
     sampler_seed,
     search_label,
     search_target,
+    stored_distributions,
     suggest_search,
     validation_every,
 )
@@ -57,7 +58,8 @@ def _sweep_trainable(config: dict[str, Any], *, study: Study, cpus: float) -> No
 
     _set_threads(cpus)
     ostudy = L.open_study(study, create=False)
-    claim_and_run(study, ostudy, distributions(study.plan.points, study.config.seeds))
+    dists = distributions(study.plan.points, study.config.seeds, stored_distributions(ostudy))
+    claim_and_run(study, ostudy, dists)
     tune.report({"claimed": 1})
 
 

@@ -70,7 +70,9 @@ from .sampling import (
     sampler_seed,
     search_label,
     search_target,
+    stored_distributions,
     suggest_search,
+    widen_stored,
 )
 from .storage import sqlite_path
 from .sweep import solve_design
@@ -143,7 +145,7 @@ def _search_loop(study: Study, ostudy, *, progress: bool = False, on_done=None) 
 
 
 def _sweep_loop(study: Study, ostudy, *, progress: bool = False, on_done=None) -> None:
-    dists = distributions(study.plan.points, study.config.seeds)
+    dists = distributions(study.plan.points, study.config.seeds, stored_distributions(ostudy))
     while claim_and_run(study, ostudy, dists, progress=progress):
         if on_done:
             on_done()
@@ -280,6 +282,8 @@ def prepare(study: Study, ostudy, points, infeasible) -> int:
     L.recover_stale(ostudy, owner_only=sqlite_path(study.storage_url) is not None)
     trials = ostudy.get_trials(deepcopy=False)
     if study.config.sweep is not None:
+        # seeds added since the ledger was written: widen its stored seed choices first (Optuna refuses new ones)
+        widen_stored(ostudy, distributions(points, study.config.seeds, stored_distributions(ostudy)))
         ostudy.set_user_attr("infeasible", list(infeasible))
         held = {t.user_attrs.get("point") for t in trials if not is_retryable(t)}
         for p in points:

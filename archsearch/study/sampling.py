@@ -70,17 +70,64 @@ def validation_every(study: Study) -> int:
     return every if every > 0 else max(1, study.train.steps)
 
 
-def distributions(points, seeds=()) -> dict[str, Any]:
+def distributions(points, seeds=(), stored: dict[str, Any] | None = None) -> dict[str, Any]:
     """One categorical distribution per grid parameter, holding every value the sweep's points take -- and, for
     ``seed``, every seed of the study (``seeds``): a sequential study's stage plans some of them, and Optuna refuses
-    a parameter whose choices change within a ledger."""
+    a parameter whose choices change within a ledger. ``stored`` (:func:`stored_distributions`): the ledger's
+    distributions; a value they lack is appended after their choices (the stored choices keep their order, so
+    every stored trial's value -- an index into them -- keeps its meaning; :func:`widen_stored` writes them)."""
     from optuna.distributions import CategoricalDistribution  # ~0.7 s: only ledger paths pay it
 
     values: dict[str, set] = {"seed": set(seeds)} if seeds else {}
     for p in points:
         for k, v in p.params.items():
             values.setdefault(k, set()).add(v)
-    return {k: CategoricalDistribution(sorted(v, key=lambda x: (str(type(x)), x))) for k, v in values.items()}
+    out = {}
+    for k, v in values.items():
+        fresh = sorted(v, key=lambda x: (str(type(x)), x))
+        old = (stored or {}).get(k)
+        if isinstance(old, CategoricalDistribution):
+            fresh = [*old.choices, *(x for x in fresh if x not in old.choices)]
+        out[k] = CategoricalDistribution(fresh)
+    return out
+
+
+def stored_distributions(ostudy) -> dict[str, Any]:
+    """The distribution the ledger holds for each parameter (Optuna checks every new value against the first
+    stored one)."""
+    out: dict[str, Any] = {}
+    for t in ostudy.get_trials(deepcopy=False):
+        for k, d in t.distributions.items():
+            out.setdefault(k, d)
+    return out
+
+
+def widen_stored(ostudy, wanted: dict[str, Any]) -> list[str]:
+    """Seeds added to a study that has a ledger (``seeds: [0, 1, 2]`` -> ``[0, 1, 2, 3, 4]``, a sequential
+    study's later stage): Optuna refuses a categorical parameter whose choices change within a study, so the
+    ledger's stored ``seed`` distribution is widened in place to ``wanted`` -- the stored choices first, in their
+    order, then the new ones: every stored value (an index into the choices) keeps its meaning. Returns the
+    parameters widened. Only for the database ledgers archsearch writes (SQLite, PostgreSQL, MySQL)."""
+    from optuna.distributions import CategoricalDistribution, distribution_to_json
+    from sqlalchemy import text
+
+    stored = stored_distributions(ostudy)
+    changed = []
+    for name, dist in wanted.items():
+        old = stored.get(name)
+        if not (isinstance(old, CategoricalDistribution) and isinstance(dist, CategoricalDistribution)):
+            continue
+        if tuple(dist.choices) == tuple(old.choices):
+            continue
+        if tuple(dist.choices[:len(old.choices)]) != tuple(old.choices):  # never reorder: indices would move
+            raise ValueError(f"widen_stored: {name} choices {list(dist.choices)} do not extend {list(old.choices)}")
+        storage = getattr(ostudy._storage, "_backend", ostudy._storage)  # the RDB storage under Optuna's cache
+        with storage.engine.begin() as conn:
+            conn.execute(text("UPDATE trial_params SET distribution_json = :d WHERE param_name = :n AND trial_id IN "
+                              "(SELECT trial_id FROM trials WHERE study_id = :s)"),
+                         {"d": distribution_to_json(dist), "n": name, "s": ostudy._study_id})
+        changed.append(name)
+    return changed
 
 
 def suggest_search(study: Study, trial) -> tuple[str, dict[str, Any]]:
