@@ -65,7 +65,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             cols.insert(2, "n_degenerate")
         if "weights" in s and (s["weights"] == "published").any():  # published checkpoints, not trained
             cols.insert(1, "weights")
-        view = s[[c for c in cols if c in s]].rename(columns={
+        view = s[[c for c in cols if c in s]].copy()
+        for col in ("n_seeds", "n_params", "n_degenerate"):  # integers, even where a failed trial's NaN made a float
+            if col in view:
+                view[col] = view[col].astype("Int64")
+        view = view.rename(columns={
             "activation_param_pct": "act %", "psnr_mean": "PSNR mean", "psnr_std": "PSNR std",
             "val_gain_last_third": "last-third gain", "n_degenerate": "degenerate"})
         print(view.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))
