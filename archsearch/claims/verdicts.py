@@ -151,8 +151,9 @@ class Verdict:
     def scale_note(self) -> str:
         return PUBLISHED_NOTE if self.published_weights else PAPER_NOTE if self.reproduction else PROXY_NOTE
 
-    def estimate_text(self) -> str:
-        """``Δ=+0.41 dB, 95% CI [+0.20, +0.60], 3 seeds: +0.38, +0.52, +0.33`` (or the reason there is none)."""
+    def estimate_text(self, values: bool = True) -> str:
+        """``Δ=+0.41 dB, 95% CI [+0.20, +0.60], 3 seeds: +0.38, +0.52, +0.33`` (or the reason there is none);
+        ``values=False`` leaves the per-seed values out (a figure's title)."""
         if self.unit == "failure rate" and len(self.per_seed) == 4:
             fa, na, fb, nb = (int(x) for x in self.per_seed)
             return (f"failed {fa}/{na} vs {fb}/{nb} seeds, one-sided Fisher p={self.p_value:.3g}"
@@ -161,7 +162,7 @@ class Verdict:
             return self.reason
         name = "slope" if self.kind == "trend" and "per" in self.unit else "Δ"
         seeds = self._n(self.n_seeds)
-        values = f": {', '.join(f'{v:+.3f}' for v in self.per_seed)}" if self.per_seed else ""
+        values = f": {', '.join(f'{v:+.3f}' for v in self.per_seed)}" if self.per_seed and values else ""
         if not math.isfinite(self.low):
             return f"{name}={self.estimate:+.3f} {self.unit}, no interval, {seeds}{values}"
         return (f"{name}={self.estimate:+.3f} {self.unit}, 95% CI [{self.low:+.3f}, {self.high:+.3f}], "
@@ -190,7 +191,7 @@ class Verdict:
 
     def short(self) -> str:
         """For a figure: ``claim ID: VERDICT (estimate, CI, seeds)``."""
-        return f"claim {self.claim_id}: {self.verdict} ({self.estimate_text()})"
+        return f"claim {self.claim_id}: {self.verdict} ({self.estimate_text(values=False)})"
 
     def published_text(self) -> str:
         return "; ".join(f"{r['id']}: {'~' if r['approximate'] else ''}{r['value']:g} {r['unit']}"
