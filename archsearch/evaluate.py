@@ -165,6 +165,10 @@ class EvalResult:
         """``[image name, draw, psnr, ssim]`` per image and draw (how the ledger stores per-image results)."""
         return [[s.name, s.draw, s.psnr, s.ssim] for s in self.per_image]
 
+    def by_image(self) -> dict[str, list[tuple[float, float]]]:
+        """Each image's (PSNR, SSIM) over the draws (:func:`rows_by_image` of :meth:`rows`)."""
+        return rows_by_image(self.rows())
+
     def to_dict(self, per_image: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {"psnr": self.psnr, "ssim": self.ssim, "n_images": self.n_images,
                                "draws": self.draws, "protocol": self.protocol, "task": self.task,
@@ -173,6 +177,16 @@ class EvalResult:
             out["per_image"] = [{"name": s.name, "draw": s.draw, "psnr": s.psnr, "ssim": s.ssim}
                                 for s in self.per_image]
         return out
+
+
+def rows_by_image(rows) -> dict[str, list[tuple[float, float]]]:
+    """Per-image rows ``[image, draw, psnr, ssim]`` (:meth:`EvalResult.rows`, a ledger's ``per_image_per_seed``)
+    grouped by image, in the order the images first appear: image -> [(psnr, ssim), ...], one pair per draw."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for row in rows or []:
+        if isinstance(row, (list, tuple)) and len(row) >= 4:
+            out.setdefault(str(row[0]), []).append((row[2], row[3]))
+    return out
 
 
 def check_draws(draws: Any, proto: Protocol) -> int:

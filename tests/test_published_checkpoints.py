@@ -86,7 +86,7 @@ def test_published_designs_are_evaluated_not_trained_and_pair_over_images(tmp_pa
     trials = optuna.load_study(study_name="pub", storage=f"sqlite:///{tmp_path / 'out' / 'ledger.db'}").trials
     by = {t.user_attrs["design"]: t.user_attrs for t in trials}
     assert set(by) == {"a", "a_copy", "b"}
-    for name, ua in by.items():
+    for ua in by.values():
         assert ua["steps"] == 0 and ua["train_time_s"] == 0.0 and ua["val_psnr"] is None
         assert len(ua["per_image_per_seed"][0]) == 7
     assert by["a"]["weights_sha256"] == by["a_copy"]["weights_sha256"] == digest

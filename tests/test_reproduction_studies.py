@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from restore_data import shared_root
 
 from archsearch import run_study

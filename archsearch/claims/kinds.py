@@ -445,32 +445,33 @@ class Size(Claim):
 
     @property
     def rule(self) -> str:
-        unit = SIZE_METRICS[self.metric][1]
         return (", ".join(f"{r.text} ~ {v:,.0f}" for r, v in self.sizes)
-                + f" {unit} (each within {self.tolerance:.0%})")
+                + f" {self.unit_name} (each within {self.tolerance:.0%})")
 
     def refs(self) -> list[tuple[str, PointRef]]:
         return [(f"sizes[{r.text}]", r) for r, _ in self.sizes]
 
+    def count(self, measured: Measured, ref: PointRef) -> float | None:
+        """The point's exact count from the ledger (None when the point has none)."""
+        return measured.sizes.get(measured.label(ref.text), {}).get(self.metric_key)
+
     def decide(self, measured: Measured) -> Decision:
-        unit = SIZE_METRICS[self.metric][1]
         comps, off, parts = [], [], []
         for ref, stated in self.sizes:
-            count = measured.sizes.get(measured.label(ref.text), {}).get(self.metric_key)
+            count = self.count(measured, ref)
             if count is None:
                 return Decision("inconclusive", (), None, f"no count of {ref.text} in the ledger", SIZE_METHOD)
             rel = count / stated - 1
             parts.append(f"{ref.text} {count:,.0f} vs {stated:,.0f} stated ({rel:+.1%})")
             outcome = "holds" if abs(rel) <= self.tolerance else "contradicted"
-            comps.append(Comparison(ref.text, float(count), math.nan, math.nan, 1, unit, test="count",
+            comps.append(Comparison(ref.text, float(count), math.nan, math.nan, 1, self.unit_name, test="count",
                                     outcome=outcome))
             if outcome == "contradicted":
                 off.append(ref.text)
         if len(self.sizes) >= 2:
             (a, sa), (b, sb) = self.sizes[0], self.sizes[1]
-            ca = measured.sizes.get(measured.label(a.text), {}).get(self.metric_key)
-            cb = measured.sizes.get(measured.label(b.text), {}).get(self.metric_key)
-            parts.append(f"ratio {a.text}/{b.text} {ca / cb:.3f} (stated {sa / sb:.3f})")
+            parts.append(f"ratio {a.text}/{b.text} {self.count(measured, a) / self.count(measured, b):.3f} "
+                         f"(stated {sa / sb:.3f})")
         text = "; ".join(parts)
         if off:
             return Decision("contradicted", tuple(comps), None, f"{', '.join(off)} off by more than "

@@ -39,8 +39,8 @@ from .points import PointRef, resolve
 from .published_map import load_published_map
 from .stats import (
     ALPHA,
-    MAX_ADVISED_SEEDS,
     IMAGE_METHOD,
+    MAX_ADVISED_SEEDS,
     METHOD,
     MIN_SEEDS,
     OUTCOMES,

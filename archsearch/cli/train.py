@@ -96,19 +96,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"{s.name:<24} {s.psnr:>9.3f} {s.ssim:>7.4f}")
     else:  # one row per image: its mean over the draws and the draws' spread (sample sd)
         print(f"{'image':<24} {'PSNR dB':>9} {'sd':>6} {'SSIM':>7}")
-        for name, psnrs, ssims in _per_image_draws(result):
-            sd = statistics.stdev(psnrs)
-            print(f"{name:<24} {statistics.fmean(psnrs):>9.3f} {sd:>6.3f} {statistics.fmean(ssims):>7.4f}")
+        for name, pairs in result.by_image().items():
+            psnrs, ssims = [p for p, _ in pairs], [s for _, s in pairs]
+            print(f"{name:<24} {statistics.fmean(psnrs):>9.3f} {statistics.stdev(psnrs):>6.3f} "
+                  f"{statistics.fmean(ssims):>7.4f}")
     print(f"{'mean of ' + str(result.n_images):<24} {result.psnr:>9.3f}" + (" " * 7 if result.draws > 1 else "")
           + f" {result.ssim:>7.4f}")
     return 0
 
-
-def _per_image_draws(result) -> list[tuple[str, list[float], list[float]]]:
-    """Each image's PSNRs and SSIMs over the draws, in the images' order (``per_image`` is draw-major)."""
-    n = result.n_images
-    return [(result.per_image[i].name, [result.per_image[d * n + i].psnr for d in range(result.draws)],
-             [result.per_image[d * n + i].ssim for d in range(result.draws)]) for i in range(n)]
 
 
 # --------------------------------------------------------------------------------------------------------

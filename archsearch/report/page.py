@@ -14,6 +14,8 @@ from ..atomic import write_text
 from ..claims import METHOD, RULES
 from ..study.ledger import open_study
 from ..study.results import is_nan, ledger_frame
+from .fidelity import METHOD as FIDELITY_METHOD
+from .fidelity import fidelity_ranks
 from .figures import (
     TITLES,
     FigureData,
@@ -26,8 +28,6 @@ from .figures import (
     to_plotly,
     to_png,
 )
-from .fidelity import METHOD as FIDELITY_METHOD
-from .fidelity import fidelity_ranks
 from .tables import design_points, memnet_grid, nsr_table, param_importances
 from .verdicts import study_verdicts, write_verdicts
 

@@ -83,7 +83,7 @@ def study_section(path: str | Path, profile: str | None) -> str:
     counts = df["state"].value_counts().to_dict() if len(df) else {}
     verdicts = study_verdicts(study, ostudy, df)
     scale = verdicts[0].scale_note if verdicts else (
-        PUBLISHED_NOTE if all(d.published for d in study.space.designs)
+        PUBLISHED_NOTE if study.space.all_published
         else "paper scale" if study.profile == "paper" else PROXY_NOTE)
     fidelity = ostudy.user_attrs.get("fidelity") or c.fidelity
     head[3] = f"**Fidelity:** {fidelity or 'not stated in the study file'}"
@@ -133,7 +133,7 @@ def paper_scale(path: str | Path) -> str:
         study = load_study(path, "paper")
     except ArchsearchError:
         return ""
-    if all(d.published for d in study.space.designs):  # published checkpoints: evaluated, nothing to train
+    if study.space.all_published:  # published checkpoints: evaluated, nothing to train
         return (f"Paper profile (`--profile paper`): the same {len(study.space.designs)} published checkpoints "
                 f"evaluated on {study.config.data.test} (no training; CPU-sized).")
     try:

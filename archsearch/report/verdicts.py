@@ -17,6 +17,7 @@ from ..claims import METHOD, RULES, Verdict, evaluate_claims
 from ..claims.stats import stage_levels
 from ..claims.verdicts import power_advice
 from ..errors import ArchsearchError
+from ..evaluate import rows_by_image
 from ..study.ledger import open_study
 from ..study.results import ledger_frame, seed_frame
 from ..text import json_text
@@ -44,13 +45,13 @@ def _number(v: Any) -> float | None:
 
 
 def _image_means(rows) -> dict[str, float]:
-    """A seed's per-image rows ``[image, draw, psnr, ssim]`` as image -> PSNR averaged over the draws."""
-    acc: dict[str, list[float]] = {}
-    for row in rows or []:
-        p = _number(row[2]) if isinstance(row, (list, tuple)) and len(row) >= 3 else None
-        if p is not None:
-            acc.setdefault(str(row[0]), []).append(p)
-    return {name: sum(v) / len(v) for name, v in acc.items()}
+    """A seed's per-image rows ``[image, draw, psnr, ssim]`` as image -> PSNR averaged over the (finite) draws."""
+    out = {}
+    for name, pairs in rows_by_image(rows).items():
+        psnrs = [p for p in (_number(p) for p, _ in pairs) if p is not None]
+        if psnrs:
+            out[name] = sum(psnrs) / len(psnrs)
+    return out
 
 
 def ledger_points(df, replicates: str = "seeds") -> LedgerPoints:
@@ -114,7 +115,7 @@ def _evaluate(study, pts: LedgerPoints, scale: str, **kw) -> list[Verdict]:
     return evaluate_claims(study.config.claims, pts.per_seed, pts.sweep_values, published_map=study.config.published,
                            scale=scale, profile=study.profile, failures=pts.failures, gains=pts.gains,
                            sizes=pts.sizes, replicate=study.config.replicates.removesuffix("s"),
-                           published_weights=all(d.published for d in study.space.designs), **kw)
+                           published_weights=study.space.all_published, **kw)
 
 
 def _only_seeds(pts: LedgerPoints, seeds: set) -> LedgerPoints:

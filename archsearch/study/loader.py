@@ -182,15 +182,10 @@ def _check_against_space(config: StudyConfig, space: SearchSpace) -> None:
             raise SpecError("budget", f"design {d.name!r} of {space.path} has no free_knob to solve for the budget")
         if config.search is not None and config.budget is None and d.free_knob is not None:
             raise SpecError("budget", f"design {d.name!r} has a free_knob but the study gives no budget")
-    if config.sweep is not None and config.sweep.over == DESIGNS:
-        knobbed = [d.name for d in space.designs if d.free_knob is not None]
-        if config.budget is None and knobbed:
-            raise SpecError("budget", f"design {knobbed[0]!r} of {space.path} has a free_knob but the study gives no "
-                                      "budget: give `budget`, or drop free_knob to build the designs as they are")
-    elif config.sweep is not None:
+    if config.sweep is not None:
         sw = config.sweep
         arg = sw.via if sw.over == "activation_param_pct" else sw.over
-        if not any(d.sweeps(arg) for d in space.designs):
+        if sw.over != DESIGNS and not any(d.sweeps(arg) for d in space.designs):
             if any(d.accepts(arg) for d in space.designs):
                 raise SpecError("sweep.over" if sw.over != "activation_param_pct" else "sweep.via",
                                 f"every design of {space.name!r} that takes {arg!r} fixes it; leave it out of "
@@ -208,7 +203,7 @@ def _check_against_space(config: StudyConfig, space: SearchSpace) -> None:
                 raise SpecError("budget", f"design {knobbed[0]!r} of {space.path} has a free_knob but the study "
                                           "gives no budget: give `budget`, or drop free_knob to build the designs "
                                           "as they are")
-        for d in space.designs:
+        for d in space.designs:  # (`over: designs` names no argument: no design takes it)
             if not d.accepts(arg):
                 continue
             if arg == d.free_knob:

@@ -127,7 +127,7 @@ class Plan:
             lines.append(f"fidelity: {c.fidelity}")
         tr = self.training
         published = [d.name for d in s.space.designs if d.published]
-        if len(published) == len(s.space.designs):
+        if s.space.all_published:
             lines.append(f"nothing trained: published weights, evaluated; task {dict(c.task)}; test data "
                          f"{c.data.test} ({c.data.protocol} protocol)")
         else:
@@ -363,9 +363,9 @@ def plan_study(study: Study, *, timed_steps: int = 3, workers: int | str | None 
             p.seconds_per_step, p.timed_on = step, how
             # validation/test forward passes (3x the timed forward per pixel: whole images, metrics, copies), the
             # test images once per noise draw
-            eval_s = 3 * fwd_px * ((val_px or 0) * n_val + (test_px or 0) * c.data.test_draws)
-            train_s = 0.0 if study.space.design(p.design).published else config.steps * step  # evaluated only
-            p.seconds_per_seed = train_s + eval_s + 0.5  # + building, checkpoint, ledger
+            published = study.space.design(p.design).published  # evaluated only: no training, no validation
+            eval_s = 3 * fwd_px * ((val_px or 0) * (0 if published else n_val) + (test_px or 0) * c.data.test_draws)
+            p.seconds_per_seed = (0.0 if published else config.steps * step) + eval_s + 0.5  # + build, ckpt, ledger
     finally:
         torch.set_num_threads(previous)
     plan.load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0

@@ -55,8 +55,8 @@ from tqdm import tqdm
 from ..errors import ArchsearchError, BudgetError, SpecError, StorageFault
 from ..tracking import check_available
 from . import ledger as L
-from .config import Study
 from .checkpoints import check_published
+from .config import Study
 from .images import check_study_data, study_data
 from .layout import WorkerLayout, choose_layout, machine_name, requested_workers, run_device
 from .queue import claim_and_run, claim_lock, file_lock, run_and_tell
@@ -283,7 +283,7 @@ def prepare(study: Study, ostudy, points, infeasible) -> int:
     trials = ostudy.get_trials(deepcopy=False)
     if study.config.sweep is not None:
         # seeds added since the ledger was written: widen its stored seed choices first (Optuna refuses new ones)
-        widen_stored(ostudy, distributions(points, study.config.seeds, stored_distributions(ostudy)))
+        widen_stored(ostudy, points, study.config.seeds)
         ostudy.set_user_attr("infeasible", list(infeasible))
         held = {t.user_attrs.get("point") for t in trials if not is_retryable(t)}
         for p in points:

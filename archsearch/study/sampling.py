@@ -102,25 +102,24 @@ def stored_distributions(ostudy) -> dict[str, Any]:
     return out
 
 
-def widen_stored(ostudy, wanted: dict[str, Any]) -> list[str]:
+def widen_stored(ostudy, points, seeds) -> list[str]:
     """Seeds added to a study that has a ledger (``seeds: [0, 1, 2]`` -> ``[0, 1, 2, 3, 4]``, a sequential
     study's later stage): Optuna refuses a categorical parameter whose choices change within a study, so the
-    ledger's stored ``seed`` distribution is widened in place to ``wanted`` -- the stored choices first, in their
-    order, then the new ones: every stored value (an index into the choices) keeps its meaning. Returns the
-    parameters widened. Only for the database ledgers archsearch writes (SQLite, PostgreSQL, MySQL)."""
+    ledger's stored ``seed`` distribution is widened in place to what :func:`distributions` gives for ``points``
+    and ``seeds`` -- the stored choices first, in their order, then the new ones: every stored value (an index
+    into the choices) keeps its meaning. Returns the parameters widened. Only for the database ledgers archsearch
+    writes (SQLite, PostgreSQL, MySQL)."""
     from optuna.distributions import CategoricalDistribution, distribution_to_json
     from sqlalchemy import text
 
     stored = stored_distributions(ostudy)
     changed = []
-    for name, dist in wanted.items():
+    for name, dist in distributions(points, seeds, stored).items():
         old = stored.get(name)
         if not (isinstance(old, CategoricalDistribution) and isinstance(dist, CategoricalDistribution)):
             continue
-        if tuple(dist.choices) == tuple(old.choices):
+        if tuple(dist.choices) == tuple(old.choices):  # (distributions() only ever appends to the stored ones)
             continue
-        if tuple(dist.choices[:len(old.choices)]) != tuple(old.choices):  # never reorder: indices would move
-            raise ValueError(f"widen_stored: {name} choices {list(dist.choices)} do not extend {list(old.choices)}")
         storage = getattr(ostudy._storage, "_backend", ostudy._storage)  # the RDB storage under Optuna's cache
         with storage.engine.begin() as conn:
             conn.execute(text("UPDATE trial_params SET distribution_json = :d WHERE param_name = :n AND trial_id IN "

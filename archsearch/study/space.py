@@ -281,6 +281,12 @@ class SearchSpace:
     description: str = ""
     path: str = ""
 
+    @property
+    def all_published(self) -> bool:
+        """Every design is a published checkpoint: nothing is trained, and the verdicts are about the authors'
+        own models (paper scale)."""
+        return all(d.published for d in self.designs)
+
     def design(self, name: str) -> Design:
         for d in self.designs:
             if d.name == name:

@@ -13,7 +13,7 @@ from ..errors import BudgetError, SpecError
 from ..families import get_family
 from ..solver import Solution, solve
 from ..spec import GraphSpec
-from .config import DESIGNS, BudgetConfig, Point, StudyConfig, SweepPlan
+from .config import BudgetConfig, Point, StudyConfig, SweepPlan
 from .space import Design, SearchSpace
 
 

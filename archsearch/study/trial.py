@@ -30,8 +30,8 @@ from ..text import shown
 from ..tracking import open_run
 from ..training import train
 from ..weights import WeightsError
-from .config import Study
 from .checkpoints import load_published
+from .config import Study
 from .images import study_baseline, study_data
 from .ledger import this_host
 from .record import TRIAL_ATTRS, check_attrs
@@ -108,44 +108,58 @@ def execute(study: Study, design_name: str, arguments: dict[str, Any], seed: int
     torch.manual_seed(seed)
     model = build(spec)
     if design.published:  # the authors' weights: evaluated as they are, never trained
-        return _evaluate_published(study, design, model, spec, attrs, task, test_images, seed, checkpoint_name,
-                                   t_start)
-    t_overhead = time.perf_counter() - t_start
-    t0 = time.perf_counter()
-    tracking = open_run(study.config.tracking, experiment=study.name, run_name=run_name or checkpoint_name
-                        or f"{spec.hash}_seed{seed}", base_dir=out,
-                        tags={"study": study.name, "trial": trial, "label": label, "design": design.name,
-                              "seed": seed, "spec_hash": spec.hash})
-    try:
-        result = train(model, task, train_images, val_images, config, report=report, callback=tracking)
-    except BaseException:
-        if tracking is not None:
-            tracking.finish("failed")
-        raise
-    attrs["train_time_s"] = time.perf_counter() - t0
-    attrs["steps"] = result.steps
-    attrs["steps_per_second"] = result.steps_per_second
-    # throughput settings that can change the numbers in the last digits (see TrainConfig): recorded per trial
-    attrs["train_settings"] = {"threads": torch.get_num_threads(), "channels_last": result.config["channels_last"],
-                               "amp": config.amp, "compile": config.compile, "deterministic": config.deterministic}
-    attrs["val_gain_last_third"] = last_third_gain(result.val_history, config.steps)
-    if result.diverged:
-        if tracking is not None:
-            tracking.finish(result.status)
-        raise TrialFailed(f"diverged: {result.reason}")
-    attrs["val_psnr"] = result.final_val_psnr
+        _load_published(study, design, model, attrs)
+        t_overhead, tracking, result = time.perf_counter() - t_start, None, None
+    else:
+        t_overhead = time.perf_counter() - t_start
+        t0 = time.perf_counter()
+        tracking = open_run(study.config.tracking, experiment=study.name, run_name=run_name or checkpoint_name
+                            or f"{spec.hash}_seed{seed}", base_dir=out,
+                            tags={"study": study.name, "trial": trial, "label": label, "design": design.name,
+                                  "seed": seed, "spec_hash": spec.hash})
+        try:
+            result = train(model, task, train_images, val_images, config, report=report, callback=tracking)
+        except BaseException:
+            if tracking is not None:
+                tracking.finish("failed")
+            raise
+        attrs["train_time_s"] = time.perf_counter() - t0
+        attrs["steps"] = result.steps
+        attrs["steps_per_second"] = result.steps_per_second
+        # throughput settings that can change the numbers in the last digits (see TrainConfig): recorded per trial
+        attrs["train_settings"] = {"threads": torch.get_num_threads(),
+                                   "channels_last": result.config["channels_last"], "amp": config.amp,
+                                   "compile": config.compile, "deterministic": config.deterministic}
+        attrs["val_gain_last_third"] = last_third_gain(result.val_history, config.steps)
+        if result.diverged:
+            if tracking is not None:
+                tracking.finish(result.status)
+            raise TrialFailed(f"diverged: {result.reason}")
+        attrs["val_psnr"] = result.final_val_psnr
     t1 = time.perf_counter()
     ev = _test(study, model, task, test_images, attrs)
     attrs["eval_time_s"] = time.perf_counter() - t1
     if tracking is not None:
         tracking.finish(result.status, {"test/psnr": ev.psnr, "test/ssim": ev.ssim}, step=result.steps)
     if not math.isfinite(ev.psnr):
-        raise TrialFailed(f"diverged: test PSNR is {ev.psnr}")
+        raise TrialFailed(f"error: published weights score a test PSNR of {ev.psnr}" if design.published
+                          else f"diverged: test PSNR is {ev.psnr}")
     t2 = time.perf_counter()
     _save_checkpoint(study, model, spec, attrs, checkpoint_name or f"{spec.hash}_seed{seed}")
     attrs["overhead_s"] = t_overhead + (time.perf_counter() - t2)
     attrs["wall_time_s"] = time.perf_counter() - t_start
     return attrs
+
+
+def _load_published(study: Study, design, model, attrs: dict[str, Any]) -> None:
+    """A published checkpoint's weights, loaded through the one loader into ``model``; ``attrs`` records the file,
+    its sha256 and that nothing was trained (0 steps)."""
+    try:
+        path, digest = load_published(model, design, study.config.data.data_root)
+    except (ValueError, WeightsError) as err:
+        raise TrialFailed(f"error: published weights: {err}") from None
+    attrs.update({"published_weights": shown(path), "weights_sha256": digest, "steps": 0, "train_time_s": 0.0,
+                  "val_psnr": None, "val_gain_last_third": None})
 
 
 def _test(study: Study, model, task, test_images, attrs: dict[str, Any]):
@@ -179,29 +193,6 @@ def _save_checkpoint(study: Study, model, spec: GraphSpec, attrs: dict[str, Any]
         raise TrialFailed(infrastructure_reason(err)) from None
     attrs["checkpoint"] = str(ckpt.relative_to(out))
     attrs["_spec"] = spec  # for the trial's latency (not stored: run_trial pops it)
-
-
-def _evaluate_published(study: Study, design, model, spec: GraphSpec, attrs: dict[str, Any], task, test_images,
-                        seed: int, checkpoint_name: str | None, t_start: float) -> dict[str, Any]:
-    """A published checkpoint's trial: its weights loaded through the one loader (file and sha256 recorded),
-    no training (0 steps), then scored like any trial."""
-    try:
-        path, digest = load_published(model, design, study.config.data.data_root)
-    except (ValueError, WeightsError) as err:
-        raise TrialFailed(f"error: published weights: {err}") from None
-    attrs.update({"published_weights": shown(path), "weights_sha256": digest, "steps": 0, "train_time_s": 0.0,
-                  "val_psnr": None, "val_gain_last_third": None})
-    t_overhead = time.perf_counter() - t_start
-    t1 = time.perf_counter()
-    ev = _test(study, model, task, test_images, attrs)
-    attrs["eval_time_s"] = time.perf_counter() - t1
-    if not math.isfinite(ev.psnr):
-        raise TrialFailed(f"error: published weights score a test PSNR of {ev.psnr}")
-    t2 = time.perf_counter()
-    _save_checkpoint(study, model, spec, attrs, checkpoint_name or f"{spec.hash}_seed{seed}")
-    attrs["overhead_s"] = t_overhead + (time.perf_counter() - t2)
-    attrs["wall_time_s"] = time.perf_counter() - t_start
-    return attrs
 
 
 # ---------------------------------------------------------------------------------------------------------
