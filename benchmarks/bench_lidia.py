@@ -4,9 +4,11 @@ the patch network on all patches at once), with the authors' sigma = 25 weights 
 them (else the block's random initialisation, passed to both), on one noisy image.
 
 Prints, per thread count: the seconds of each (best of ``--repeats``), their ratio and the max |difference| of
-the outputs. docs/zoo.md quotes its output on a 256 x 256 image::
+the outputs. ``--authors DIR`` also times the authors' own ``NonLocalDenoiser`` (``modules.py`` and ``utils.py``
+of github grishavak/LIDIA-denoiser ``code/``, checked out outside this repository; run as their ``denoise``
+script runs it: ``save_memory=True``, ``max_chunk=40000``). docs/zoo.md quotes its output on a 256 x 256 image::
 
-    python benchmarks/bench_lidia.py --size 256 --threads 1 2
+    python benchmarks/bench_lidia.py --size 256 --threads 1 2 --repeats 2 [--authors ../LIDIA-denoiser/code]
 """
 
 from __future__ import annotations
@@ -36,6 +38,20 @@ def _weights(model: str) -> Path | None:
     return None
 
 
+def _authors(folder: Path, model: str, state: dict) -> torch.nn.Module:
+    """The authors' ``NonLocalDenoiser`` from their own files, with the same weights."""
+    sys.path.insert(0, str(folder.resolve()))
+    from modules import ArchitectureOptions, NonLocalDenoiser  # the authors' code, outside this repository
+    from utils import calc_padding
+
+    arch = ArchitectureOptions(rgb=False, small_network=model == "lidia_s")
+    net = NonLocalDenoiser(calc_padding(arch)[0], arch)
+    blur = torch.tensor([0.25, 0.5, 0.25])
+    fixed = {"separable_fc_net.agg1.bilinear_conv.weight": (blur[:, None] * blur[None, :]).view(1, 1, 3, 3)}
+    net.patch_denoise_net.load_state_dict({**fixed, **state})  # the random-init state lacks their fixed kernel
+    return net.eval()
+
+
 def _best(fn, repeats: int) -> tuple[float, torch.Tensor]:
     best, out = float("inf"), None
     for _ in range(repeats):
@@ -52,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=256, help="image side (default 256)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--authors", type=Path, default=None,
+                    help="folder with the authors' modules.py and utils.py (not part of this repository)")
     args = ap.parse_args(argv)
 
     model = build(zoo_spec(args.model)).eval()
@@ -66,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     g = torch.Generator().manual_seed(0)
     clean = torch.rand(1, 1, args.size, args.size, generator=g) * 0.5 + 0.25
     noisy = clean + 25 / 255 * torch.randn(clean.shape, generator=g)
+    authors = None if args.authors is None else _authors(args.authors, args.model, state)
     print(f"{args.model}, {source}, one {args.size} x {args.size} gray image, sigma 25; torch {torch.__version__}")
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -74,6 +93,11 @@ def main(argv: list[str] | None = None) -> None:
         diff = (ours - ref).abs().max().item()
         print(f"threads {threads}: reference {t_ref:.2f} s, lidia block {t_ours:.2f} s, ratio {t_ref / t_ours:.1f}x, "
               f"max |diff| {diff:.2e}")
+        if authors is not None:
+            t_auth, theirs = _best(lambda: (authors(2 * noisy - 1, train=False, save_memory=True,
+                                                    max_chunk=40000) + 1) / 2, args.repeats)
+            print(f"threads {threads}: authors' code {t_auth:.2f} s, ratio {t_auth / t_ours:.1f}x, "
+                  f"max |diff| {(ours - theirs).abs().max().item():.2e}")
 
 
 if __name__ == "__main__":

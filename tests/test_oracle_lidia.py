@@ -68,6 +68,32 @@ CASES = [  # (zoo model, weights file, input shape): sizes that are multiples of
 ]
 
 
+@pytest.mark.parametrize("band", [1 << 21, 1500], ids=["one-band", "bands-of-rows"])
+def test_search_equals_reference_bit_for_bit(monkeypatch, band):
+    """The block's neighbour search (offsets last, running box sums, bands of rows) returns the reference's
+    distances bit for bit and the same neighbours in the same order, ties included: the image is padded as the
+    block pads it (reflect, then -1), so mirror-symmetric patches tie exactly; a small band splits the positions
+    into many bands (and a band into the batch's two images). The traced path (conv2d, for fvcore and the
+    exporters) too."""
+    import torch.nn.functional as F
+    from ref_lidia import _find_nn
+
+    import archsearch.blocks.lidia as lidia
+
+    monkeypatch.setattr(lidia, "LIDIA_SEARCH_BAND", band)
+    g = torch.Generator().manual_seed(3)
+    image = F.pad(lidia.lidia_reflect_pad(torch.rand(2, 1, 21, 17, generator=g) * 2 - 1, 4), [5] * 4, value=-1.0)
+    want = _find_nn(image, 5, 5, 9)
+    got = lidia.lidia_search(image, 5, 5, 9)
+    conv = lidia._lidia_search_conv(image, 5, 5, 9)
+    assert torch.equal(want[0], got[0].permute(0, 2, 3, 1)) and torch.equal(want[0], conv[0].permute(0, 2, 3, 1))
+    for w, a, b in zip(want[1:], got[1:], conv[1:]):
+        assert torch.equal(w, a.permute(0, 2, 3, 1)) and torch.equal(w, b.permute(0, 2, 3, 1))
+    # the test means something: this image has exact ties inside the top 9 (mirror patches at equal distance)
+    top = want[0]
+    assert (top[..., 1:] == top[..., :-1]).logical_and(top[..., 1:] > 0).any()
+
+
 @pytest.mark.parametrize("zoo, weights, shape", CASES, ids=lambda v: str(v).replace(" ", ""))
 def test_eval_equals_reference(zoo, weights, shape):
     path = _weights(weights)
