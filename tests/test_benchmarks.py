@@ -47,3 +47,17 @@ def test_bench_lidia_times_the_block_against_the_reference():
     out = _bench("benchmarks/bench_lidia.py", "--size", "24", "--threads", "1", "--model", "lidia_s")
     line = next(line for line in out.splitlines() if line.startswith("threads 1:"))
     assert "ratio" in line and float(line.split("max |diff| ")[1]) <= 1e-5
+
+
+def test_bench_pruning_replays_every_rule_on_a_finished_grid(tmp_path):
+    """A tiny 3-seed grid (4 steps, validation at 2), then every pruning rule replayed on its curves."""
+    from archsearch.study import load_study, run_study
+    from archsearch.testing.studies import write_study
+
+    path = write_study(tmp_path, seeds=[0, 1, 2], latency={"enabled": False})
+    run_study(load_study(path))
+    out = _bench("benchmarks/bench_pruning.py", str(path), "--rungs", "2", "--tolerance", "0", "0.5")
+    lines = {line.split("  ")[0].strip(): line for line in out.splitlines() if "%" in line}
+    for method in ("grid", "sh", "hyperband", "median", "paired design tol 0", "paired study tol 0.5"):
+        assert method in lines, out
+    assert "the grid's best" in lines["grid"] and "the paired rule (rungs [2], alpha 0.05) stopped:" in out

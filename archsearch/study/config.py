@@ -214,6 +214,39 @@ class SequentialConfig:
 
 
 @dataclass(frozen=True)
+class PruningConfig:
+    """Paired-seed rung pruning (``pruning:``; :mod:`archsearch.study.pruning`): at each rung a design stops when
+    the one-sided (1 - ``alpha``) upper bound of its paired difference with its group's leader is below
+    ``tolerance`` dB (0: shown worse; 0.1: shown at most 0.1 dB better -- near-ties of the leader stop too, and
+    the result is within the tolerance of them). ``rungs``: training steps (default: the validation steps from a
+    third of the schedule on); ``group_by``: design arguments (or ``design``) whose values make the groups that
+    are compared, e.g. a budget; ``lockstep``: ``study`` (a sweep: every queued design point trains rung by rung
+    together, so any of them can be stopped) or ``design`` (a design's seeds together, compared with the designs
+    trained before it; what a search does)."""
+
+    rungs: tuple[int, ...] = ()
+    alpha: float = 0.05
+    tolerance: float = 0.0
+    group_by: tuple[str, ...] = ()
+    lockstep: Literal["study", "design"] = "study"
+
+    def __post_init__(self) -> None:
+        for i, r in enumerate(self.rungs):
+            if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+                raise SpecError(f"rungs[{i}]", f"must be a training step >= 1, got {r!r}")
+        if len(set(self.rungs)) != len(self.rungs):
+            raise SpecError("rungs", f"must not repeat a step, got {list(self.rungs)}")
+        object.__setattr__(self, "rungs", tuple(sorted(self.rungs)))
+        if not 0 < self.alpha < 0.5:
+            raise SpecError("alpha", f"must be a level in (0, 0.5), e.g. 0.05, got {self.alpha!r}")
+        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
+            raise SpecError("tolerance", f"must be a number of dB >= 0, got {self.tolerance!r}")
+        for i, g in enumerate(self.group_by):
+            if not isinstance(g, str) or not g:
+                raise SpecError(f"group_by[{i}]", f"must be a design argument's name or 'design', got {g!r}")
+
+
+@dataclass(frozen=True)
 class ReferenceLine:
     """A published PSNR drawn on the study's Pareto plots (e.g. DnCNN-S's official weights on the same test
     set): a dashed line across them, or -- with the model's ``n_params`` / ``macs_per_pixel`` -- a reference
@@ -247,6 +280,7 @@ class StudyConfig:
     training: Mapping[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     sequential: SequentialConfig | None = None  # seeds added in stages until the claims are decided
+    pruning: PruningConfig | None = None  # paired-seed rung pruning (archsearch.study.pruning)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     # TensorBoard / MLflow curves per trial (archsearch.tracking); not in the config fingerprint: where curves
@@ -284,6 +318,18 @@ class StudyConfig:
             if self.sequential.stages[-1] > len(self.seeds):
                 raise SpecError("sequential.stages", f"the last stage trains {self.sequential.stages[-1]} seeds, but "
                                                      f"`seeds` lists {len(self.seeds)}: list at least that many")
+        if self.pruning is not None:
+            if len(self.seeds) < 2 or self.replicates == "images":
+                raise SpecError("pruning", f"compares designs on paired seeds: list at least 2 seeds, got "
+                                           f"{list(self.seeds)}")
+            if self.search is not None and self.pruning.lockstep == "study":
+                raise SpecError("pruning.lockstep", "a search proposes its trials one after another: use `design` "
+                                                    "(each trial's seeds in lockstep)")
+            if self.executor.kind == "ray" and self.sweep is not None:
+                raise SpecError("pruning", "a sweep's lockstep runs in one local worker: use executor.kind local")
+            if self.search is not None and self.search.pruner != "none":
+                raise SpecError("search.pruner", f"is {self.search.pruner!r}, and `pruning` is set: use one (none here "
+                                                 "and `pruning` for the paired-seed rule)")
         if not self.search_space.strip():
             raise SpecError("search_space", "must name a search-space file, got ''")
         if self.output_dir is not None and not self.output_dir.strip():
@@ -410,6 +456,8 @@ def config_body(study: Study) -> dict[str, Any]:
         "sweep": c.sweep.__dict__ if c.sweep else None, "search": c.search.__dict__ if c.search else None,
         "training": dict(c.training), "space": [_design_key(d) for d in study.space.designs],
     }
+    if c.pruning is not None:  # which trials finish: a ledger pruned under one rule is not another's
+        body["pruning"] = c.pruning.__dict__
     return json.loads(json.dumps(body, sort_keys=True, default=str))
 
 

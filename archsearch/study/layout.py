@@ -70,6 +70,10 @@ def choose_layout(study: Study, requested: int | str | None | tuple[int | str, s
     ways). A GPU run keeps one worker. ``requested``: what :func:`requested_workers` returned, or its input."""
     cpus = machine_cpus()
     n, src = requested if isinstance(requested, tuple) else requested_workers(study, requested)
+    p = study.config.pruning
+    if p is not None and p.lockstep == "study" and study.config.sweep is not None:
+        # the whole grid trains rung by rung in one worker (archsearch.study.pruning): a second would find nothing
+        return WorkerLayout(1, cpus, f"one worker, {cpus} thread(s): pruning in lockstep over the whole grid")
     if n != "auto":
         if 0 < remaining < n:
             return WorkerLayout(remaining, max(1, cpus // remaining),

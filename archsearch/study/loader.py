@@ -5,6 +5,7 @@ The result is a :class:`~archsearch.study.config.Study` that carries its typed t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ def load_study(path: str | Path | Mapping[str, Any], profile: str | None = None,
     try:
         config = load_dataclass(StudyConfig, data)
         task, train = _task_and_training(config)
+        config, train = _with_rungs(config, train)
     except SpecError as err:
         raise ConfigError(f"{err.path}{where_profile}", err.message, file=str(path)) from None
     space_path = (path.parent / config.search_space).resolve()
@@ -168,6 +170,31 @@ def _task_and_training(config: StudyConfig) -> tuple[Task, TrainConfig]:
     except TypeError as err:
         raise SpecError("task", str(err)) from None
     return task, load_dataclass(TrainConfig, dict(config.training), "training")
+
+
+def _with_rungs(config: StudyConfig, train: TrainConfig) -> tuple[StudyConfig, TrainConfig]:
+    """A study with ``pruning``: its rungs resolved (default: the validation steps from a third of the schedule on)
+    and checked, and validation added at every rung (the rule compares validation PSNR there)."""
+    p = config.pruning
+    if p is None:
+        return config, train
+    steps = train.steps
+    if p.rungs:
+        for i, r in enumerate(p.rungs):
+            if r >= steps:
+                raise SpecError(f"pruning.rungs[{i}]", f"must be a step before the last ({steps}): a trial that has "
+                                                       f"trained every step is finished, got {r}")
+        rungs = p.rungs
+    else:
+        every = train.val_every
+        due = set(train.report_steps) | (set(range(every, steps, every)) if every else set())
+        rungs = tuple(sorted(s for s in due if steps / 3 <= s < steps))
+        if not rungs:
+            raise SpecError("pruning.rungs", f"no validation step between a third of the schedule and its end "
+                                             f"({steps} steps): list the rungs, e.g. [{steps // 3}, {2 * steps // 3}], "
+                                             f"or set training.val_every")
+    config = dataclasses.replace(config, pruning=dataclasses.replace(p, rungs=rungs))
+    return config, dataclasses.replace(train, report_steps=tuple(sorted(set(train.report_steps) | set(rungs))))
 
 
 def _check_against_space(config: StudyConfig, space: SearchSpace) -> None:

@@ -75,12 +75,12 @@ def tell(ostudy, trial, outcome: Outcome) -> None:
 
 
 def run_and_tell(study: Study, ostudy, trial, design: str, args: dict[str, Any], seeds: list[int], *,
-                  label: str, dedupe: bool, progress: bool) -> Outcome:
+                  label: str, dedupe: bool, progress: bool, on_report=None) -> Outcome:
     from optuna.trial import TrialState  # ~0.7 s: only ledger paths pay it
 
     try:
         outcome = run_trial(study, ostudy, OptunaRecorder(trial), design, args, seeds, label=label, dedupe=dedupe,
-                            progress=progress)
+                            progress=progress, on_report=on_report)
     except (KeyboardInterrupt, SystemExit):
         ostudy.tell(trial, state=TrialState.FAIL)  # fail_reason is `interrupted`; prepare() re-queues it
         raise
@@ -96,20 +96,60 @@ def run_and_tell(study: Study, ostudy, trial, design: str, args: dict[str, Any],
 
 
 def claim_and_run(study: Study, ostudy, dists, *, progress: bool = False) -> bool:
-    """Claim one queued grid point and run it; False when nothing is left."""
+    """Claim one queued grid point and run it; False when nothing is left. With ``pruning``, the point's other
+    queued seeds are claimed with it (``lockstep: design``), or every queued trial (``lockstep: study``), and
+    they train in lockstep (:func:`run_lockstep_trials`)."""
     from optuna.trial import TrialState  # ~0.7 s: only ledger paths pay it
 
+    pruning = study.config.pruning
     with claim_lock(study):
-        if not ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        waiting = ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if not waiting:
             return False
-        trial = ostudy.ask()
-    fixed = trial.user_attrs.get("point_params")  # set when the point was queued
-    if not fixed:  # another machine took the last point between our check and ask()
-        trial.set_user_attr("fail_reason", "no grid point left to claim (concurrent worker)")
-        ostudy.tell(trial, state=TrialState.FAIL)
+        asked = [ostudy.ask()]
+        if pruning is not None:  # a point's seeds are queued one after another, the points in grid order
+            label = asked[0].user_attrs.get("label")
+            more = len(waiting) - 1 if pruning.lockstep == "study" else \
+                sum(1 for t in waiting if t.user_attrs.get("label") == label) - 1
+            asked += [ostudy.ask() for _ in range(max(0, more))]
+    runs = []
+    for trial in asked:
+        fixed = trial.user_attrs.get("point_params")  # set when the point was queued
+        if not fixed:  # another machine took the last point between our check and ask()
+            trial.set_user_attr("fail_reason", "no grid point left to claim (concurrent worker)")
+            ostudy.tell(trial, state=TrialState.FAIL)
+            continue
+        runs.append((trial, {k: trial.suggest_categorical(k, dists[k].choices) for k in fixed}))
+    if not runs:
         return False
-    params = {k: trial.suggest_categorical(k, dists[k].choices) for k in fixed}
-    args = {k: v for k, v in params.items() if k not in ("design", "seed")}
-    run_and_tell(study, ostudy, trial, params["design"], args, [params["seed"]],
-                  label=trial.user_attrs.get("label"), dedupe=False, progress=progress)
+    if pruning is None:
+        (trial, params), = runs
+        run_and_tell(study, ostudy, trial, params["design"], _arguments(params), [params["seed"]],
+                     label=trial.user_attrs.get("label"), dedupe=False, progress=progress)
+        return True
+    run_lockstep_trials(study, ostudy, runs, progress=progress)
     return True
+
+
+def _arguments(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k not in ("design", "seed")}
+
+
+def run_lockstep_trials(study: Study, ostudy, runs: list, *, progress: bool = False) -> None:
+    """Run claimed seed trials -- ``(trial, params)`` -- in lockstep (:func:`archsearch.study.pruning.run_lockstep`):
+    at each rung the paired-seed rule decides for each design point, and its seeds go on or stop (PRUNED)
+    together."""
+    from .pruning import run_lockstep
+    from .trial import rung_decider
+
+    seeds = [params["seed"] for _, params in runs]
+    labels = [trial.user_attrs.get("label") for trial, _ in runs]
+    recs = [OptunaRecorder(trial) for trial, _ in runs]
+
+    def run_unit(i: int, report) -> Outcome:
+        trial, params = runs[i]
+        return run_and_tell(study, ostudy, trial, params["design"], _arguments(params), [params["seed"]],
+                            label=labels[i], dedupe=False, progress=progress, on_report=report)
+
+    # every unit tells its own outcome (a stopped one: PRUNED, with the decision)
+    run_lockstep(len(runs), study.config.pruning.rungs, rung_decider(study, ostudy, recs, seeds, labels), run_unit)

@@ -61,6 +61,11 @@ TRIAL_ATTRS: dict[str, str] = {
     # how it ended
     "fail_reason": "why a trial failed or was pruned ('interrupted' for a killed worker's trial)",
     "duplicate_of": "the earlier trial that trained the same architecture (searches answer from it)",
+    # paired-seed rung pruning (study.pruning)
+    "rung_psnr": "validation PSNR per seed at each rung the trial reached: {step: {seed: dB}}",
+    "pruned_by": "the rung decision that stopped the trial (step, leader trial, paired difference, bound, reason)",
+    "pruned_at_step": "the rung step at which every seed of the trial stopped",
+    "val_curve_per_seed": "[step, validation PSNR] pairs of every seed (pruned or lockstep trials: the seeds' curves)",
 }
 
 

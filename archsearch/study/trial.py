@@ -34,6 +34,7 @@ from .checkpoints import load_published
 from .config import Study
 from .images import study_baseline, study_data
 from .ledger import this_host
+from .pruning import PRUNED_BY_ATTR, RUNG_ATTR, Pruned, run_lockstep, rung_decision, rung_entries
 from .record import TRIAL_ATTRS, check_attrs
 from .sampling import INTERRUPTED, OBJECTIVE_ATTRS, is_retryable
 from .sweep import solve_design
@@ -271,14 +272,67 @@ def find_finished(ostudy, spec_hash: str, *, exclude: int, wait_s: float = 2.0):
         time.sleep(wait_s)
 
 
+def rung_decider(study: Study, ostudy, recs: list[Recorder], seeds: list[int], keys: list[Any]):
+    """The lockstep's decisions at a rung (:mod:`.pruning`). Unit i is seed ``seeds[i]`` of design ``keys[i]`` (a
+    sweep's design point label, one trial per seed: ``recs[i]``; a search trial's number, its seeds sharing the
+    one trial). Records each trial's per-seed validation PSNR at the rung (:data:`RUNG_ATTR`, what designs are
+    compared with, here and in later runs), then applies :func:`rung_decision` to each design of the lockstep
+    against every design of the ledger that reported at that rung (a design's seeds from earlier trials -- a
+    sequential study's first stage -- pooled in); returns the stopped units and records the decision on their
+    trials (:data:`PRUNED_BY_ATTR`)."""
+    cfg = study.config.pruning
+    # other objectives: exact counts known before training (latency is measured after it: not a rung criterion)
+    objectives = [o for o in (study.config.search.objectives[1:] if study.config.search is not None else ())
+                  if o != "latency"]
+    sweep = study.config.sweep is not None
+    stored: dict[int, dict[str, dict[str, float]]] = {}  # trial number -> {step: {seed: psnr}}
+    by_number = {r.number: r for r in recs}
+
+    def key_of(t) -> Any:
+        return t.user_attrs.get("label") if sweep else t.number
+
+    def group(attrs: dict[str, Any]) -> tuple:
+        args = attrs.get("arguments") or {}
+        return tuple(attrs.get("design") if g == "design" else args.get(g) for g in cfg.group_by)
+
+    def costs(attrs: dict[str, Any]) -> tuple:
+        return tuple(float(attrs.get(OBJECTIVE_ATTRS[o], math.inf)) for o in objectives)
+
+    def decide(step: int, values: dict[int, float]) -> dict[int, Any]:
+        for i, v in values.items():
+            stored.setdefault(recs[i].number, {}).setdefault(str(step), {})[str(seeds[i])] = v
+        for number in {recs[i].number for i in values}:
+            by_number[number].set_attr(RUNG_ATTR, {k: dict(v) for k, v in stored[number].items()})
+        entries = rung_entries(ostudy.get_trials(deepcopy=False), step, key_of, lambda t: group(t.user_attrs),
+                               lambda t: costs(t.user_attrs))
+        stopped: dict[int, Any] = {}
+        for entry in entries:
+            units = [i for i in values if keys[i] == entry.key]
+            if not units:
+                continue
+            decision = rung_decision(entry, entries, step, alpha=cfg.alpha, tolerance=cfg.tolerance)
+            if decision.stop:
+                for i in units:
+                    stopped[i] = decision
+                for number in {recs[i].number for i in units}:
+                    by_number[number].set_attr(PRUNED_BY_ATTR, decision.to_dict())
+        return stopped
+
+    return decide
+
+
 def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[str, Any], seeds: list[int], *,
-              label: str | None = None, dedupe: bool = False, progress: bool = False) -> Outcome:
+              label: str | None = None, dedupe: bool = False, progress: bool = False, on_report=None) -> Outcome:
     """Run one trial -- every seed -- and return how it ended; the only place trials are trained.
 
     Records the worker's identity and the spec's attributes first (a trial that later fails or is pruned still
     says what it was). With ``dedupe`` (searches), an architecture already trained by a finished trial is not
     trained again: the outcome repeats that trial's, with ``duplicate_of`` set. Ctrl-C and kills propagate after
     the trial is marked interrupted, so the caller re-queues it.
+
+    With ``pruning`` (:mod:`.pruning`): a search trial trains its seeds in lockstep and stops them together at a
+    rung; a sweep's seed trial gets ``on_report(step, psnr)`` from the queue, which runs the design point's seed
+    trials in lockstep (:func:`archsearch.study.queue.claim_and_run`).
     """
     for k, v in worker_identity().items():
         rec.set_attr(k, v)
@@ -310,21 +364,41 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
             if step < last_step and rec.should_prune():
                 raise TrialPruned(f"pruned at step {step} (validation PSNR {val_psnr:.3f} dB)")
 
+    curves: list[list[list[float]]] = [[] for _ in seeds]  # every seed's validation curve
+
+    def run_seed(i: int, seed_report=None) -> dict[str, Any]:
+        def seed_reported(step: int, val_psnr: float) -> None:
+            if val_psnr is not None and math.isfinite(val_psnr):
+                curves[i].append([int(step), float(val_psnr)])
+            if i == 0:
+                report(step, val_psnr)  # the first seed's curve (and Optuna's intermediate values)
+            if seed_report is not None and val_psnr is not None and math.isfinite(val_psnr):
+                seed_report(step, val_psnr)
+
+        name = f"trial_{rec.number}" if len(seeds) == 1 else f"trial_{rec.number}_seed{seeds[i]}"
+        return execute(study, design, arguments, seeds[i], report=seed_reported, checkpoint_name=name,
+                       progress=progress, on_spec=on_spec if i == 0 else None, trial=rec.number, label=label,
+                       run_name=name)
+
     try:
         results = []
         published = study.space.design(design).published
-        for i, seed in enumerate(seeds):
+        if study.config.pruning is not None and study.config.search is not None and not published:
+            results, stopped = run_lockstep(len(seeds), study.config.pruning.rungs, rung_decider(
+                study, ostudy, [rec] * len(seeds), seeds, [rec.number] * len(seeds)), run_seed)
+            if stopped:
+                raise Pruned(next(iter(stopped.values())))
+        for i, seed in enumerate(seeds if not results else ()):
             if published and results:  # the same weights and test noise score the same: evaluated once
                 results.append({**results[0], "seed": seed})
                 continue
-            name = f"trial_{rec.number}" if len(seeds) == 1 else f"trial_{rec.number}_seed{seed}"
-            results.append(execute(study, design, arguments, seed, report=report if i == 0 else None,
-                                   checkpoint_name=name, progress=progress, on_spec=on_spec if i == 0 else None,
-                                   trial=rec.number, label=label, run_name=name))
+            results.append(run_seed(i, on_report if i == 0 else None))
         spec = results[0].pop("_spec")
         for r in results[1:]:
             r.pop("_spec", None)
         attrs = aggregate(results, curve)
+        if len(seeds) > 1:
+            attrs["val_curve_per_seed"] = curves
         if study.config.latency.enabled:
             attrs.update(trial_latency(study, spec))
         return Outcome("COMPLETE", attrs, objective_values(study, attrs))
@@ -336,6 +410,10 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
         return Outcome(prev.state.name, attrs, values)
     except TrialPruned as err:
         return Outcome("PRUNED", {"fail_reason": str(err), "val_curve": curve})
+    except Pruned as err:  # the paired-seed rule stopped every seed at a rung (pruned_by holds the decision)
+        d = err.decision
+        return Outcome("PRUNED", {"fail_reason": f"pruned at step {d.step}: {d.reason}", "val_curve": curve,
+                                  "val_curve_per_seed": curves, "pruned_at_step": d.step})
     except TrialFailed as err:
         return Outcome("FAIL", {"fail_reason": err.reason, "val_curve": curve})
     except (KeyboardInterrupt, SystemExit):

@@ -1,0 +1,216 @@
+"""Pruning, replayed on a finished grid: how much of the grid's training would each pruner have spent, and is the
+design it picks the grid's best -- or statistically indistinguishable from it?
+
+Why a replay: every pruner decides from validation PSNR at intermediate steps, and a trial's training is
+deterministic given its design and seed, so a pruned trial's curve is the grid trial's curve cut at the step it
+was stopped. Replaying the grid's recorded curves (``val_curve`` of each design point and seed) through each rule
+gives what a one-worker run with that pruner does (up to the last bits of the validation numbers: a lockstep run
+trains on all cores, the grid may have run single-thread workers), for the cost of reading a ledger, on a problem
+where the full answer is known.
+
+Methods, in the grid's order (design points one after another, their seeds one after another):
+
+* ``grid`` -- every point, every seed, every step;
+* ``sh`` / ``hyperband`` / ``median`` -- Optuna's SuccessiveHalvingPruner (the asynchronous variant: ASHA, the
+  algorithm Ray Tune's ASHA runs too), HyperbandPruner and MedianPruner as archsearch configures them
+  (``search.pruner``; reduction factor 3, first rung at the first validation), each seed trial pruned on its own
+  validation value (a sweep's seeds are separate trials);
+* ``paired`` -- archsearch's paired-seed rule (``pruning:``; ``archsearch/study/pruning.py``): a design point's
+  seeds in lockstep, stopped together at a rung when their paired differences with the rung's leader say worse
+  by more than the noise (one-sided 95% bound below 0).
+
+Per method: the fraction of the grid's training steps it spent (a pruned trial costs the step it was stopped at),
+the design it picks (the best mean test PSNR over the seeds that finished), and that pick against the grid's
+best with a paired 95% t interval over the seeds of their *grid* test PSNRs: "the grid's best", "indistinguishable"
+(the interval holds 0) or "worse". The goal (issue 20): the grid's best or one indistinguishable from it for at
+most 35% of the grid's steps. The fidelity diagnostics (``archsearch/report/fidelity.py``) are printed first:
+they say from which step a ranking can be trusted on this problem.
+
+    python benchmarks/bench_pruning.py studies/xunit_budget.yaml [--profile default] [--seeds 3] [--rungs 500 1000]
+        [--tolerance 0 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from archsearch.claims.stats import sample_sd, t_quantile  # noqa: E402
+from archsearch.study import load_study  # noqa: E402
+from archsearch.study.pruning import RungEntry, rung_decision  # noqa: E402
+
+GOAL = 0.35
+
+
+def grid_runs(study, n_seeds: int) -> tuple[list[str], dict[str, dict[int, tuple[dict[int, float], float]]]]:
+    """The grid's design points in queue order and, per point and seed (the first ``n_seeds`` seeds): its
+    validation curve {step: PSNR} and its test PSNR, from the ledger's complete trials."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ostudy = optuna.load_study(study_name=study.name, storage=study.storage_url)
+    seeds = list(study.config.seeds)[:n_seeds]
+    order: list[str] = []
+    runs: dict[str, dict[int, tuple[dict[int, float], float]]] = {}
+    for t in sorted(ostudy.get_trials(deepcopy=False), key=lambda t: t.number):
+        a = t.user_attrs
+        if t.state.name != "COMPLETE" or a.get("seed") not in seeds or not a.get("val_curve"):
+            continue
+        label = a["label"]
+        if label not in runs:
+            order.append(label)
+        runs.setdefault(label, {})[a["seed"]] = ({int(s): float(v) for s, v in a["val_curve"]}, float(a["psnr"]))
+    incomplete = [p for p in order if len(runs[p]) < len(seeds)]
+    if incomplete:
+        raise SystemExit(f"{study.name}: points without all {len(seeds)} seeds complete: {incomplete}")
+    return order, runs
+
+
+def compare(runs, pick: str, best: str) -> tuple[float, float, float, str]:
+    """The pick minus the grid's best, paired over seeds (grid test PSNR): mean, 95% interval, verdict."""
+    seeds = sorted(runs[best])
+    d = [runs[pick][s][1] - runs[best][s][1] for s in seeds]
+    mean = sum(d) / len(d)
+    if pick == best:
+        return 0.0, 0.0, 0.0, "the grid's best"
+    half = t_quantile(0.975, len(d) - 1) * sample_sd(d) / math.sqrt(len(d))
+    return mean, mean - half, mean + half, "indistinguishable" if mean + half >= 0 else "worse"
+
+
+def replay_optuna(kind: str, order, runs, steps: int, every: int) -> tuple[dict[str, dict[int, int]], list[str]]:
+    """Each seed trial through Optuna's pruner, one after another: {point: {seed: steps spent}}, and notes."""
+    import optuna
+
+    if kind == "sh":
+        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=every, reduction_factor=3)
+    elif kind == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(min_resource=every, max_resource=steps, reduction_factor=3)
+    else:
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    ostudy = optuna.create_study(study_name=f"replay-{kind}", direction="maximize", pruner=pruner,
+                                 sampler=optuna.samplers.RandomSampler(0))  # Hyperband's brackets hash the name
+    spent: dict[str, dict[int, int]] = {}
+    notes = []
+    for point in order:
+        for seed, (curve, psnr) in sorted(runs[point].items()):
+            trial = ostudy.ask()
+            stopped = None
+            for step in sorted(curve):
+                trial.report(curve[step], step)
+                if step < steps and trial.should_prune():
+                    stopped = step
+                    break
+            if stopped is None:
+                ostudy.tell(trial, psnr)
+                spent.setdefault(point, {})[seed] = steps
+            else:
+                ostudy.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                spent.setdefault(point, {})[seed] = stopped
+                notes.append(f"{point} seed {seed} at {stopped}")
+    return spent, notes
+
+
+def replay_paired(order, runs, steps: int, rungs, alpha: float, tolerance: float) -> tuple[dict[str, dict[int, int]], list[str]]:
+    """The paired-seed rule, design point by design point, the seeds in lockstep."""
+    reached: dict[int, list[RungEntry]] = {r: [] for r in rungs}
+    spent: dict[str, dict[int, int]] = {}
+    notes = []
+    for point in order:
+        seeds = sorted(runs[point])
+        stop = None
+        for r in rungs:
+            me = RungEntry(point, {s: runs[point][s][0][r] for s in seeds})
+            decision = rung_decision(me, reached[r], r, alpha=alpha, tolerance=tolerance)
+            reached[r].append(me)
+            if decision.stop:
+                stop = r
+                notes.append(f"{point} at {r} ({decision.diff:+.3f} dB vs {decision.leader})")
+                break
+        spent[point] = {s: stop or steps for s in seeds}
+    return spent, notes
+
+
+def replay_paired_sync(order, runs, steps: int, rungs, alpha: float, tolerance: float) -> tuple[dict[str, dict[int, int]], list[str]]:
+    """The paired-seed rule with every design point in lockstep (``pruning: {lockstep: study}``): all surviving
+    points train to a rung, then each is compared with the rung's leader."""
+    alive = list(order)
+    spent: dict[str, dict[int, int]] = {p: {s: steps for s in runs[p]} for p in order}
+    notes = []
+    for r in rungs:
+        entries = [RungEntry(p, {s: runs[p][s][0][r] for s in runs[p]}) for p in alive]
+        stops = [(e, rung_decision(e, entries, r, alpha=alpha, tolerance=tolerance)) for e in entries]
+        for e, d in stops:
+            if d.stop:
+                alive.remove(e.key)
+                spent[e.key] = {s: r for s in runs[e.key]}
+                notes.append(f"{e.key} at {r} ({d.diff:+.3f} dB vs {d.leader})")
+    return spent, notes
+
+
+def summary(name: str, spent, order, runs, steps: int, best: str) -> str:
+    total = sum(steps for p in order for _ in runs[p])
+    fraction = sum(v for p in spent.values() for v in p.values()) / total
+    finished = {p: [s for s, v in spent[p].items() if v == steps] for p in order}
+    means = {p: sum(runs[p][s][1] for s in ss) / len(ss) for p, ss in finished.items() if ss}
+    pick = max(means, key=means.get)
+    mean, low, high, verdict = compare(runs, pick, best)
+    goal = "meets the goal" if fraction <= GOAL and verdict != "worse" else "misses the goal"
+    return (f"{name:24s} {fraction:6.1%}  {pick:28s} {mean:+.3f} [{low:+.3f}, {high:+.3f}]  {verdict:17s} {goal}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("study", type=Path)
+    ap.add_argument("--profile", default=None)
+    ap.add_argument("--output-dir", default=None)
+    ap.add_argument("--seeds", type=int, default=3, help="the first N seeds of the grid (default 3)")
+    ap.add_argument("--rungs", type=int, nargs="*", default=None, help="the paired rule's rungs (default: the "
+                    "study's pruning rungs, else the validation steps from a third of the schedule on)")
+    ap.add_argument("--alpha", type=float, default=0.05)
+    ap.add_argument("--tolerance", type=float, nargs="+", default=[0.0, 0.1],
+                    help="the paired rule's tolerances to replay, dB (default 0 and 0.1)")
+    args = ap.parse_args(argv)
+
+    study = load_study(args.study, profile=args.profile, output_dir=args.output_dir)
+    order, runs = grid_runs(study, args.seeds)
+    steps = study.train.steps
+    vals = sorted(next(iter(runs[order[0]].values()))[0])
+    every = vals[0]
+    rungs = args.rungs or (list(study.config.pruning.rungs) if study.config.pruning else
+                           [s for s in vals if steps / 3 <= s < steps])
+    means = {p: sum(v[1] for v in runs[p].values()) / len(runs[p]) for p in order}
+    best = max(means, key=means.get)
+
+    from archsearch.report.fidelity import fidelity_ranks
+    from archsearch.study.results import ledger_frame
+
+    print(f"{study.name}: {len(order)} design points x {args.seeds} seeds, {steps:,} steps, validation at "
+          f"{', '.join(map(str, vals))}; grid's best {best} ({means[best]:.3f} dB test PSNR, mean of seeds)")
+    fid = fidelity_ranks(ledger_frame(study))
+    if fid is not None:
+        ranks = ", ".join(f"{r.step}: {r.rho:.2f}" for r in fid.steps)
+        print(f"ranking fidelity (pooled Spearman rho, validation at step vs final test): {ranks}; "
+              f"{'reliable from step ' + str(fid.reliable_from) if fid.reliable_from else 'never reliable (rho >= 0.9 at every later step)'}")
+    print(f"\n{'method':24s} {'steps':>6s}  {'picked':28s} {'pick - best (95% CI), dB':26s} {'verdict':17s} goal "
+          f"(<= {GOAL:.0%} of the grid's steps)")
+    print(f"{'grid':24s} {1:6.1%}  {best:28s} {0:+.3f}                  the grid's best")
+    for kind in ("sh", "hyperband", "median"):
+        spent, notes = replay_optuna(kind, order, runs, steps, every)
+        print(summary(kind, spent, order, runs, steps, best))
+    stopped = []
+    for tol in args.tolerance:
+        for mode, replay in (("design", replay_paired), ("study", replay_paired_sync)):
+            spent, notes = replay(order, runs, steps, rungs, args.alpha, tol)
+            print(summary(f"paired {mode} tol {tol:g}", spent, order, runs, steps, best))
+            stopped.append((f"paired, lockstep {mode}, tolerance {tol:g} dB", notes))
+    print(f"\nthe paired rule (rungs {rungs}, alpha {args.alpha}) stopped:")
+    for name, notes in stopped:
+        print(f"  {name}: {'; '.join(notes) if notes else 'nothing'}")
+
+if __name__ == "__main__":
+    main()
