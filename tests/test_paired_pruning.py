@@ -165,3 +165,12 @@ def test_a_search_trial_trains_its_seeds_in_lockstep(tmp_path):
     for t in trials:
         if t.state.name == "COMPLETE":
             assert len(t.user_attrs["val_curve_per_seed"]) == 2 and len(t.user_attrs["psnr_per_seed"]) == 2
+
+
+def test_plan_states_the_pruning(tmp_path, capsys):
+    from archsearch.cli import main
+
+    path = write_study(tmp_path, seeds=[0, 1], pruning={"rungs": [2], "tolerance": 0.1})
+    assert main(["run", str(path), "--plan", "--plan-steps", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "pruning on paired seeds (lockstep study): rungs at steps 2, one-sided level 0.05, tolerance 0.1 dB" in out

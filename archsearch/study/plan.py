@@ -147,6 +147,12 @@ class Plan:
         else:
             lines.append(f"{self.n_trials} trials planned (each trains seeds {list(c.seeds)}); the sampler picks "
                          f"the designs: below, each design at a representative point of its ranges")
+        if c.pruning is not None:
+            p = c.pruning
+            lines.append(f"pruning on paired seeds (lockstep {p.lockstep}): rungs at steps "
+                         f"{', '.join(map(str, p.rungs))}, one-sided level {p.alpha:g}, tolerance {p.tolerance:g} dB"
+                         + (f", groups by {', '.join(p.group_by)}" if p.group_by else "")
+                         + "; the estimate below trains every trial to the end (an upper bound)")
         df = self.frame()
         if not df.empty:
             view = df.drop(columns=["design"]).rename(columns={
