@@ -242,8 +242,14 @@ def run_lockstep(n: int, rungs: Sequence[int],
     threads = [threading.Thread(target=work, args=(i,), name=f"lockstep-{i}", daemon=True) for i in range(n)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.join()
+    except BaseException:  # Ctrl-C in the caller: the units stop at their next hand-over (the run re-queues them)
+        with step.cv:
+            step.aborted = True
+            step.cv.notify_all()
+        raise
     real = [e for e in errors if e is not None and not isinstance(e, Pruned)]
     if real:
         raise real[0]
