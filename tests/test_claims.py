@@ -234,7 +234,8 @@ def test_tiny_study_run_report_and_reproduction_page(tmp_path, capsys, monkeypat
                     published=["xunit_fig4_9x9_share"]),
               claim(id="minor_gap", kind="gap", a="@1", b="convnet", at_least=0)]
     path = write_study(tmp_path, seeds=[0, 1], claims=claims, published={"@5": "xunit_t1_s25_xdncnn"},
-                       training={**TINY_TRAINING, "steps": 2}, executor={"workers": 1})
+                       training={**TINY_TRAINING, "steps": 2}, executor={"workers": 1},
+                       profiles={"paper": {"output_dir": str(tmp_path / "paper_out"), "seeds": [0]}})
     assert main(["run", str(path)]) == 0
     out = capsys.readouterr().out
     lines = [ln for ln in out.splitlines() if ln.startswith("claim ")]
@@ -266,6 +267,11 @@ def test_tiny_study_run_report_and_reproduction_page(tmp_path, capsys, monkeypat
 
     assert f"Machine: {machine_name()}, cpu." in text and "run record missing" not in text  # the ledger's `runs`
     assert "## never (" in text and "Not run at this profile (default): no ledger." in text
+    assert "## tiny-paper (" not in text  # its paper profile has no ledger yet: not shown
+    assert main(["run", str(path), "--profile", "paper"]) == 0
+    assert main(["report", "--reproduction", str(doc), str(path)]) == 0
+    text = doc.read_text()
+    assert "## tiny (" in text and "## tiny-paper (" in text  # a paper-scale run is shown whenever it exists
     assert "Student-t" in text and "CPU-scale proxy" in text
     # several profiles: a section per study and profile; a profile the file lacks says so
     assert main(["report", "--reproduction", str(doc), str(path), "--profile", "default,nosuch"]) == 0

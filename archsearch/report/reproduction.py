@@ -151,7 +151,8 @@ def paper_scale(path: str | Path) -> str:
 
 def profiles_of(profile: str | Sequence[str] | None) -> list[str | None]:
     """``--profile`` for the page: one profile, a comma-separated list (``default,cpu_std``) or a list; each
-    study gets a section per profile (a study without that profile, one line saying so)."""
+    study gets a section per profile (a study without that profile, one line saying so), and one for its
+    ``paper`` profile whenever that has a ledger."""
     if profile is None:
         return [None]
     names = [p.strip() for p in (profile.split(",") if isinstance(profile, str) else profile)]
@@ -184,7 +185,18 @@ def reproduction_page(study_files: Sequence[str | Path], profile: str | Sequence
     for path in study_files:
         for prof in profiles:
             out.append(study_section(path, prof))
+        if "paper" not in profiles and _has_ledger(path, "paper"):  # a paper-scale run is shown whenever it exists
+            out.append(study_section(path, "paper"))
     return "\n".join(out).rstrip() + "\n"
+
+
+def _has_ledger(path: str | Path, profile: str) -> bool:
+    """Whether the study file has this profile and a ledger was written for it."""
+    try:
+        open_study(load_study(path, profile), create=False)
+    except ArchsearchError:
+        return False
+    return True
 
 
 def write_reproduction(study_files: Sequence[str | Path], out: str | Path,
