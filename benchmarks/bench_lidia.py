@@ -25,6 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's archsearch an
 
 from ref_lidia import reference_forward  # noqa: E402 - the tests' reference, next to the repository's tests
 
+from archsearch.allocator import keep_freed_memory  # noqa: E402
 from archsearch.builder import build  # noqa: E402
 from archsearch.weights import load_weights, read_weights  # noqa: E402
 from archsearch.zoo import zoo_spec  # noqa: E402
@@ -70,8 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--authors", type=Path, default=None,
                     help="folder with the authors' modules.py and utils.py (not part of this repository)")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's malloc thresholds as they are (default: archsearch.allocator keeps freed "
+                         "memory, as the CLI does; applies to every implementation timed)")
     args = ap.parse_args(argv)
 
+    allocator = "kept" if not args.default_malloc and keep_freed_memory() else "glibc defaults"
     model = build(zoo_spec(args.model)).eval()
     path = _weights(args.model)
     if path is not None:
@@ -85,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     clean = torch.rand(1, 1, args.size, args.size, generator=g) * 0.5 + 0.25
     noisy = clean + 25 / 255 * torch.randn(clean.shape, generator=g)
     authors = None if args.authors is None else _authors(args.authors, args.model, state)
-    print(f"{args.model}, {source}, one {args.size} x {args.size} gray image, sigma 25; torch {torch.__version__}")
+    print(f"{args.model}, {source}, one {args.size} x {args.size} gray image, sigma 25; torch {torch.__version__}; "
+          f"freed memory: {allocator}")
     for threads in args.threads:
         torch.set_num_threads(threads)
         t_ref, ref = _best(lambda: (reference_forward(state, 2 * noisy - 1) + 1) / 2, args.repeats)

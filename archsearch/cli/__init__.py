@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from .. import __version__
+from ..allocator import keep_freed_memory
 from ..errors import ArchsearchError, os_error_text
 from ..study.ledger import fresh_command
 from ..study.loader import load_study
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(shown(str(err).replace("\n", " ")), file=sys.stderr)
         return 2
+    keep_freed_memory()  # speed only (archsearch/allocator.py)
     try:
         return args.func(args)
     except ArchsearchError as err:

@@ -172,6 +172,9 @@ def _worker_entry(study: Study, mode: str, threads: int, parent: int, index: int
     try:
         import torch  # set before any torch work in this fresh (spawned) process
 
+        from ..allocator import keep_freed_memory
+
+        keep_freed_memory()  # speed only: the spawned worker is a fresh process
         torch.set_num_threads(threads)
         ostudy = L.open_study(study, create=False, sampler=sampler(study, seed=sampler_seed(study) + 1 + index),
                               pruner=pruner(study))
