@@ -163,12 +163,14 @@ def test_block_defaults_are_lidia_gray():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("zoo, weights, expected", [("lidia", "lidia_sigma25_gray.pt", 30.329),
-                                                    ("lidia_s", "lidia_s_sigma25_gray.pt", 30.342)])
-def test_set12_sigma25_dncnn_protocol(zoo, weights, expected):
-    """Set12, sigma 25, the dncnn protocol (DnCNN's noise draw, raw float output): measured 30.329 (LIDIA) and
-    30.342 (LIDIA-S) dB. The authors' code on the same noisy inputs gives 30.039 / 32.955 / 30.210 dB on images
-    01 / 02 / 05 (ours 30.039 / 32.955 / 30.210; docs/zoo.md)."""
+@pytest.mark.parametrize("zoo, sigma, expected", [("lidia", 25, 30.329), ("lidia_s", 25, 30.342),
+                                                  ("lidia", 15, 32.824), ("lidia", 50, 27.118),
+                                                  ("lidia_s", 15, 32.784), ("lidia_s", 50, 27.140)])
+def test_set12_dncnn_protocol(zoo, sigma, expected):
+    """Set12, the dncnn protocol (DnCNN's noise draw, raw float output), the authors' weights for each noise level:
+    measured (docs/zoo.md). At sigma 25 the authors' code on the same noisy inputs gives 30.039 / 32.955 / 30.210
+    dB on images 01 / 02 / 05 (ours the same)."""
+    weights = f"{zoo}_sigma{sigma}_gray.pt"
     from restore_data import shared_root
 
     from archsearch.data import load_dataset
@@ -178,7 +180,7 @@ def test_set12_sigma25_dncnn_protocol(zoo, weights, expected):
     if shared_root() is None:
         pytest.skip("shared benchmark sets not found")
     model = _model(zoo, _weights(weights)).eval()
-    result = evaluate(model, make_task("denoise", sigma=25), load_dataset("Set12", data_root=shared_root()),
+    result = evaluate(model, make_task("denoise", sigma=sigma), load_dataset("Set12", data_root=shared_root()),
                       protocol="dncnn")
     assert result.n_images == 12
     assert result.psnr == pytest.approx(expected, abs=2e-3)
