@@ -133,9 +133,14 @@ def test_a_pruned_run_stops_whole_designs_and_the_rest_score_as_unpruned(tmp_pat
     2 steps can decide): the seeds of a stopped design stop together at the rung, with the decision recorded;
     every trial that finishes scores exactly what it scores trained alone (the lockstep hands the token over
     and restores the random states)."""
+    import torch
+
     study = load_study(write_study(tmp_path, seeds=[0, 1, 2], latency={"enabled": False},
                                    pruning={"rungs": [2], "alpha": 0.3, "lockstep": lockstep}))
+    before = torch.are_deterministic_algorithms_enabled()
     run_study(study)
+    # the units' trainers set deterministic mode in turns: the process's setting is the one from before
+    assert torch.are_deterministic_algorithms_enabled() == before
     trials = _trials(study)
     assert len(trials) == 9
     pruned = [t for t in trials if t.state.name == "PRUNED"]

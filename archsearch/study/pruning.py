@@ -141,6 +141,18 @@ class Pruned(Exception):
         self.decision = decision
 
 
+def _settings() -> tuple:
+    """The global torch settings a trainer changes for its run (``archsearch.training.deterministic_mode``)."""
+    return (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+            torch.utils.deterministic.fill_uninitialized_memory)
+
+
+def _apply(settings: tuple) -> None:
+    det, warn_only, fill = settings
+    torch.use_deterministic_algorithms(det, warn_only=warn_only)
+    torch.utils.deterministic.fill_uninitialized_memory = fill
+
+
 class Lockstep:
     """Runs ``n`` units (the seeds of a search trial; the seed trials of a sweep's design points) as threads that
     take turns: unit i trains until it reports at a rung, hands the token to the next unit, and waits; when the
@@ -159,6 +171,8 @@ class Lockstep:
         self.stopped: dict[int, RungDecision] = {}
         self.aborted = False
         self.states: dict[int, tuple] = {}
+        self.settings: dict[int, tuple] = {}
+        self.outer = _settings()
 
     # -- token passing -----------------------------------------------------------------------------------------
     def _next(self, i: int) -> None:
@@ -183,10 +197,16 @@ class Lockstep:
             torch.set_rng_state(torch_state)
             if cuda is not None:
                 torch.cuda.set_rng_state_all(cuda)
+            _apply(self.settings.pop(i))
 
     def _save(self, i: int) -> None:
+        """Unit i hands over: keep its random states and global torch settings, and put back the settings from
+        before the lockstep (the next unit's trainer saves and restores those: interleaved, the units' own
+        context managers would otherwise leave one unit's setting behind -- deterministic mode leaked so)."""
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
         self.states[i] = (random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda)
+        self.settings[i] = _settings()
+        _apply(self.outer)
 
     # -- called from the units' threads ------------------------------------------------------------------------
     def start(self, i: int) -> None:
