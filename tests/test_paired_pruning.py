@@ -128,7 +128,7 @@ def unpruned(tmp_path_factory):
 
 
 @pytest.mark.parametrize("lockstep", ["study", "design"])
-def test_a_pruned_run_stops_whole_designs_and_the_rest_score_as_unpruned(tmp_path, unpruned, lockstep):
+def test_a_pruned_run_stops_whole_designs_and_the_rest_score_as_unpruned(tmp_path, unpruned, lockstep, capsys):
     """The tiny grid (ConvNet, xNet r = 1 and 5; 3 seeds; 4 steps) with a rung at step 2 (alpha 0.3 so that
     2 steps can decide): the seeds of a stopped design stop together at the rung, with the decision recorded;
     every trial that finishes scores exactly what it scores trained alone (the lockstep hands the token over
@@ -155,6 +155,12 @@ def test_a_pruned_run_stops_whole_designs_and_the_rest_score_as_unpruned(tmp_pat
         assert t.user_attrs["pruned_by"]["upper"] < 0 and t.user_attrs["pruned_by"]["n"] == 3
     done = _psnr_by_point(trials)
     assert done and all(done[k] == unpruned[k] for k in done)
+    out = capsys.readouterr().out
+    stopped_labels = {t.user_attrs["label"] for t in pruned}
+    line = next(ln for ln in out.splitlines() if ln.startswith("rung 2: "))  # what the run says at the rung
+    assert all(label in line for label in stopped_labels), line
+    if lockstep == "study":
+        assert line.startswith(f"rung 2: {3 - len(stopped_labels)} of 3 design(s) go on; stopped "), line
     if lockstep == "study":  # every design was compared with every other: the best is never the one stopped
         best = max({lbl for lbl, _ in unpruned}, key=lambda lbl: sum(v for (x, _), v in unpruned.items() if x == lbl))
         assert by_design[best] == {"COMPLETE"}

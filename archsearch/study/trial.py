@@ -316,6 +316,12 @@ def rung_decider(study: Study, ostudy, recs: list[Recorder], seeds: list[int], k
                     stopped[i] = decision
                 for number in {recs[i].number for i in units}:
                     by_number[number].set_attr(PRUNED_BY_ATTR, decision.to_dict())
+        mine = {keys[i] for i in values}
+        if len(mine) > 1 or stopped:  # a line per rung of a lockstep over designs (a search trial: only its stops)
+            stops = {keys[i]: d for i, d in stopped.items()}
+            print(f"rung {step}: {len(mine) - len(stops)} of {len(mine)} design(s) go on"
+                  + ("; stopped " + "; ".join(f"{k} ({d.diff:+.3f} dB vs {d.leader})" for k, d in stops.items())
+                     if stops else ""), flush=True)
         return stopped
 
     return decide
