@@ -47,27 +47,22 @@ from archsearch.study.pruning import RungEntry, rung_decision  # noqa: E402
 GOAL = 0.35
 
 
-def grid_runs(study, n_seeds: int) -> tuple[list[str], dict[str, dict[int, tuple[dict[int, float], float]]]]:
-    """The grid's design points in queue order and, per point and seed (the first ``n_seeds`` seeds): its
-    validation curve {step: PSNR} and its test PSNR, from the ledger's complete trials."""
-    import optuna
+def grid_runs(df, seeds: list[int]) -> tuple[list[str], dict[str, dict[int, tuple[dict[int, float], float]]]]:
+    """The grid's design points in queue order and, per point and seed (of ``seeds``): its validation curve
+    {step: PSNR} and its test PSNR, from the ledger frame ``df`` (the fidelity diagnostics' reader)."""
+    from archsearch.report.fidelity import seed_curves
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ostudy = optuna.load_study(study_name=study.name, storage=study.storage_url)
-    seeds = list(study.config.seeds)[:n_seeds]
     order: list[str] = []
     runs: dict[str, dict[int, tuple[dict[int, float], float]]] = {}
-    for t in sorted(ostudy.get_trials(deepcopy=False), key=lambda t: t.number):
-        a = t.user_attrs
-        if t.state.name != "COMPLETE" or a.get("seed") not in seeds or not a.get("val_curve"):
+    for label, seed, curve, psnr in seed_curves(df, degenerate=True):  # every seed the grid trained
+        if seed not in seeds:
             continue
-        label = a["label"]
         if label not in runs:
             order.append(label)
-        runs.setdefault(label, {})[a["seed"]] = ({int(s): float(v) for s, v in a["val_curve"]}, float(a["psnr"]))
+        runs.setdefault(label, {})[seed] = (curve, psnr)
     incomplete = [p for p in order if len(runs[p]) < len(seeds)]
     if incomplete:
-        raise SystemExit(f"{study.name}: points without all {len(seeds)} seeds complete: {incomplete}")
+        raise SystemExit(f"points without a finished run of all {len(seeds)} seeds: {incomplete}")
     return order, runs
 
 
@@ -176,8 +171,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="the paired rule's tolerances to replay, dB (default 0 and 0.1)")
     args = ap.parse_args(argv)
 
+    from archsearch.report.fidelity import fidelity_ranks
+    from archsearch.study.results import ledger_frame
+
     study = load_study(args.study, profile=args.profile, output_dir=args.output_dir)
-    order, runs = grid_runs(study, args.seeds)
+    df = ledger_frame(study)
+    order, runs = grid_runs(df, list(study.config.seeds)[:args.seeds])
     steps = study.train.steps
     vals = sorted(next(iter(runs[order[0]].values()))[0])
     every = vals[0]
@@ -186,12 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     means = {p: sum(v[1] for v in runs[p].values()) / len(runs[p]) for p in order}
     best = max(means, key=means.get)
 
-    from archsearch.report.fidelity import fidelity_ranks
-    from archsearch.study.results import ledger_frame
-
     print(f"{study.name}: {len(order)} design points x {args.seeds} seeds, {steps:,} steps, validation at "
           f"{', '.join(map(str, vals))}; grid's best {best} ({means[best]:.3f} dB test PSNR, mean of seeds)")
-    fid = fidelity_ranks(ledger_frame(study))
+    fid = fidelity_ranks(df)
     if fid is not None:
         ranks = ", ".join(f"{r.step}: {r.rho:.2f}" for r in fid.steps)
         print(f"ranking fidelity (pooled Spearman rho, validation at step vs final test): {ranks}; "

@@ -176,6 +176,14 @@ def test_a_search_trial_trains_its_seeds_in_lockstep(tmp_path):
     for t in trials:
         if t.state.name == "COMPLETE":
             assert len(t.user_attrs["val_curve_per_seed"]) == 2 and len(t.user_attrs["psnr_per_seed"]) == 2
+    # every seed of a search trial has its own curve for the readers (fidelity diagnostics, pruning replay)
+    from archsearch.report.fidelity import seed_curves
+    from archsearch.study.results import ledger_frame
+
+    read = [(seed, curve) for _, seed, curve, _ in seed_curves(ledger_frame(study), degenerate=True)]
+    stored = [(seed, {int(s): v for s, v in c}) for t in trials if t.state.name == "COMPLETE"
+              for seed, c in zip(t.user_attrs["seeds"], t.user_attrs["val_curve_per_seed"])]
+    assert read and all(pair in read for pair in stored) and {seed for seed, _ in read} == {0, 1}
 
 
 def test_plan_states_the_pruning(tmp_path, capsys):

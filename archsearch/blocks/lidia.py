@@ -129,12 +129,12 @@ def lidia_search(image: torch.Tensor, patch: int, radius: int, neighbours: int
     at once); a band's squared differences are laid out (rows, columns, offsets), built in one pass from a
     strided view of the window, so that the p^2 running additions of the box sum are contiguous and the top-k
     reads its offsets in place (no transposes: 2.5x faster than one ``conv2d`` per offset row)."""
-    b, _, hs, ws = image.shape
-    win = 2 * radius + 1
-    ch, cw = hs - 2 * radius, ws - 2 * radius
-    ph, pw = ch - patch + 1, cw - patch + 1
     if torch.jit.is_tracing():  # traced (fvcore, export): the reference's conv2d, the op the MAC count names
         return _lidia_search_conv(image, patch, radius, neighbours)
+    b, _, hs, ws = image.shape
+    win = 2 * radius + 1
+    cw = ws - 2 * radius
+    ph, pw = hs - 2 * radius - patch + 1, cw - patch + 1
     img = image[:, 0].contiguous()
     sb, sh, sw = img.stride()
     band = max(1, min(ph, LIDIA_SEARCH_BAND // max(1, b * pw * win * win)))

@@ -97,21 +97,19 @@ def rho_interval(rho: float, n: int) -> tuple[float, float]:
     return math.tanh(z - 1.959964 * se), math.tanh(z + 1.959964 * se)
 
 
-def _runs(df) -> list[tuple[str, Any, dict[int, float], float]]:
-    """(label, seed, {step: validation PSNR}, test PSNR) of every finished, valid seed that has a curve."""
+def seed_curves(df, *, degenerate: bool = False) -> list[tuple[str, Any, dict[int, float], float]]:
+    """(label, seed, {step: validation PSNR}, test PSNR) of every finished seed that has a curve, in the ledger's
+    order -- valid seeds only, unless ``degenerate`` (the fidelity diagnostics leave them out;
+    ``benchmarks/bench_pruning.py`` replays pruners on every seed the grid trained)."""
     from ..study.results import seed_frame
 
     out = []
-    seeds = seed_frame(df)
-    for _, r in seeds.iterrows():
+    for _, r in seed_frame(df).iterrows():
         curve, psnr, label = r.get("val_curve"), r.get("psnr"), r.get("label")
-        if not isinstance(curve, list) or not isinstance(label, str) or r.get("validity") == "degenerate":
+        if not isinstance(curve, list) or not isinstance(label, str) or (
+                r.get("validity") == "degenerate" and not degenerate):
             continue
         if not isinstance(psnr, (int, float)) or not math.isfinite(psnr):
-            continue
-        # a multi-seed trial stores its first seed's curve only: the other seeds have no curve of their own
-        trial_seeds = r.get("seeds") if isinstance(r.get("seeds"), list) else [r.get("seed")]
-        if trial_seeds and r.get("seed") != trial_seeds[0]:
             continue
         points = {int(s): float(v) for s, v in curve if isinstance(v, (int, float)) and math.isfinite(v)}
         if points:
@@ -122,7 +120,7 @@ def _runs(df) -> list[tuple[str, Any, dict[int, float], float]]:
 def fidelity_ranks(df) -> Fidelity | None:
     """The ranking fidelity of the study whose ledger frame is ``df``; None when fewer than 3 design points have
     intermediate validation values."""
-    runs = _runs(df)
+    runs = seed_curves(df)
     labels = {lab for lab, *_ in runs}
     steps = sorted({s for _, _, curve, _ in runs for s in curve})
     if len(labels) < 3 or len(steps) < 2:

@@ -170,8 +170,7 @@ class Lockstep:
         self.values: dict[int, dict[int, float]] = {}
         self.stopped: dict[int, RungDecision] = {}
         self.aborted = False
-        self.states: dict[int, tuple] = {}
-        self.settings: dict[int, tuple] = {}
+        self.saved: dict[int, tuple] = {}  # a waiting unit's random states and torch settings
         self.outer = _settings()
 
     # -- token passing -----------------------------------------------------------------------------------------
@@ -190,22 +189,21 @@ class Lockstep:
             raise Pruned(None)
         if i in self.stopped:
             raise Pruned(self.stopped[i])
-        if i in self.states:
-            py, np_state, torch_state, cuda = self.states.pop(i)
+        if i in self.saved:
+            py, np_state, torch_state, cuda, settings = self.saved.pop(i)
             random.setstate(py)
             np.random.set_state(np_state)
             torch.set_rng_state(torch_state)
             if cuda is not None:
                 torch.cuda.set_rng_state_all(cuda)
-            _apply(self.settings.pop(i))
+            _apply(settings)
 
     def _save(self, i: int) -> None:
         """Unit i hands over: keep its random states and global torch settings, and put back the settings from
         before the lockstep (the next unit's trainer saves and restores those: interleaved, the units' own
         context managers would otherwise leave one unit's setting behind -- deterministic mode leaked so)."""
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-        self.states[i] = (random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda)
-        self.settings[i] = _settings()
+        self.saved[i] = (random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda, _settings())
         _apply(self.outer)
 
     # -- called from the units' threads ------------------------------------------------------------------------

@@ -38,7 +38,8 @@ RESULT_COLUMNS = ["number", "state", "design", "label", "sweep_value", "seed", "
 
 #: Lists the frames carry for :func:`seed_frame` and the report (per-seed values, per-image rows, the validation
 #: curve) but ``results.csv`` leaves out (they are long).
-PER_SEED_COLUMNS = ["validity_per_seed", "val_gain_last_third_per_seed", "per_image_per_seed", "val_curve"]
+PER_SEED_COLUMNS = ["validity_per_seed", "val_gain_last_third_per_seed", "per_image_per_seed", "val_curve",
+                    "val_curve_per_seed"]
 
 
 def results_frame(study: Study, ostudy=None):
@@ -72,8 +73,9 @@ def _per_seed(r, key: str, n: int, fallback: Any) -> list:
 
 def seed_frame(df):
     """One row per (finished trial, seed) with that seed's own ``psnr``, ``ssim``, ``val_gain_last_third``,
-    ``validity`` (``ok``/``degenerate``; None in ledgers written before the gate: treated as ok) and ``per_image``
-    (its rows ``[image, draw, psnr, ssim]``; None before per-image results). Rows of DEGENERATE and partly
+    ``validity`` (``ok``/``degenerate``; None in ledgers written before the gate: treated as ok), ``per_image``
+    (its rows ``[image, draw, psnr, ssim]``; None before per-image results) and ``val_curve`` (a multi-seed
+    trial written before every seed's curve was stored has its first seed's only: None for the others). Rows of DEGENERATE and partly
     degenerate trials are included, so that readers can count them; proposals answered from an earlier trial
     (``duplicate_of``) add nothing."""
     import pandas as pd  # ~0.3 s: only table paths pay it
@@ -90,9 +92,13 @@ def seed_frame(df):
         validity = _per_seed(r, "validity", n, None)
         per_image = r.get("per_image_per_seed")
         per_image = list(per_image) if isinstance(per_image, list) and len(per_image) == n else [None] * n
+        curves = _per_seed(r, "val_curve", n, None)
+        if curves[0] is None:
+            curves[0] = r.get("val_curve")
         for i, seed in enumerate(seeds):
             rows.append({**r.to_dict(), "seed": seed, "psnr": psnr[i], "ssim": ssim[i],
-                         "val_gain_last_third": gain[i], "validity": validity[i], "per_image": per_image[i]})
+                         "val_gain_last_third": gain[i], "validity": validity[i], "per_image": per_image[i],
+                         "val_curve": curves[i]})
     columns = list(df.columns) + (["validity"] if "validity" not in df else []) + ["per_image"]
     out = pd.DataFrame(rows, columns=columns)
     return out.drop_duplicates(subset=["label", "design", "seed"], keep="first")

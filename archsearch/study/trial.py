@@ -346,7 +346,8 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
         rec.set_attr("label", label)
     multi = study.config.search is not None and len(study.config.search.objectives) > 1
     last_step = study.train.steps
-    curve: list[list[float]] = []
+    curves: list[list[list[float]]] = [[] for _ in seeds]  # every seed's validation curve
+    curve = curves[0]  # the first seed's: the trial's `val_curve`
     spec_attrs: dict[str, Any] = {}
 
     def on_spec(attrs: dict[str, Any]) -> None:
@@ -360,29 +361,22 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
             if prev is not None:
                 raise _Duplicate(prev)
 
-    def report(step: int, val_psnr: float) -> None:
-        if val_psnr is None or not math.isfinite(val_psnr):
-            return
-        curve.append([int(step), float(val_psnr)])
-        if not multi:  # Optuna keeps intermediate values for single-objective studies only
-            rec.report(int(step), float(val_psnr))
-            # a trial that has trained every step is finished, never pruned (its test PSNR is the result)
-            if step < last_step and rec.should_prune():
-                raise TrialPruned(f"pruned at step {step} (validation PSNR {val_psnr:.3f} dB)")
-
-    curves: list[list[list[float]]] = [[] for _ in seeds]  # every seed's validation curve
-
     def run_seed(i: int, seed_report=None) -> dict[str, Any]:
-        def seed_reported(step: int, val_psnr: float) -> None:
-            if val_psnr is not None and math.isfinite(val_psnr):
-                curves[i].append([int(step), float(val_psnr)])
-            if i == 0:
-                report(step, val_psnr)  # the first seed's curve (and Optuna's intermediate values)
-            if seed_report is not None and val_psnr is not None and math.isfinite(val_psnr):
+        def reported(step: int, val_psnr: float) -> None:
+            if val_psnr is None or not math.isfinite(val_psnr):
+                return
+            curves[i].append([int(step), float(val_psnr)])
+            # Optuna keeps intermediate values for single-objective studies only; the first seed's are its
+            if i == 0 and not multi:
+                rec.report(int(step), float(val_psnr))
+                # a trial that has trained every step is finished, never pruned (its test PSNR is the result)
+                if step < last_step and rec.should_prune():
+                    raise TrialPruned(f"pruned at step {step} (validation PSNR {val_psnr:.3f} dB)")
+            if seed_report is not None:  # the lockstep's hand-over (pruning)
                 seed_report(step, val_psnr)
 
         name = f"trial_{rec.number}" if len(seeds) == 1 else f"trial_{rec.number}_seed{seeds[i]}"
-        return execute(study, design, arguments, seeds[i], report=seed_reported, checkpoint_name=name,
+        return execute(study, design, arguments, seeds[i], report=reported, checkpoint_name=name,
                        progress=progress, on_spec=on_spec if i == 0 else None, trial=rec.number, label=label,
                        run_name=name)
 
@@ -394,11 +388,12 @@ def run_trial(study: Study, ostudy, rec: Recorder, design: str, arguments: dict[
                 study, ostudy, [rec] * len(seeds), seeds, [rec.number] * len(seeds)), run_seed)
             if stopped:
                 raise Pruned(next(iter(stopped.values())))
-        for i, seed in enumerate(seeds if not results else ()):
-            if published and results:  # the same weights and test noise score the same: evaluated once
-                results.append({**results[0], "seed": seed})
-                continue
-            results.append(run_seed(i, on_report if i == 0 else None))
+        else:
+            for i, seed in enumerate(seeds):
+                if published and results:  # the same weights and test noise score the same: evaluated once
+                    results.append({**results[0], "seed": seed})
+                    continue
+                results.append(run_seed(i, on_report if i == 0 else None))
         spec = results[0].pop("_spec")
         for r in results[1:]:
             r.pop("_spec", None)
