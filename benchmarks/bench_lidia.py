@@ -26,6 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's archsearch an
 from ref_lidia import reference_forward  # noqa: E402 - the tests' reference, next to the repository's tests
 
 from archsearch.allocator import keep_freed_memory  # noqa: E402
+from archsearch.blocks.lidia import LIDIA_FIXED_KEY  # noqa: E402
 from archsearch.builder import build  # noqa: E402
 from archsearch.weights import load_weights, read_weights  # noqa: E402
 from archsearch.zoo import zoo_spec  # noqa: E402
@@ -39,17 +40,16 @@ def _weights(model: str) -> Path | None:
     return None
 
 
-def _authors(folder: Path, model: str, state: dict) -> torch.nn.Module:
-    """The authors' ``NonLocalDenoiser`` from their own files, with the same weights."""
+def _authors(folder: Path, model: str, state: dict, blur: torch.Tensor) -> torch.nn.Module:
+    """The authors' ``NonLocalDenoiser`` from their own files, with the same weights (``blur``: the block's fixed
+    kernel, which the random-initialisation state lacks and the authors' module loads as a weight)."""
     sys.path.insert(0, str(folder.resolve()))
     from modules import ArchitectureOptions, NonLocalDenoiser  # the authors' code, outside this repository
     from utils import calc_padding
 
     arch = ArchitectureOptions(rgb=False, small_network=model == "lidia_s")
     net = NonLocalDenoiser(calc_padding(arch)[0], arch)
-    blur = torch.tensor([0.25, 0.5, 0.25])
-    fixed = {"separable_fc_net.agg1.bilinear_conv.weight": (blur[:, None] * blur[None, :]).view(1, 1, 3, 3)}
-    net.patch_denoise_net.load_state_dict({**fixed, **state})  # the random-init state lacks their fixed kernel
+    net.patch_denoise_net.load_state_dict({LIDIA_FIXED_KEY: blur, **state})
     return net.eval()
 
 
@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     g = torch.Generator().manual_seed(0)
     clean = torch.rand(1, 1, args.size, args.size, generator=g) * 0.5 + 0.25
     noisy = clean + 25 / 255 * torch.randn(clean.shape, generator=g)
-    authors = None if args.authors is None else _authors(args.authors, args.model, state)
+    authors = None if args.authors is None else _authors(args.authors, args.model, state,
+                                                         model.get_buffer("blocks.lidia.blur"))
     print(f"{args.model}, {source}, one {args.size} x {args.size} gray image, sigma 25; torch {torch.__version__}; "
           f"freed memory: {allocator}")
     for threads in args.threads:
