@@ -94,6 +94,49 @@ def test_search_equals_reference_bit_for_bit(monkeypatch, band):
     assert (top[..., 1:] == top[..., :-1]).logical_and(top[..., 1:] > 0).any()
 
 
+@pytest.mark.parametrize("levels", [0, 3], ids=["continuous", "three-levels"])
+def test_search_fast_topk_equals_reference_bit_for_bit(monkeypatch, levels):
+    """LIDIA's own geometry (7 x 7 patches, 29 x 29 window, 14 neighbours): the +inf-padded top-k path
+    (``_lidia_topk``) returns the reference's neighbours in its order, and the positions with a tie among their 15
+    smallest distances, recomputed on the unpadded row, too. A three-level image makes ties common (its squared
+    differences and their sums are exact); the test checks that both kinds of position occur in both."""
+    import torch.nn.functional as F
+    from ref_lidia import _find_nn
+
+    import archsearch.blocks.lidia as lidia
+
+    calls = []
+    fast = lidia._lidia_topk
+    monkeypatch.setattr(lidia, "_lidia_topk", lambda *a: calls.append(a[0].shape) or fast(*a))
+    g = torch.Generator().manual_seed(5)
+    image = torch.rand(2, 1, 23, 19, generator=g)
+    image = (image * levels).floor() / levels if levels else image
+    image = F.pad(lidia.lidia_reflect_pad(image * 2 - 1, 6), [14] * 4, value=-1.0)
+    want = _find_nn(image, 7, 14, 14)
+    got = lidia.lidia_search(image, 7, 14, 14)
+    assert calls, "the padded top-k path was not taken"
+    assert torch.equal(want[0], got[0].permute(0, 2, 3, 1))
+    for w, a in zip(want[1:], got[1:]):
+        assert torch.equal(w, a.permute(0, 2, 3, 1))
+    full = _find_nn(image, 7, 14, 15)[0]  # the 15 smallest, sorted
+    tied = ~(full[..., 1:] > full[..., :-1]).all(-1)  # (mirror patches of the reflect padding tie in both images)
+    assert bool(tied.any()) and not bool(tied.all())
+
+
+def test_threads_give_the_same_output():
+    """On two threads the patch network's chunks run in parallel, one intra-op thread each (``_map_chunks``): the
+    output is bit for bit the one-thread output, and the thread count is restored."""
+    path = _weights("lidia_sigma25_gray.pt")
+    model = _model("lidia", path).eval()
+    x = _noisy((2, 1, 41, 47))
+    with torch.inference_mode():
+        one = model(x)
+        torch.set_num_threads(2)
+        two = model(x)
+        assert torch.get_num_threads() == 2
+    assert torch.equal(one, two)
+
+
 @pytest.mark.parametrize("zoo, weights, shape", CASES, ids=lambda v: str(v).replace(" ", ""))
 def test_eval_equals_reference(zoo, weights, shape):
     path = _weights(weights)

@@ -48,10 +48,13 @@ detached (no gradient: the parameters' gradients are those of the centre's loss,
 of the pixels); it needs crops larger than 2 ``total_pad``. In eval mode both use the test padding.
 
 **Speed** (the reference stores the (2r + 1)^2 distance maps of every patch, then one top-k; the authors' code
-takes 25 s per 256 x 256 image on one core of this machine, ``benchmarks/bench_lidia.py``): the search runs on
-bands of rows with the offsets as the last dimension (:func:`lidia_search`), and the patch network on chunks of
-256 patches in eval mode, small enough to stay in cache. The distances are the reference's numbers (the same
-sequential sums) and each top-k sees all its offsets in the reference's order, so ties resolve as there.
+takes 20-25 s per 256 x 256 image on one core of this machine, ``benchmarks/bench_lidia.py``): the search runs on
+bands of rows with the offsets as the last dimension (:func:`lidia_search`) and its top-k on rows padded with
++inf (torch's faster partial-sort path; tied positions recomputed as the reference computes them), and the patch
+network on chunks of patches in eval mode, small enough to stay in cache (part 2 on sub-chunks of 64), in
+parallel on the intra-op threads (one chunk per thread: the same bits at any thread count). The distances are
+the reference's numbers (the same sequential sums) and each top-k returns the reference's neighbours in its
+order, ties included.
 
 Roles: the separable layers (vertical, horizontal, bias matrices) and the aggregation pre/post layers ``conv``;
 BN ``normalization``; the weight nets, alpha and beta ``selection`` (they weight the neighbours and the patches
@@ -95,11 +98,17 @@ from ._common import SameChannels, positive
 from .csc import csc_reflect
 
 TRAIN_PADDINGS = ("test", "reference")
-#: Patches per chunk of the patch network in eval mode (every patch is independent there). Small enough that a
-#: chunk's stacks (k or 4k rows x 256 patches x features: 0.9-3.7 MB) stay in cache between the layers: the
-#: matrix products then run near this CPU's peak (16384 patches: 9.5 s per 256 x 256 image, 256: 5.5 s). In train
+#: Patches per chunk of the patch network in eval mode (every patch is independent there; on two or more threads
+#: the chunks run in parallel, :func:`_map_chunks`). Part 2 (4k rows) runs on sub-chunks of ``LIDIA_SUB``
+#: patches, so that its stacks (56 rows x 64 patches x 64 features: 0.9 MB) stay in the core's L2 cache between
+#: the layers: its matrix products then run at 35-45 GMAC/s, this core's measured peak for them (one thread, per
+#: 256 x 256 image: chunks of 16384 patches 9.5 s, 256 5.5 s, 512 with sub-chunks of 64 about 4.6 s). In train
 #: mode BN uses batch statistics over all patches, as the reference, so it runs in one piece.
-LIDIA_CHUNK = 256
+LIDIA_CHUNK = 512
+LIDIA_SUB = 64
+#: The neighbour search pads each row of distances with +inf up to 64 (k + 1) columns when that adds at most 25%
+#: (LIDIA: 841 -> 960): torch.topk is 1.8x faster there (:func:`_lidia_topk`).
+LIDIA_TOPK_PAD = 1.25
 #: Distances held at once by the neighbour search (positions x window offsets): 8 MB in float32, so that a band's
 #: squared differences and distances stay in the L3 cache (4-16 MB bands measured fastest on a 2-core EPYC).
 LIDIA_SEARCH_BAND = 1 << 21
@@ -137,6 +146,9 @@ def lidia_search(image: torch.Tensor, patch: int, radius: int, neighbours: int
     ph, pw = hs - 2 * radius - patch + 1, cw - patch + 1
     img = image[:, 0].contiguous()
     sb, sh, sw = img.stride()
+    width = win * win
+    if neighbours < width and 64 * (neighbours + 1) <= LIDIA_TOPK_PAD * width:
+        width = max(width, 64 * (neighbours + 1))  # the +inf columns that select torch.topk's faster path
     band = max(1, min(ph, LIDIA_SEARCH_BAND // max(1, b * pw * win * win)))
     dists, offsets = [], []
     for top in range(0, ph, band):
@@ -146,17 +158,49 @@ def lidia_search(image: torch.Tensor, patch: int, radius: int, neighbours: int
         window = img[:, top:].as_strided((b, h, cw, win, win), (sb, sh, sw, sh, sw))
         centre = img[:, top + radius:top + radius + h, radius:radius + cw, None, None]
         squares = (window - centre).pow_(2).reshape(b, h, cw, win * win)
-        dist = squares[:, :rows, :pw].clone()
-        for u in range(patch):
-            for v in range(patch):
-                if u or v:
-                    dist.add_(squares[:, u:u + rows, v:v + pw])
-        best, index = torch.topk(dist, neighbours, dim=3, largest=False, sorted=True)
+        taps = [squares[:, u:u + rows, v:v + pw] for u in range(patch) for v in range(patch)]
+        table = None  # the +inf-padded rows of _lidia_topk; the last addition writes into it (no extra copy)
+        if width > win * win:
+            table = torch.empty(b, rows, pw, width, dtype=img.dtype, device=img.device)
+            table[..., win * win:] = float("inf")
+        last = None if table is None or squares.requires_grad else table[..., :win * win]  # out=: no autograd
+        dist = taps[0].clone() if len(taps) == 1 else None
+        for i in range(1, len(taps)):  # ((t0 + t1) + t2) + ...: the reference's sequential sums
+            if i == len(taps) - 1 and last is not None:
+                dist = torch.add(taps[0] if dist is None else dist, taps[i], out=last)
+            elif dist is None:
+                dist = taps[0] + taps[i]
+            else:
+                dist.add_(taps[i])
+        if table is not None and dist.data_ptr() != table.data_ptr():
+            table[..., :win * win] = dist
+        if table is None:
+            best, index = torch.topk(dist, neighbours, dim=3, largest=False, sorted=True)
+        else:
+            best, index = _lidia_topk(table, neighbours, win * win)
         dists.append(best)
         offsets.append(index)
     dist = torch.cat(dists, dim=1).permute(0, 3, 1, 2)
     index = torch.cat(offsets, dim=1).permute(0, 3, 1, 2)
     return dist, torch.div(index, win, rounding_mode="floor"), index % win
+
+
+def _lidia_topk(table: torch.Tensor, k: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk(table[..., :n], k, largest=False, sorted=True)`` over the last dimension, the same values and
+    indices, 1.8x faster for LIDIA's 14 of 841. ``table``: the ``n`` distances of each position followed by +inf
+    columns, at least 64 (k + 1) in all: there torch.topk's CPU kernel takes its partial-sort path instead of a
+    selection over the row (it switches at 64 k <= width). Which of several *equal* distances either path returns
+    first depends on its algorithm, so a position is taken from the fast path only when its k + 1 smallest
+    distances are strictly increasing (then the k nearest and their order are unique, and every algorithm returns
+    them); positions with a tie among them (e.g. identical patches in the constant padding, or mirror-symmetric
+    ones) are recomputed by ``torch.topk`` on the unpadded row, as the reference computes them."""
+    best, index = torch.topk(table, k + 1, dim=-1, largest=False, sorted=True)
+    tie = ~(best[..., 1:] > best[..., :-1]).all(-1)  # a NaN or an inf compares as a tie too: recomputed
+    best, index = best[..., :k], index[..., :k]
+    if bool(tie.any()):
+        rows = tie.nonzero(as_tuple=True)
+        best[rows], index[rows] = torch.topk(table[..., :n][rows], k, dim=-1, largest=False, sorted=True)
+    return best, index
 
 
 def _lidia_search_conv(image: torch.Tensor, patch: int, radius: int, neighbours: int
@@ -176,6 +220,28 @@ def _lidia_search_conv(image: torch.Tensor, patch: int, radius: int, neighbours:
         table.append(F.conv2d(squares, ones).reshape(b, win, ph, pw))
     best, index = torch.topk(torch.cat(table, dim=1), neighbours, dim=1, largest=False, sorted=True)
     return best, torch.div(index, win, rounding_mode="floor"), index % win
+
+
+def _map_chunks(fn, chunks: list[tuple]) -> list:
+    """``[fn(*c) for c in chunks]``; with more than one intra-op thread and gradients off (evaluation), the chunks
+    run on that many threads of one intra-op thread each, in order of the list (the patch network's matrix
+    products are too small to split well across threads: LIDIA's part 2 ran slower on 2 threads than on 1). The
+    thread count is restored afterwards; each chunk's numbers are those of one thread, whatever the count."""
+    threads = torch.get_num_threads()
+    if threads == 1 or len(chunks) < 2 or torch.is_grad_enabled() or torch.jit.is_tracing():
+        return [fn(*c) for c in chunks]
+    inference = torch.is_inference_mode_enabled()
+
+    def run(c: tuple):
+        with torch.inference_mode(inference), torch.no_grad():
+            return fn(*c)
+
+    from concurrent.futures import ThreadPoolExecutor
+    try:
+        with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            return list(pool.map(run, chunks))
+    finally:
+        torch.set_num_threads(threads)
 
 
 class LidiaVerHor(nn.Module):
@@ -249,7 +315,8 @@ class LidiaStage(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = getattr(self, self.names[0])(x)
         if hasattr(self, "a"):
-            x = torch.lerp(getattr(self, self.names[1])(x), x, self.a)  # a x + (1 - a) f(x), one pass
+            y = getattr(self, self.names[1])(x)  # a x + (1 - a) f(x), one pass (in place when not recorded)
+            x = torch.lerp(y, x, self.a) if torch.is_grad_enabled() or torch.jit.is_tracing() else y.lerp_(x, self.a)
         if self.ver_hor_out is not None:
             x = self.ver_hor_out(x)
         return x
@@ -339,6 +406,41 @@ class LIDIAModule(nn.Module):
         weights = getattr(self, f"weights_net{s}")(torch.exp(-alpha.abs() * d)).unsqueeze(-1)
         return getattr(self.separable_fc_net, f"sep_part1_s{s}")(patches * weights), weights
 
+    def _part1(self, prepared: list, start: int, stop: int, n: int) -> tuple:
+        """One chunk of patch positions through the weight nets, part 1 and the aggregations' pre layers."""
+        b, k, net = prepared[0][0].shape[0], self.k, self.separable_fc_net
+        outs, pres, selves, first = [], [], None, None
+        for s, (index, dist, bank) in enumerate(prepared):
+            patches = bank.index_select(0, index[:, :, start:stop].reshape(-1)).reshape(b, k, stop - start, n)
+            out, weights = self._scale(s, patches, dist[:, :, start:stop], n)
+            outs.append(out)
+            q = getattr(net, f"ver_hor_agg{s}_pre")(out)[:, 0]  # (B, P, n)
+            if s == 0:
+                selves = patches[:, 0].clone()  # a copy: the view would keep all k rows alive
+                pres.append(q)
+            else:
+                first = weights[:, 0]  # (B, P, 1): the weight of the patch itself at scale 1
+                pres.append(q / first)
+        return outs, pres, selves, first
+
+    def _part2(self, part1: list[torch.Tensor], selves: torch.Tensor, aggregated: list[torch.Tensor], start: int,
+               stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One chunk through the aggregations' post layers and part 2: (weighted patch estimates, their weights).
+        Part 2 runs on sub-chunks of :data:`LIDIA_SUB` patches in eval mode (its 4k-row stacks then stay in the
+        core's L2 cache)."""
+        net = self.separable_fc_net
+        stacks = list(part1)
+        for s in range(self.scales):
+            post = getattr(net, f"ver_hor_bn_re_agg{s}_post")
+            stacks.append(post(aggregated[s][:, start:stop].unsqueeze(1)))
+        sub = LIDIA_SUB if not self.training else stop - start
+        noise = torch.cat([net.sep_part2(torch.cat([st[:, :, j:j + sub] for st in stacks], dim=1))[:, 0]
+                           for j in range(0, stop - start, sub)], dim=1)
+        est = selves - noise
+        centred = est - est.mean(dim=-1, keepdim=True)
+        weight = torch.exp(-self.beta.abs() * (centred ** 2).mean(dim=-1, keepdim=True))
+        return est * weight, weight
+
     # -- the forward pass ----------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = 2 * x - 1  # the reference's [-1, 1] image, its mean removed as in the reference (the same bits:
@@ -397,40 +499,17 @@ class LIDIAModule(nn.Module):
         for bank, index, dist in banks:
             offset = torch.arange(b, device=z.device).view(b, 1, 1) * (bank.shape[0] // b)
             prepared.append((index.flatten(2) + offset, dist.flatten(2), bank))
-        part1: list[list[torch.Tensor]] = [[] for _ in banks]
-        pre: list[list[torch.Tensor]] = [[] for _ in banks]
-        selves, firsts = [], []
-        net = self.separable_fc_net
-        for start in range(0, positions, step):
-            stop = min(start + step, positions)
-            for s, (index, dist, bank) in enumerate(prepared):
-                patches = bank.index_select(0, index[:, :, start:stop].reshape(-1)).reshape(b, k, stop - start, n)
-                out, weights = self._scale(s, patches, dist[:, :, start:stop], n)
-                part1[s].append(out)
-                q = getattr(net, f"ver_hor_agg{s}_pre")(out)[:, 0]  # (B, P, n)
-                if s == 0:
-                    selves.append(patches[:, 0].clone())  # a copy: the view would keep all k rows alive
-                    pre[s].append(q)
-                else:
-                    first = weights[:, 0]  # (B, P, 1): the weight of the patch itself at scale 1
-                    firsts.append(first)
-                    pre[s].append(q / first)
-        aggregated = [self._aggregate(torch.cat(pre[0], dim=1), ph, pw, 1, False)]
+        chunks = [(start, min(start + step, positions)) for start in range(0, positions, step)]
+        first = _map_chunks(lambda start, stop: self._part1(prepared, start, stop, n), chunks)
+        # first[i] = (part-1 stacks per scale, aggregation inputs per scale, the patches themselves, scale-1 weights)
+        pre = [torch.cat([f[1][s] for f in first], dim=1) for s in range(self.scales)]
+        aggregated = [self._aggregate(pre[0], ph, pw, 1, False)]
         if self.scales == 2:
-            aggregated.append(torch.cat(firsts, dim=1) * self._aggregate(torch.cat(pre[1], dim=1), ph, pw, 2, True))
-        estimates, patch_weights = [], []
-        for i, start in enumerate(range(0, positions, step)):
-            stop = min(start + step, positions)
-            stacks = [part1[s][i] for s in range(self.scales)]
-            for s in range(self.scales):
-                post = getattr(net, f"ver_hor_bn_re_agg{s}_post")
-                stacks.append(post(aggregated[s][:, start:stop].unsqueeze(1)))
-            noise = net.sep_part2(torch.cat(stacks, dim=1))[:, 0]
-            est = selves[i] - noise
-            centred = est - est.mean(dim=-1, keepdim=True)
-            weight = torch.exp(-self.beta.abs() * (centred ** 2).mean(dim=-1, keepdim=True))
-            estimates.append(est * weight)
-            patch_weights.append(weight)
+            firsts = torch.cat([f[3] for f in first], dim=1)
+            aggregated.append(firsts * self._aggregate(pre[1], ph, pw, 2, True))
+        second = _map_chunks(lambda f, start, stop: self._part2(f[0], f[2], aggregated, start, stop),
+                             [(f, *c) for f, c in zip(first, chunks)])
+        estimates, patch_weights = [e for e, _ in second], [w for _, w in second]
         size = (ph + p - 1, pw + p - 1)
         num = F.fold(torch.cat(estimates, dim=1).transpose(1, 2), size, p)
         den = F.fold(torch.cat(patch_weights, dim=1).expand(-1, -1, n).transpose(1, 2), size, p)
@@ -574,10 +653,11 @@ class LIDIA(SameChannels, Block):
                                    "chunking and F.fold's output size are computed from the shape in Python")
 
     def export(self, ctx) -> str:
-        for helper in (csc_reflect, lidia_reflect_pad, lidia_search, _lidia_search_conv, LidiaVerHor, LidiaVerHorBnRelu,
-                       LidiaStage, LidiaWeightsNet, LidiaSeparableNet):
+        for helper in (csc_reflect, lidia_reflect_pad, lidia_search, _lidia_topk, _lidia_search_conv, _map_chunks,
+                       LidiaVerHor, LidiaVerHorBnRelu, LidiaStage, LidiaWeightsNet, LidiaSeparableNet):
             ctx.need(helper)
-        ctx.sources.setdefault("LIDIA_CHUNK", f"LIDIA_CHUNK = {LIDIA_CHUNK}\nLIDIA_SEARCH_BAND = {LIDIA_SEARCH_BAND}\n")
+        ctx.sources.setdefault("LIDIA_CHUNK", f"LIDIA_CHUNK = {LIDIA_CHUNK}\nLIDIA_SUB = {LIDIA_SUB}\n"
+                                              f"LIDIA_TOPK_PAD = {LIDIA_TOPK_PAD}\nLIDIA_SEARCH_BAND = {LIDIA_SEARCH_BAND}\n")
         return f"{ctx.need(LIDIAModule)}({self.namespace()})"
 
 
