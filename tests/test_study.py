@@ -345,6 +345,46 @@ def test_ray_executor_real_local_runtime_two_concurrent_trials(tmp_path):
             assert t.value == pytest.approx(t.user_attrs["psnr"])
 
 
+@pytest.mark.parametrize("script, trained, proposals", [
+    # six rounds of nothing but repeats before the second configuration: five rounds (the former limit) missed it
+    ([["new"], *[["dup"]] * 6, ["new"]], 2, 8),
+    # a sampler that only repeats: the search stops after MAX_DUPLICATES_IN_A_ROW repeats, as the local one does
+    ([["new"]] + [["dup"]] * 80, 1, 51),
+], ids=["late-new-configuration", "only-repeats"])
+def test_ray_search_rounds_stop_on_the_local_duplicate_rule(tmp_path, monkeypatch, script, trained, proposals):
+    """Ray Tune's rounds (``run_ray``, search): a round's proposals of already-trained architectures do not count
+    towards the target; rounds go on until the target is trained or the sampler has proposed only trained
+    architectures ``MAX_DUPLICATES_IN_A_ROW`` times in a row (ASHA ran 5 of 6 configurations when a fixed number
+    of rounds was the limit). The tuner is replaced by one that writes the scripted proposals to the ledger."""
+    pytest.importorskip("ray")
+    import optuna
+    import ray
+
+    from archsearch.study import ledger as L
+    from archsearch.study import ray_executor
+    from archsearch.study.sampling import MAX_DUPLICATES_IN_A_ROW
+
+    assert MAX_DUPLICATES_IN_A_ROW == 50
+    study = load_study(write_study(tmp_path, sweep=None, executor={"kind": "ray", "workers": 1},
+                                   search={"sampler": "random", "n_trials": 2}))
+    ostudy = L.open_study(study)
+    rounds = iter(script)
+
+    class Round:
+        def fit(self):
+            for kind in next(rounds, []):
+                first = next((t.number for t in ostudy.get_trials(deepcopy=False)), None)
+                attrs = {"label": f"design {len(ostudy.trials)}"} if kind == "new" else {"duplicate_of": first}
+                ostudy.add_trial(optuna.trial.create_trial(value=20.0, user_attrs=attrs))
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)  # no runtime: the tuner is the script
+    monkeypatch.setattr(ray_executor, "_search_tuner", lambda *a, **k: Round())
+    ray_executor.run_ray(study, ostudy, mode="search", workers=1)
+    trials = ostudy.get_trials(deepcopy=False)
+    assert sum(t.user_attrs.get("duplicate_of") is None for t in trials) == trained
+    assert len(trials) == proposals
+
+
 def test_inspect_a_search_space_on_a_budget(capsys):
     import json
 

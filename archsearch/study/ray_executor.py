@@ -30,8 +30,10 @@ from . import ledger as L
 from .config import Study
 from .queue import claim_and_run
 from .sampling import (
+    MAX_DUPLICATES_IN_A_ROW,
     count_states,
     distributions,
+    duplicates_in_a_row,
     sampler,
     sampler_seed,
     search_label,
@@ -158,11 +160,6 @@ def _searcher_class():
     return LedgerOptunaSearch
 
 
-#: Rounds of Tuner.fit a search may take to train its target number of distinct configurations (proposals of an
-#: already-trained architecture are answered from the ledger and do not count).
-MAX_ROUNDS = 5
-
-
 def run_ray(study: Study, ostudy, *, mode: str, workers: int) -> None:
     import ray  # optional extra [ray]
     from ray import tune  # optional extra [ray]
@@ -190,16 +187,22 @@ def run_ray(study: Study, ostudy, *, mode: str, workers: int) -> None:
                            tune_config=tune.TuneConfig(max_concurrent_trials=workers),
                            run_config=run_config).fit()
             return
+        # Rounds of Tuner.fit until the target number of distinct configurations is trained; proposals of an
+        # already-trained architecture are answered from the ledger and do not count, and the search stops, as the
+        # local one does, after MAX_DUPLICATES_IN_A_ROW of them in a row (a random sampler on a small space
+        # proposes many: a fixed number of rounds left configurations untrained)
         target = search_target(study)
-        for _ in range(MAX_ROUNDS):
+        while True:
             trials = ostudy.get_trials(deepcopy=False)
             remaining = target - count_states(trials).finished
-            if remaining <= 0:
+            if remaining <= 0 or duplicates_in_a_row(trials) >= MAX_DUPLICATES_IN_A_ROW:
                 return
             # each round's sampler gets another seed: a fresh one with the same seed would replay the proposals
             # of the round before (all duplicates by then)
             _search_tuner(study, common, resources, run_config, workers, remaining,
                           seed=sampler_seed(study) + len(trials)).fit()
+            if len(ostudy.get_trials(deepcopy=False)) == len(trials):  # the round ran nothing: no progress to wait for
+                return
     finally:
         if started:
             ray.shutdown()

@@ -62,6 +62,7 @@ from .layout import WorkerLayout, choose_layout, machine_name, requested_workers
 from .queue import claim_and_run, claim_lock, file_lock, run_and_tell
 from .ray_executor import run_ray
 from .sampling import (
+    MAX_DUPLICATES_IN_A_ROW,
     count_states,
     distributions,
     is_retryable,
@@ -118,9 +119,6 @@ class RunSummary:
     def exit_code(self) -> int:
         return {"complete": 0, "partial": 5, "failed": 4, "incomplete": 3}[self.status]
 
-
-#: A search stops when the sampler proposes only trained architectures this many times in a row.
-MAX_DUPLICATES_IN_A_ROW = 50
 
 
 def _search_loop(study: Study, ostudy, *, progress: bool = False, on_done=None) -> None:

@@ -164,6 +164,24 @@ def space_size(study: Study) -> int | None:
     return total
 
 
+#: A search stops when the sampler proposes only trained architectures this many times in a row (every executor:
+#: the local loop counts them as they come, Ray's rounds from the ledger, :func:`duplicates_in_a_row`).
+MAX_DUPLICATES_IN_A_ROW = 50
+
+
+def duplicates_in_a_row(trials) -> int:
+    """The latest finished proposals, in trial order, that repeated a trained architecture (``duplicate_of``),
+    counted back to the last one that trained something new."""
+    n = 0
+    for t in sorted(trials, key=lambda t: t.number, reverse=True):
+        if t.state.name in ("RUNNING", "WAITING"):
+            continue
+        if t.user_attrs.get("duplicate_of") is None:
+            break
+        n += 1
+    return n
+
+
 def search_target(study: Study) -> int:
     """Trials a search trains: ``n_trials``, or fewer when the space has fewer distinct configurations."""
     n = study.config.search.n_trials  # type: ignore[union-attr]
