@@ -53,6 +53,16 @@ def test_numbers_win_over_auto_and_the_environment_replaces_auto(tmp_path, monke
     assert choose_layout(fixed, None, 10, "local").reason == "executor.workers 2"
 
 
+def test_lockstep_pruning_keeps_one_worker_and_says_a_requested_number_is_not_used(tmp_path, monkeypatch, auto_env):
+    monkeypatch.setattr(layout_mod, "machine_cpus", lambda: 4)
+    study = _study(tmp_path, seeds=[0, 1], pruning={"rungs": [2]})
+    lay = choose_layout(study, None, 10, "local")
+    assert (lay.workers, lay.threads) == (1, 4) and "not used" not in lay.reason
+    lay = choose_layout(study, 3, 10, "local")
+    assert (lay.workers, lay.threads) == (1, 4)
+    assert lay.reason.endswith("(--workers 3 not used: one worker claims the whole grid)")
+
+
 def test_gpu_runs_keep_one_worker(tmp_path, monkeypatch, auto_env):
     monkeypatch.setattr(layout_mod, "machine_cpus", lambda: 16)
     monkeypatch.setattr(layout_mod, "cuda_available", lambda: True)

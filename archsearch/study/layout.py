@@ -73,7 +73,8 @@ def choose_layout(study: Study, requested: int | str | None | tuple[int | str, s
     p = study.config.pruning
     if p is not None and p.lockstep == "study" and study.config.sweep is not None:
         # the whole grid trains rung by rung in one worker (archsearch.study.pruning): a second would find nothing
-        return WorkerLayout(1, cpus, f"one worker, {cpus} thread(s): pruning in lockstep over the whole grid")
+        unused = f" ({src} {n} not used: one worker claims the whole grid)" if n != "auto" and n != 1 else ""
+        return WorkerLayout(1, cpus, f"one worker, {cpus} thread(s): pruning in lockstep over the whole grid{unused}")
     if n != "auto":
         if 0 < remaining < n:
             return WorkerLayout(remaining, max(1, cpus // remaining),
