@@ -165,15 +165,16 @@ def lidia_search(image: torch.Tensor, patch: int, radius: int, neighbours: int
             table = torch.empty(b, rows, pw, width, dtype=img.dtype, device=img.device)
             table[..., win * win:] = float("inf")
         last = None if table is None or squares.requires_grad else table[..., :win * win]  # out=: no autograd
-        dist = taps[0].clone() if len(taps) == 1 else None
-        for i in range(1, len(taps)):  # ((t0 + t1) + t2) + ...: the reference's sequential sums
-            if i == len(taps) - 1 and last is not None:
-                dist = torch.add(taps[0] if dist is None else dist, taps[i], out=last)
-            elif dist is None:
-                dist = taps[0] + taps[i]
-            else:
-                dist.add_(taps[i])
-        if table is not None and dist.data_ptr() != table.data_ptr():
+        if len(taps) == 1:
+            dist = taps[0].clone() if last is None else last.copy_(taps[0])
+        else:  # ((t0 + t1) + t2) + ...: the reference's sequential sums, the last addition into the table
+            dist = taps[0]
+            for i in range(1, len(taps)):
+                if i == len(taps) - 1 and last is not None:
+                    dist = torch.add(dist, taps[i], out=last)
+                else:
+                    dist = dist + taps[i] if i == 1 else dist.add_(taps[i])
+        if table is not None and last is None:  # recorded for autograd: the table gets a copy
             table[..., :win * win] = dist
         if table is None:
             best, index = torch.topk(dist, neighbours, dim=3, largest=False, sorted=True)
@@ -501,15 +502,15 @@ class LIDIAModule(nn.Module):
             offset = torch.arange(b, device=z.device).view(b, 1, 1) * (bank.shape[0] // b)
             prepared.append((index.flatten(2) + offset, dist.flatten(2), bank))
         chunks = [(start, min(start + step, positions)) for start in range(0, positions, step)]
+        # per chunk: (part-1 stacks per scale, aggregation inputs per scale, the patches themselves, scale-1 weights)
         first = _map_chunks(lambda start, stop: self._part1(prepared, start, stop, n), chunks)
-        # first[i] = (part-1 stacks per scale, aggregation inputs per scale, the patches themselves, scale-1 weights)
-        pre = [torch.cat([f[1][s] for f in first], dim=1) for s in range(self.scales)]
+        pre = [torch.cat([pres[s] for _, pres, _, _ in first], dim=1) for s in range(self.scales)]
         aggregated = [self._aggregate(pre[0], ph, pw, 1, False)]
         if self.scales == 2:
-            firsts = torch.cat([f[3] for f in first], dim=1)
+            firsts = torch.cat([w for _, _, _, w in first], dim=1)
             aggregated.append(firsts * self._aggregate(pre[1], ph, pw, 2, True))
-        second = _map_chunks(lambda f, start, stop: self._part2(f[0], f[2], aggregated, start, stop),
-                             [(f, *c) for f, c in zip(first, chunks)])
+        second = _map_chunks(lambda stacks, selves, start, stop: self._part2(stacks, selves, aggregated, start, stop),
+                             [(stacks, selves, *c) for (stacks, _, selves, _), c in zip(first, chunks)])
         estimates, patch_weights = [e for e, _ in second], [w for _, w in second]
         size = (ph + p - 1, pw + p - 1)
         num = F.fold(torch.cat(estimates, dim=1).transpose(1, 2), size, p)

@@ -65,6 +65,7 @@ from .sampling import (
     MAX_DUPLICATES_IN_A_ROW,
     count_states,
     distributions,
+    duplicates_in_a_row,
     is_retryable,
     pruner,
     sampler,
@@ -120,24 +121,23 @@ class RunSummary:
         return {"complete": 0, "partial": 5, "failed": 4, "incomplete": 3}[self.status]
 
 
-
 def _search_loop(study: Study, ostudy, *, progress: bool = False, on_done=None) -> None:
     from optuna.trial import TrialState  # ~0.7 s: only ledger paths pay it
 
     target = search_target(study)
-    in_a_row = 0
-    while in_a_row < MAX_DUPLICATES_IN_A_ROW:
+    while True:
         with claim_lock(study):
             trials = ostudy.get_trials(deepcopy=False)
             waiting = any(t.state == TrialState.WAITING for t in trials)
             c = count_states(trials)
             if not waiting and c.finished + c.running >= target:
                 return
+            if duplicates_in_a_row(trials) >= MAX_DUPLICATES_IN_A_ROW:  # the sampler only repeats itself
+                return
             trial = ostudy.ask()
         design, args = suggest_search(study, trial)
         outcome = run_and_tell(study, ostudy, trial, design, args, list(study.config.seeds),
                                 label=search_label(design, args), dedupe=True, progress=progress)
-        in_a_row = in_a_row + 1 if "duplicate_of" in outcome.attrs else 0
         if on_done and "duplicate_of" not in outcome.attrs:
             on_done()
 

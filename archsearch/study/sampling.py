@@ -164,8 +164,8 @@ def space_size(study: Study) -> int | None:
     return total
 
 
-#: A search stops when the sampler proposes only trained architectures this many times in a row (every executor:
-#: the local loop counts them as they come, Ray's rounds from the ledger, :func:`duplicates_in_a_row`).
+#: A search stops when the sampler proposes only trained architectures this many times in a row (every executor,
+#: counted from the ledger by :func:`duplicates_in_a_row`).
 MAX_DUPLICATES_IN_A_ROW = 50
 
 
