@@ -9,7 +9,12 @@ thresholds below a warm process faults almost none. PyTorch's own CPU performanc
 idea in the form of jemalloc / tcmalloc.
 
 :func:`keep_freed_memory` raises glibc's mmap threshold to its maximum (32 MiB: blocks below it come from the
-heap and are reused) and its trim threshold to 1 GiB (the heap keeps up to that much free memory). It changes
+heap and are reused) and its trim threshold to 1 GiB (the heap keeps up to that much free memory), and makes
+every thread allocate from that one heap (``M_ARENA_MAX`` 1): a thread other than the main one otherwise gets an
+arena of its own, made of 64 MiB mappings that glibc shrinks back to the OS whatever the trim threshold, so
+threads that allocate -- LIDIA's chunks on two threads (``blocks/lidia.py`` ``_map_chunks``) -- faulted
+100,000-150,000 pages per 256 x 256 image again (1.4-3.3 s of system time on a 2-core Xeon, 2026-12-07; 20-50
+faults with one arena, from the third pass on). The lock it shares is taken once per tensor, not per element. It changes
 speed only, never numbers. Measured on LIDIA forward passes in one process (one thread, 2026-12-06): from the
 third pass on, 0-3,000 page faults and 0.00 s of system time with it, against 6,000-310,000 faults and up to
 0.6 s (256 x 256) or 15,000-1,660,000 faults and up to 2.7 s (481 x 321) with glibc's defaults; the wall time
@@ -23,9 +28,10 @@ import ctypes
 import ctypes.util
 import os
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 MMAP_THRESHOLD = 32 << 20  # glibc's maximum on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
 TRIM_THRESHOLD = 1 << 30
+ARENA_MAX = 1  # every thread allocates from the main heap, the one the trim threshold keeps
 _done: bool | None = None
 
 
@@ -44,5 +50,6 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    _done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    _done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)) \
+        and bool(mallopt(_M_ARENA_MAX, ARENA_MAX))
     return _done

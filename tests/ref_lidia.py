@@ -102,7 +102,10 @@ def reference_forward(sd, image, *, train=False):
     x = image - mean
 
     def gray(t):
-        return (t * GRAY.view(1, 3, 1, 1)).sum(1, keepdim=True) if rgb else t
+        # the authors' rgb2gray is a bias-free 1 x 1 Conv2d: the same op here, because its rounding is the
+        # machine's (fused multiply-adds on some CPUs), and the neighbour search's exact ties follow those bits --
+        # a multiply-then-sum gray image picks other neighbours on a 2-core Xeon (outputs 4e-3 apart)
+        return F.conv2d(t, GRAY.view(1, 3, 1, 1)) if rgb else t
 
     # -- scale 0
     if train:

@@ -94,17 +94,26 @@ def test_search_equals_reference_bit_for_bit(monkeypatch, band):
     assert (top[..., 1:] == top[..., :-1]).logical_and(top[..., 1:] > 0).any()
 
 
+@pytest.mark.parametrize("box_sums", ["conv", "additions"])
 @pytest.mark.parametrize("levels", [0, 3], ids=["continuous", "three-levels"])
-def test_search_fast_topk_equals_reference_bit_for_bit(monkeypatch, levels):
+def test_search_fast_topk_equals_reference_bit_for_bit(monkeypatch, levels, box_sums):
     """LIDIA's own geometry (7 x 7 patches, 29 x 29 window, 14 neighbours): the +inf-padded top-k path
     (``_lidia_topk``) returns the reference's neighbours in its order, and the positions with a tie among their 15
     smallest distances, recomputed on the unpadded row, too. A three-level image makes ties common (its squared
-    differences and their sums are exact); the test checks that both kinds of position occur in both."""
+    differences and their sums are exact); the test checks that both kinds of position occur in both. Both ways
+    of summing the boxes (``_box_sums``): the depthwise conv, where this machine's conv gives the additions' bits
+    (else skipped: the block falls back there), and the additions one by one (the fallback)."""
     import torch.nn.functional as F
     from ref_lidia import _find_nn
 
     import archsearch.blocks.lidia as lidia
 
+    if box_sums == "conv":
+        if not lidia._box_sums_by_conv(torch.float32, torch.device("cpu"), 960, 7):
+            pytest.skip("this machine's depthwise conv adds in another order; the block uses the additions here")
+        monkeypatch.setattr(lidia, "_box_sums_by_conv", lambda *a: True)
+    else:
+        monkeypatch.setattr(lidia, "_box_sums_by_conv", lambda *a: False)
     calls = []
     fast = lidia._lidia_topk
     monkeypatch.setattr(lidia, "_lidia_topk", lambda *a: calls.append(a[0].shape) or fast(*a))
@@ -227,3 +236,22 @@ def test_set12_dncnn_protocol(zoo, sigma, expected):
                       protocol="dncnn")
     assert result.n_images == 12
     assert result.psnr == pytest.approx(expected, abs=2e-3)
+
+
+def test_box_sums_by_conv_match_the_additions_or_are_not_used():
+    """The depthwise-conv box sums either equal the sequential additions bit for bit on squares of LIDIA's shapes
+    (7 x 7 and 5 x 5 boxes, 841 and 960 offsets, several band sizes) or the once-per-process check turns them off;
+    and the check itself can fail: a box sum in another order (reversed taps) differs from the additions."""
+    import archsearch.blocks.lidia as lidia
+
+    g = torch.Generator().manual_seed(11)
+    for patch in (5, 7):
+        for channels in (841, 960):
+            if not lidia._box_sums_by_conv(torch.float32, torch.device("cpu"), channels, patch):
+                continue
+            for hh, ww in ((patch + 2, patch + 30), (patch + 9, 70)):
+                squares = torch.rand(1, hh, ww, channels, generator=g).pow(2)
+                assert torch.equal(lidia._box_sums(squares, patch, True), lidia._box_sums(squares, patch, False))
+    squares = torch.rand(1, 9, 40, 64, generator=g).pow(2)
+    flipped = lidia._box_sums(squares.flip(1, 2), 3, False).flip(1, 2)  # the same boxes, taps added last-first
+    assert not torch.equal(flipped, lidia._box_sums(squares, 3, False))
