@@ -238,20 +238,24 @@ def test_set12_dncnn_protocol(zoo, sigma, expected):
     assert result.psnr == pytest.approx(expected, abs=2e-3)
 
 
-def test_box_sums_by_conv_match_the_additions_or_are_not_used():
+def test_box_sums_by_conv_match_the_additions_or_are_not_used(monkeypatch):
     """The depthwise-conv box sums either equal the sequential additions bit for bit on squares of LIDIA's shapes
-    (7 x 7 and 5 x 5 boxes, 841 and 960 offsets, several band sizes) or the once-per-process check turns them off;
+    (7 x 7 and 5 x 5 boxes, 841 and 960 offsets, several band sizes, oneDNN on and off) or the once-per-process
+    check turns them off (its answer is kept per oneDNN setting: without oneDNN the conv adds in another order);
     and the check itself can fail: a box sum in another order (reversed taps) differs from the additions."""
     import archsearch.blocks.lidia as lidia
 
     g = torch.Generator().manual_seed(11)
-    for patch in (5, 7):
-        for channels in (841, 960):
-            if not lidia._box_sums_by_conv(torch.float32, torch.device("cpu"), channels, patch):
-                continue
-            for hh, ww in ((patch + 2, patch + 30), (patch + 9, 70)):
-                squares = torch.rand(1, hh, ww, channels, generator=g).pow(2)
-                assert torch.equal(lidia._box_sums(squares, patch, True), lidia._box_sums(squares, patch, False))
+    for mkldnn in (True, False):  # without oneDNN PyTorch's own depthwise kernel adds in another order here
+        monkeypatch.setattr(torch.backends.mkldnn, "enabled", mkldnn)
+        for patch in (5, 7):
+            for channels in (841, 960):
+                if not lidia._box_sums_by_conv(torch.float32, torch.device("cpu"), channels, patch):
+                    continue
+                for hh, ww in ((patch + 2, patch + 30), (patch + 9, 70)):
+                    squares = torch.rand(1, hh, ww, channels, generator=g).pow(2)
+                    assert torch.equal(lidia._box_sums(squares, patch, True),
+                                       lidia._box_sums(squares, patch, False))
     squares = torch.rand(1, 9, 40, 64, generator=g).pow(2)
     flipped = lidia._box_sums(squares.flip(1, 2), 3, False).flip(1, 2)  # the same boxes, taps added last-first
     assert not torch.equal(flipped, lidia._box_sums(squares, 3, False))

@@ -209,8 +209,9 @@ def _box_sums_by_conv(dtype: torch.dtype, device: torch.device, channels: int, p
     """Whether the depthwise ``conv2d`` gives the sequential additions' bits for this dtype, device, channel count
     and patch size: checked once per process on random squares (a summation in any other order differs from
     them in the last bit almost everywhere), so a build or machine whose convolution adds in another order
-    (another library, ISA or dtype) falls back to the additions and the neighbours stay the reference's."""
-    key = (dtype, device.type, channels, patch)
+    (another library, ISA or dtype; PyTorch's own depthwise kernel when oneDNN is switched off) falls back to the
+    additions and the neighbours stay the reference's."""
+    key = (dtype, device.type, channels, patch, torch.backends.mkldnn.enabled)  # without oneDNN: another order
     if key not in _BY_CONV:
         g = torch.Generator().manual_seed(0)
         squares = torch.rand(1, patch + 7, patch + 41, channels, generator=g, dtype=dtype).pow(2).to(device)
