@@ -48,14 +48,15 @@ detached (no gradient: the parameters' gradients are those of the centre's loss,
 of the pixels); it needs crops larger than 2 ``total_pad``. In eval mode both use the test padding.
 
 **Speed** (the reference stores the (2r + 1)^2 distance maps of every patch, then one top-k; the authors' code
-takes 20-25 s per 256 x 256 image on one core of this machine, ``benchmarks/bench_lidia.py``): the search runs on
+takes 20-42 s per 256 x 256 image on one core of the 2-core machines this was measured on -- on a Xeon, most of
+it the kernel zeroing the ~7 GB of pages those maps take; ``benchmarks/bench_lidia.py``): the search runs on
 bands of rows with the offsets as the last dimension (:func:`lidia_search`), its box sums as one depthwise
 convolution over the offsets (oneDNN's kernel adds the taps in the reference's order; checked once per process,
-else the additions one by one), its top-k on rows padded with +inf (torch's faster partial-sort path; tied positions recomputed as the reference computes them), and the patch
-network on chunks of patches in eval mode, small enough to stay in cache (part 2 on sub-chunks of 64), in
-parallel on the intra-op threads (one chunk per thread: the same bits at any thread count). The distances are
-the reference's numbers (the same sequential sums) and each top-k returns the reference's neighbours in its
-order, ties included.
+else the additions one by one), its top-k on rows padded with +inf (torch's faster partial-sort path; tied
+positions recomputed as the reference computes them), and the patch network on chunks of patches in eval mode,
+small enough to stay in cache (part 2 on sub-chunks of 64), in parallel on the intra-op threads (one chunk per
+thread: the same bits at any thread count). The distances are the reference's numbers (the same sequential
+sums) and each top-k returns the reference's neighbours in its order, ties included.
 
 Roles: the separable layers (vertical, horizontal, bias matrices) and the aggregation pre/post layers ``conv``;
 BN ``normalization``; the weight nets, alpha and beta ``selection`` (they weight the neighbours and the patches
