@@ -14,8 +14,8 @@ every thread allocate from that one heap (``M_ARENA_MAX`` 1): a thread other tha
 arena of its own, made of 64 MiB mappings that glibc shrinks back to the OS whatever the trim threshold, so
 threads that allocate -- LIDIA's chunks on two threads (``blocks/lidia.py`` ``_map_chunks``) -- faulted
 100,000-150,000 pages per 256 x 256 image again (1.4-3.3 s of system time on a 2-core Xeon, 2026-12-07; 20-50
-faults with one arena, from the third pass on). The lock it shares is taken once per tensor, not per element. It changes
-speed only, never numbers. Measured on LIDIA forward passes in one process (one thread, 2026-12-06): from the
+faults with one arena, from the third pass on). The lock it shares is taken once per tensor, not per element.
+It changes speed only, never numbers. Measured on LIDIA forward passes in one process (one thread, 2026-12-06): from the
 third pass on, 0-3,000 page faults and 0.00 s of system time with it, against 6,000-310,000 faults and up to
 0.6 s (256 x 256) or 15,000-1,660,000 faults and up to 2.7 s (481 x 321) with glibc's defaults; the wall time
 of a pass moved by +-30% from run to run on that shared machine, so no wall-time gain is claimed. The CLI calls it once per process (and each worker process of ``archsearch run``);

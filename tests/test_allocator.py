@@ -27,7 +27,6 @@ def test_archsearch_malloc_default_leaves_malloc_alone():
     assert _run({"ARCHSEARCH_MALLOC": "default"}) == "False False"
 
 
-
 THREAD_CODE = """
 import ctypes, sys, threading
 from archsearch.allocator import keep_freed_memory

@@ -161,7 +161,7 @@ def lidia_search(image: torch.Tensor, patch: int, radius: int, neighbours: int
         # window[b, y, x, a, c] = img[b, top + y + a, x + c]: every offset of every pixel of the band
         window = img[:, top:].as_strided((b, h, cw, win, win), (sb, sh, sw, sh, sw))
         centre = img[:, top + radius:top + radius + h, radius:radius + cw, None, None]
-        if img.requires_grad:  # recorded for autograd: no out= (the +inf columns by a constant pad)
+        if img.requires_grad and torch.is_grad_enabled():  # recorded: no out= (the +inf columns by a pad)
             squares = (window - centre).pow_(2).reshape(b, h, cw, win * win)
             if width > win * win:
                 squares = F.pad(squares, (0, width - win * win), value=float("inf"))
@@ -227,8 +227,8 @@ def _box_sums_by_conv(dtype: torch.dtype, device: torch.device, channels: int, p
 
 def _lidia_topk(table: torch.Tensor, k: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``torch.topk(table[..., :n], k, largest=False, sorted=True)`` over the last dimension, the same values and
-    indices, faster for LIDIA's 14 of 841 (1.8x for the top-k itself). ``table``: the ``n`` distances of each position followed by +inf
-    columns, at least 64 (k + 1) in all: there torch.topk's CPU kernel takes its partial-sort path instead of a
+    indices, faster for LIDIA's 14 of 841 (1.8x for the top-k itself). ``table``: the ``n`` distances of each
+    position followed by +inf columns, at least 64 (k + 1) in all: there torch.topk's CPU kernel takes its partial-sort path instead of a
     selection over the row (it switches at 64 k <= width). Which of several *equal* distances either path returns
     first depends on its algorithm, so a position is taken from the fast path only when its k + 1 smallest
     distances are strictly increasing (then the k nearest and their order are unique, and every algorithm returns
