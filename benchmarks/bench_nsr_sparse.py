@@ -13,7 +13,8 @@ Here, for {one conv layer, one residual block} x {batch 100, batch 32} x {forwar
   parameters, the dense conv MACs), k = 2, 4, 8, 16; layer: the block's conv1 with its selection (global pooling,
   MLP, softmax, kernel aggregation, then the conv -- 64 -> 64 / k channels same size, 64 -> 64 same FLOPs); block:
   the whole NSR block;
-* each NSR model twice: ``new`` (the block's forward: per-image GEMM convs, ``nsr._image_conv``) and ``old`` (the
+* each NSR model twice: ``new`` (the block's forward: per-image convs, ``nsr._image_conv`` -- oneDNN's per image
+  here, the GEMM form with oneDNN off) and ``old`` (the
   former grouped conv with groups = batch, ``nsr._grouped_conv`` / ``nsr._grouped_forward``).
 
 Training step: forward, mean squared error against a fixed target (made per model before the timing), backward (the input requires grad, as inside
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import archsearch
+from archsearch.allocator import keep_freed_memory
 from archsearch.blocks import NSRResBlock, ResidualBlock, nsr
 from archsearch.latency import cpu_model
 from archsearch.published import published
@@ -72,7 +74,25 @@ class OldBlock(nn.Module):
         return nsr._grouped_forward(self.m, x)
 
 
-def models(kind: str, with_old: bool) -> list[tuple[str, int, nn.Module]]:
+class GemmForm(nn.Module):
+    """The same NSR model in the per-image GEMM form (``nsr._ImageConv``, which oneDNN's per-image convs replaced
+    on CPUs; ``--gemm``): ``nsr._onednn`` answers no while it runs forward (the Function chosen there also runs the
+    backward). oneDNN itself stays on -- the GEMMs' ``bmm`` uses it too."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.m = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        chooser = nsr._onednn
+        nsr._onednn = lambda *_shape: False
+        try:
+            return self.m(x)
+        finally:
+            nsr._onednn = chooser
+
+
+def models(kind: str, with_old: bool, with_gemm: bool = False) -> list[tuple[str, int, nn.Module]]:
     """(name, k, module); k = 1 for dense. Both formulations of one NSR model share its weights. Dense runs in
     both memory layouts (``dense NHWC``: module and input channels_last) and the faster one is the baseline, so
     no speed-up comes from a slow dense layout (NCHW's training step is the slower one here)."""
@@ -88,11 +108,14 @@ def models(kind: str, with_old: bool) -> list[tuple[str, int, nn.Module]]:
             out.append((label, k, new))
             if with_old:
                 out.append((label + " old", k, NSRLayer(m, old=True) if kind == "layer" else OldBlock(m)))
+            if with_gemm:
+                out.append((label + " gemm", k, GemmForm(new)))
     return out
 
 
-def bench_case(kind: str, batch: int, mode: str, rounds: int, warmup: int, with_old: bool) -> list[dict]:
-    ms = models(kind, with_old)
+def bench_case(kind: str, batch: int, mode: str, rounds: int, warmup: int, with_old: bool,
+               with_gemm: bool = False) -> list[dict]:
+    ms = models(kind, with_old, with_gemm)
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(batch, C, SIZE, SIZE, generator=gen)
     steps = []
@@ -138,10 +161,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-old", action="store_true", help="skip the former grouped-conv formulation")
+    parser.add_argument("--gemm", action="store_true", help="also time the per-image GEMM form (oneDNN off), which "
+                                                                 "oneDNN's per-image convs replaced on CPUs")
+    parser.add_argument("--malloc", choices=("kept", "default"), default="kept",
+                        help="kept (default): glibc keeps freed memory, as every archsearch CLI process sets it "
+                             "(archsearch/allocator.py), for every model alike; default: glibc's defaults")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    allocator = "kept, as the CLI" if args.malloc == "kept" and keep_freed_memory() else "glibc defaults"
     print(f"archsearch {archsearch.__version__}, torch {torch.__version__}, python {platform.python_version()}, "
-          f"{args.threads} threads, CPU: {_cpu_name()}")
+          f"{args.threads} threads, CPU: {_cpu_name()}, freed memory: {allocator}")
     batches = [32] if args.quick else [100, 32]
     with_old = not (args.quick or args.no_old)
     checks = []
@@ -150,18 +179,21 @@ def main() -> None:
         for batch in batches:
             for mode in ("forward", "train"):
                 rounds = args.rounds or (2 if args.quick else (2 if batch == 100 else 3))
-                res = bench_case(kind, batch, mode, rounds, args.warmup, with_old)
+                res = bench_case(kind, batch, mode, rounds, args.warmup, with_old, args.gemm)
                 label = f"{'one conv layer' if kind == 'layer' else 'one residual block'}, batch {batch}, " \
                         f"{'forward' if mode == 'forward' else 'training step'}"
                 print(f"\n{label} ({C} ch, {SIZE}x{SIZE}; median of {rounds} interleaved rounds)")
                 print(f"    {'model':<22} {'ms':>9} {'x NCHW dense':>13} {'x best dense':>13}"
-                      + (f"  {'old ms':>9} {'new/old':>8}" if with_old else ""))
+                      + (f"  {'old ms':>9} {'new/old':>8}" if with_old else "")
+                      + (f"  {'gemm ms':>9} {'new/gemm':>8}" if args.gemm else ""))
                 by_name = {r["name"]: r for r in res}
                 for r in res:
-                    if r["name"].endswith(" old"):
+                    if r["name"].endswith((" old", " gemm")):
                         continue
-                    old = by_name.get(r["name"] + " old")
-                    extra = f"  {old['ms']:>9.1f} {old['ms'] / r['ms']:>7.2f}x" if old else ""
+                    extra = ""
+                    for tag in ("old", "gemm"):
+                        o = by_name.get(f"{r['name']} {tag}")
+                        extra += f"  {o['ms']:>9.1f} {o['ms'] / r['ms']:>7.2f}x" if o else ""
                     print(f"    {r['name']:<22} {r['ms']:>9.1f} {r['ratio']:>12.2f}x {r['ratio_best']:>12.2f}x{extra}")
                     for base, key in (("NCHW dense", "ratio"), ("best dense", "ratio_best")):
                         if r["name"] in ("same-size k=4", "same-size k=8"):

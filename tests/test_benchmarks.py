@@ -30,7 +30,9 @@ def test_bench_throughput_times_and_checks_parity():
     out = _bench("benchmarks/bench_throughput.py", "--models", "xnet_fig4", "nsr_dn_sparse_minus", "--batch", "2",
                  "--patch", "16", "--chunk", "1", "--repeats", "1", "--parity-steps", "2")
     lines = {line.split()[0] + " " + line.split()[1]: line for line in out.splitlines() if line.count(" ") > 3}
-    assert "fp32 conv peak here" in out and "xnet_fig4" in out
+    assert "'peak': this machine's fp32 conv rate" in out and "freed memory: kept, as the CLI" in out
+    timed = next(line for line in out.splitlines() if line.startswith("xnet_fig4 ") and "%" in line)
+    assert float(timed.split()[-3]) > 0 and timed.split()[-2].endswith("%")  # the peak measured beside the steps
     assert lines["xnet_fig4 default"].rstrip().endswith("ok")  # NHWC vs NCHW after 2 steps: float noise
     assert lines["nsr_dn_sparse_minus default"].endswith("(auto keeps NCHW: same run)")
 

@@ -85,7 +85,9 @@ def _mlp(c: int, hidden: int, out: int) -> nn.Module:
 # Every image has its own aggregated kernels (paper Sec. 3.3: "one conv with W_hat runs per image"). The
 # straightforward form is one grouped conv with groups = batch (kept in the benchmark and the equality test as
 # ``_grouped_conv``); on CPU it streams the whole batch through memory per op and tiles badly for the narrow
-# group widths NSR is about (g = c / k output channels). Here each image is convolved on its own as GEMMs on a
+# group widths NSR is about (g = c / k output channels). Here each image is convolved on its own: on a CPU with
+# oneDNN and images big enough (_onednn) by one oneDNN conv per image writing in place into the batch
+# (_OneDnnImageConv, below), else (small images, CUDA, float64, oneDNN off) by the GEMM form _ImageConv, on a
 # zero-padded, row-flattened copy that stays in cache: with the padded width wp = w + 2a (a = ks // 2), the pixel
 # (y + dy, x + dx) of the padded image lies at flat index y * wp + x + dy * wp + dx, so tap (dy, dx) of the
 # kernel reads the contiguous slice starting at dy * wp + dx and the whole conv is
@@ -231,6 +233,102 @@ class _ImageConv(torch.autograd.Function):
         return gx, gw, gb, (gy if ctx.has_res else None), None, None
 
 
+def _onednn(x: torch.Tensor, cin: int, cout: int) -> bool:
+    """Whether :class:`_OneDnnImageConv` runs these per-image convs rather than the GEMM form :class:`_ImageConv`:
+    fp32 on a CPU whose PyTorch has oneDNN enabled (``torch.backends.mkldnn``; not on CUDA, other dtypes, oneDNN
+    off), and an image big enough for one oneDNN call each to pay: pixels x the narrow width (min(cin, cout), the
+    c / k of a group) >= 40,960, or pixels x min(that width, 16) >= 32,768. Below that the GEMM form, which batches
+    several small images per product, was faster. Measured on a 2-core AVX-512 EPYC (2026-12-07, one NSR block's
+    forward + backward, batch 16, GEMM time / oneDNN time): width 16 -- 40 x 40 0.88-1.04, 48 x 48 1.28-1.36,
+    64 x 64 1.43-1.45; width 8 -- 48 x 48 0.82, 64 x 64 1.07-1.08; width 4 -- 64 x 64 1.01, 96 x 96 1.10; width 32
+    -- 32 x 32 0.77, 40 x 40 1.08; width 64 -- 24 x 24 1.09, 32 x 32 1.26 (the rule keeps the GEMM form only at
+    24 x 24 there). The choice depends on shapes only, so a run repeats bit for bit."""
+    if not _onednn_runs(x):
+        return False
+    pixels, width = x.shape[-2] * x.shape[-1], min(cin, cout)
+    return pixels * width >= 40_960 or pixels * min(width, 16) >= 32_768
+
+
+def _onednn_runs(x: torch.Tensor) -> bool:
+    """Whether oneDNN can run per-image convs on ``x``: fp32 on a CPU, oneDNN present and enabled."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.enabled
+            and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise_"))
+
+
+class _OneDnnImageConv(torch.autograd.Function):
+    """:class:`_ImageConv`'s function (per-image kernels, ReLU or residual epilogue) as one oneDNN convolution per
+    image, each writing its output in place into the batch's output tensor -- oneDNN's fused ``add`` (and ReLU)
+    post-ops (``mkldnn::_convolution_pointwise_``, the op PyTorch's compiler emits for conv + add fusions), so no
+    per-image output is copied. Backward: the weight and bias gradients by oneDNN's ``convolution_backward`` per
+    image; the input gradient as the forward convolution of the (ReLU-masked) output gradient with the flipped,
+    transposed kernels, added in place into the batch's input gradient (stride 1, padding ks // 2: a transposed conv
+    is that conv). Against the GEMM form on a 2-core AVX-512 EPYC (2026-12-07, ``bench_nsr_sparse.py --quick --gemm``:
+    one NSR block's training step, batch 32, 64 ch, 64 x 64, interleaved): same size k = 4 321 -> 187 ms, k = 8
+    235 -> 160 ms, same FLOPs 1.7-1.8x; the GEMM form's narrow (c / k rows) matrix products ran at ~40 GMAC/s where
+    oneDNN's direct kernels reach 45-85. Same function, same MACs; float sums in another order (tests: equal to
+    the grouped conv within 1e-5)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, res, relu: bool, scale: float):
+        n, cin, h, wd = x.shape
+        cout, ks = w.shape[1], w.shape[-1]
+        pad, one = [ks // 2] * 2, [1, 1]
+        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
+            else torch.contiguous_format
+        x = x.contiguous(memory_format=fmt)
+        fused = relu or (res is not None and scale == 1.0)
+        if fused:  # y = ReLU(0 + conv) or res + conv, each image's conv adding into its slice of y
+            y = torch.empty(n, cout, h, wd, dtype=x.dtype, memory_format=fmt).zero_() if relu \
+                else res.clone(memory_format=fmt)
+        else:
+            y = torch.empty(n, cout, h, wd, dtype=x.dtype, memory_format=fmt)
+        for i in range(n):
+            bi = None if b is None else b[i]
+            if fused:
+                torch.ops.mkldnn._convolution_pointwise_.binary(y[i:i + 1], x[i:i + 1], w[i], bi, pad, one, one, 1,
+                                                                "add", 1.0, "relu" if relu else None, [], "")
+                continue
+            o = torch.ops.aten.convolution(x[i:i + 1], w[i], bi, one, pad, one, False, [0, 0], 1)
+            if res is not None:
+                torch.add(res[i:i + 1], o, alpha=scale, out=y[i:i + 1])
+            else:
+                y[i:i + 1].copy_(o)
+        ctx.relu, ctx.scale, ctx.has_bias, ctx.has_res, ctx.fmt = relu, scale, b is not None, res is not None, fmt
+        ctx.save_for_backward(x, w, y if relu else None)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w, y = ctx.saved_tensors
+        n, cout, ks = x.shape[0], w.shape[1], w.shape[-1]
+        pad, one = [ks // 2] * 2, [1, 1]
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_b = need_b and ctx.has_bias
+        g_all = gy.contiguous(memory_format=ctx.fmt)
+        gx = torch.empty(x.shape, dtype=x.dtype, memory_format=ctx.fmt).zero_() if need_x else None
+        gw = torch.empty_like(w) if need_w else None
+        gb = x.new_empty(n, cout) if need_b else None
+        wt = w.flip(-2, -1).transpose(1, 2).contiguous() if need_x else None  # (n, cin, cout, ks, ks)
+        for i in range(n):
+            g = g_all[i:i + 1]
+            if ctx.relu:
+                g = g * (y[i:i + 1] > 0)
+            elif ctx.scale != 1.0:
+                g = g * ctx.scale
+            if need_w or need_b:
+                _, gwi, gbi = torch.ops.aten.convolution_backward(g, x[i:i + 1], w[i], [cout] if need_b else None,
+                                                                  one, pad, one, False, [0, 0], 1,
+                                                                  [False, need_w, need_b])
+                if need_w:
+                    gw[i].copy_(gwi)
+                if need_b:
+                    gb[i].copy_(gbi)
+            if need_x:
+                torch.ops.mkldnn._convolution_pointwise_.binary(gx[i:i + 1], g, wt[i], None, pad, one, one, 1, "add",
+                                                                1.0, None, [], "")
+        return gx, gw, gb, (gy if ctx.has_res else None), None, None
+
+
 def _grouped_conv(x: torch.Tensor, w: torch.Tensor, b, padding: int) -> torch.Tensor:
     """The batch as one grouped conv with groups = batch (the former formulation): the traced form (TorchScript /
     ONNX export and fvcore count a plain conv; a custom autograd Function does not trace), the benchmark's and the
@@ -270,7 +368,11 @@ def global_mean(x: torch.Tensor) -> torch.Tensor:
 
 def _image_conv(x: torch.Tensor, w: torch.Tensor, b, res, relu: bool, scale: float) -> torch.Tensor:
     """Per-image convs, x (n, cin, h, w) with w (n, cout, cin, ks, ks) and b (n, cout), then ReLU or res + scale *
-    (.): :class:`_ImageConv`. (Traced, the block runs the grouped conv itself: see ``NSRResBlockModule.forward``.)"""
+    (.): :class:`_OneDnnImageConv` where oneDNN runs and the images are big enough (:func:`_onednn`), else
+    :class:`_ImageConv`. (Traced, the block
+    runs the grouped conv itself: see ``NSRResBlockModule.forward``.)"""
+    if _onednn(x, w.shape[2], w.shape[1]):
+        return _OneDnnImageConv.apply(x, w, b, res, relu, scale)
     return _ImageConv.apply(x, w, b, res, relu, scale)
 
 class NSRResBlockModule(nn.Module):
@@ -379,7 +481,7 @@ class NSRResBlockModule(nn.Module):
                 y = F.conv2d(y.reshape(1, b * self.g, h, w), w2, b2, padding=self.ks // 2, groups=b).view(b, c, h, w)
                 scale = float(self.branch_scale)
                 return x + (y * scale if scale != 1.0 else y)
-            # Every image has its own aggregated kernels: per-image GEMM convs (_image_conv), ReLU fused into conv1
+            # Every image has its own aggregated kernels: per-image convs (_image_conv), ReLU fused into conv1
             # and the residual addition into conv2.
             y = _image_conv(x, w1.view(b, self.g, c, self.ks, self.ks), None if b1 is None else b1.view(b, -1),
                                  None, True, 1.0)
@@ -602,8 +704,8 @@ class NSRResBlock(SameChannels, Block):
                                    "symbolic one (nsr_dn_sparse_plus), so the ONNX file is for batch 1")
 
     def export(self, ctx) -> str:
-        for helper in (traced, _mlp, _stacked, _geometry, _taps, _chunk, _conv_grid, _wchunk, _ImageConv,
-                       _image_conv, _GlobalMean, global_mean):
+        for helper in (traced, _mlp, _stacked, _geometry, _taps, _chunk, _conv_grid, _wchunk, _ImageConv, _onednn,
+                       _onednn_runs, _OneDnnImageConv, _image_conv, _GlobalMean, global_mean):
             ctx.need(helper)
         return f"{ctx.need(NSRResBlockModule)}({self.namespace('group_width')})"
 
