@@ -155,6 +155,7 @@ def bench_case(kind: str, batch: int, mode: str, rounds: int, warmup: int, with_
 
 
 def main() -> None:
+    global SIZE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="batch 32 only, 2 rounds, no old formulation")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per case (default 3; batch 100: 2)")
@@ -163,15 +164,18 @@ def main() -> None:
     parser.add_argument("--no-old", action="store_true", help="skip the former grouped-conv formulation")
     parser.add_argument("--gemm", action="store_true", help="also time the per-image GEMM form (oneDNN off), which "
                                                                  "oneDNN's per-image convs replaced on CPUs")
+    parser.add_argument("--size", type=int, default=64, help="image side (the paper's: 64); smaller for a smoke run")
+    parser.add_argument("--batch", type=int, default=None, help="one batch size instead of 100 and 32 (quick: 32)")
     parser.add_argument("--malloc", choices=("kept", "default"), default="kept",
                         help="kept (default): glibc keeps freed memory, as every archsearch CLI process sets it "
                              "(archsearch/allocator.py), for every model alike; default: glibc's defaults")
     args = parser.parse_args()
+    SIZE = args.size
     torch.set_num_threads(args.threads)
     allocator = "kept, as the CLI" if args.malloc == "kept" and keep_freed_memory() else "glibc defaults"
     print(f"archsearch {archsearch.__version__}, torch {torch.__version__}, python {platform.python_version()}, "
           f"{args.threads} threads, CPU: {_cpu_name()}, freed memory: {allocator}")
-    batches = [32] if args.quick else [100, 32]
+    batches = [args.batch] if args.batch else [32] if args.quick else [100, 32]
     with_old = not (args.quick or args.no_old)
     checks = []
     t_start = time.perf_counter()

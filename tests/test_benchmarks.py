@@ -37,6 +37,15 @@ def test_bench_throughput_times_and_checks_parity():
     assert lines["nsr_dn_sparse_minus default"].endswith("(auto keeps NCHW: same run)")
 
 
+def test_bench_nsr_sparse_times_both_forms_and_checks_its_targets():
+    """NSR's Fig. 5 benchmark at a toy size: every case, the GEMM form beside the chosen one, the target lines."""
+    out = _bench("benchmarks/bench_nsr_sparse.py", "--quick", "--gemm", "--size", "12", "--batch", "2",
+                 "--rounds", "1", "--warmup", "0")
+    assert "freed memory: kept, as the CLI" in out and out.count("gemm ms") == 4, out
+    assert "one residual block, batch 2, training step (64 ch, 12x12" in out
+    assert "targets pass against the NCHW dense" in out and "targets pass against the best dense" in out
+
+
 def test_bench_seed_noise_runs_its_variants(tmp_path):
     out = _bench("benchmarks/bench_seed_noise.py", "studies/xunit_budget.yaml", "--profile", "smoke", "--variants",
                  "base", "ema", "--out", str(tmp_path))
