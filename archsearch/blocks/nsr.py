@@ -275,7 +275,7 @@ class _OneDnnImageConv(torch.autograd.Function):
         pad, one = [ks // 2] * 2, [1, 1]
         fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
             else torch.contiguous_format
-        x = x.contiguous(memory_format=fmt)
+        x, w = x.contiguous(memory_format=fmt), w.contiguous()
         fused = relu or (res is not None and scale == 1.0)
         if fused:  # y = ReLU(0 + conv) or res + conv, each image's conv adding into its slice of y
             y = torch.empty(n, cout, h, wd, dtype=x.dtype, memory_format=fmt).zero_() if relu \
@@ -369,8 +369,7 @@ def global_mean(x: torch.Tensor) -> torch.Tensor:
 def _image_conv(x: torch.Tensor, w: torch.Tensor, b, res, relu: bool, scale: float) -> torch.Tensor:
     """Per-image convs, x (n, cin, h, w) with w (n, cout, cin, ks, ks) and b (n, cout), then ReLU or res + scale *
     (.): :class:`_OneDnnImageConv` where oneDNN runs and the images are big enough (:func:`_onednn`), else
-    :class:`_ImageConv`. (Traced, the block
-    runs the grouped conv itself: see ``NSRResBlockModule.forward``.)"""
+    :class:`_ImageConv`. (Traced, the block runs the grouped conv itself: see ``NSRResBlockModule.forward``.)"""
     if _onednn(x, w.shape[2], w.shape[1]):
         return _OneDnnImageConv.apply(x, w, b, res, relu, scale)
     return _ImageConv.apply(x, w, b, res, relu, scale)
