@@ -9,7 +9,13 @@ thresholds below a warm process faults almost none. PyTorch's own CPU performanc
 idea in the form of jemalloc / tcmalloc.
 
 :func:`keep_freed_memory` raises glibc's mmap threshold to its maximum (32 MiB: blocks below it come from the
-heap and are reused) and its trim threshold to 1 GiB (the heap keeps up to that much free memory), and makes
+heap and are reused), turns mmap off for larger blocks too (``M_MMAP_MAX`` 0; the threshold cannot go above 32 MiB,
+and an activation of 64 channels is that big from 362 x 362 pixels, or batch 32 x 64 x 64, so every such tensor was
+mapped and faulted in afresh each pass: DnCNN-S's forward pass on a 481 x 321 BSD68-sized image took 2.0-2.5 s with
+763,000 page faults, 1.0-1.1 s with 6,500 without; a residual block's training step at 64 channels, batch 32 x 64 x
+64, 449-475 ms -> 354-362 ms (dense, NHWC) and 164-204 -> 133-164 ms (NSR, k = 4); 2-core EPYC, 2026-12-07, one
+process per setting, alternating; LIDIA's forward pass unchanged, 4.4-5.0 s either way), and its trim threshold to
+1 GiB (the heap keeps up to that much free memory), and makes
 every thread allocate from that one heap (``M_ARENA_MAX`` 1): a thread other than the main one otherwise gets an
 arena of its own, made of 64 MiB mappings that glibc shrinks back to the OS whatever the trim threshold, so
 threads that allocate -- LIDIA's chunks on two threads (``blocks/lidia.py`` ``_map_chunks``) -- faulted
@@ -28,9 +34,10 @@ import ctypes
 import ctypes.util
 import os
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -3, -4, -8
 MMAP_THRESHOLD = 32 << 20  # glibc's maximum on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
 TRIM_THRESHOLD = 1 << 30
+MMAP_MAX = 0  # no block is mapped on its own: those of 32 MiB and more come from the heap and are reused too
 ARENA_MAX = 1  # every thread allocates from the main heap, the one the trim threshold keeps
 _done: bool | None = None
 
@@ -51,5 +58,5 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     _done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)) \
-        and bool(mallopt(_M_ARENA_MAX, ARENA_MAX))
+        and bool(mallopt(_M_MMAP_MAX, MMAP_MAX)) and bool(mallopt(_M_ARENA_MAX, ARENA_MAX))
     return _done

@@ -263,8 +263,8 @@ class _OneDnnImageConv(torch.autograd.Function):
     image; the input gradient as the forward convolution of the (ReLU-masked) output gradient with the flipped,
     transposed kernels, added in place into the batch's input gradient (stride 1, padding ks // 2: a transposed conv
     is that conv). Against the GEMM form on a 2-core AVX-512 EPYC (2026-12-07, ``bench_nsr_sparse.py --quick --gemm``:
-    one NSR block's training step, batch 32, 64 ch, 64 x 64, interleaved): same size k = 4 321 -> 187 ms, k = 8
-    235 -> 160 ms, same FLOPs 1.7-1.8x; the GEMM form's narrow (c / k rows) matrix products ran at ~40 GMAC/s where
+    one NSR block's training step, batch 32, 64 ch, 64 x 64, interleaved): same size k = 4 284 -> 155 ms, k = 8
+    215 -> 136 ms, same FLOPs 1.8-2.0x; the GEMM form's narrow (c / k rows) matrix products ran at ~40 GMAC/s where
     oneDNN's direct kernels reach 45-85. Same function, same MACs; float sums in another order (tests: equal to
     the grouped conv within 1e-5)."""
 
