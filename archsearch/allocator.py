@@ -12,7 +12,9 @@ idea in the form of jemalloc / tcmalloc.
 heap and are reused), turns mmap off for larger blocks too (``M_MMAP_MAX`` 0; the threshold cannot go above 32 MiB,
 and an activation of 64 channels is that big from 362 x 362 pixels, or batch 32 x 64 x 64, so every such tensor was
 mapped and faulted in afresh each pass: DnCNN-S's forward pass on a 481 x 321 BSD68-sized image took 2.0-2.5 s with
-763,000 page faults, 1.0-1.1 s with 6,500 without; a residual block's training step at 64 channels, batch 32 x 64 x
+763,000 page faults, 1.0-1.1 s with 6,500 without; DnCNN-S evaluated on all of BSD68 (the authors' protocol, 29.243 dB
+each time) 135 s (111 s of it system time, 48 million faults) with mmap on, 67 s (0.3 s, 75,000) with it off, 146 s
+with glibc's defaults; a residual block's training step at 64 channels, batch 32 x 64 x
 64, 449-475 ms -> 354-362 ms (dense, NHWC) and 164-204 -> 133-164 ms (NSR, k = 4); 2-core EPYC, 2026-12-07, one
 process per setting, alternating; LIDIA's forward pass unchanged, 4.4-5.0 s either way), and its trim threshold to
 1 GiB (the heap keeps up to that much free memory), and makes
