@@ -11,7 +11,9 @@ default thread count), fed the same patch batches (archsearch's seeded sampler, 
 :func:`~archsearch.training.train` prepares it, under the trainer's deterministic mode -- with the default
 throughput settings (``channels_last: auto``: NHWC except for NSR models), and with ``compile: true`` where asked
 (``--compile``; the compile time is the warm-up's). Step times are medians of chunks of steps, the peer and
-archsearch interleaved in one run, so machine load affects both alike.
+archsearch interleaved in one run, so machine load affects both alike; the conv peak ("of peak") is timed between
+those chunks too. Freed memory is kept as every CLI process keeps it (``archsearch.allocator``), for both loops
+(``--malloc default``: glibc's defaults).
 **Parity**: a 1,000-step run of each model with the default settings vs the same run in fp32 NCHW
 (``channels_last: false``); the final validation PSNR (full embedded validation images) must agree within
 0.05 dB.
