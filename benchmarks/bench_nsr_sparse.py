@@ -14,7 +14,7 @@ Here, for {one conv layer, one residual block} x {batch 100, batch 32} x {forwar
   MLP, softmax, kernel aggregation, then the conv -- 64 -> 64 / k channels same size, 64 -> 64 same FLOPs); block:
   the whole NSR block;
 * each NSR model twice: ``new`` (the block's forward: per-image convs, ``nsr._image_conv`` -- oneDNN's per image
-  here, the GEMM form with oneDNN off) and ``old`` (the
+  where ``nsr._onednn``'s size rule says so, else the GEMM form) and ``old`` (the
   former grouped conv with groups = batch, ``nsr._grouped_conv`` / ``nsr._grouped_forward``).
 
 Training step: forward, mean squared error against a fixed target (made per model before the timing), backward (the input requires grad, as inside
@@ -162,8 +162,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-old", action="store_true", help="skip the former grouped-conv formulation")
-    parser.add_argument("--gemm", action="store_true", help="also time the per-image GEMM form (oneDNN off), which "
-                                                                 "oneDNN's per-image convs replaced on CPUs")
+    parser.add_argument("--gemm", action="store_true", help="also time the per-image GEMM form (nsr._ImageConv), which "
+                                                                 "runs below nsr._onednn's size rule")
     parser.add_argument("--size", type=int, default=64, help="image side (the paper's: 64); smaller for a smoke run")
     parser.add_argument("--batch", type=int, default=None, help="one batch size instead of 100 and 32 (quick: 32)")
     parser.add_argument("--malloc", choices=("kept", "default"), default="kept",
