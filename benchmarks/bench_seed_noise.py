@@ -13,12 +13,14 @@ trial wall time. Variants (``--variants``):
   validation and the result; no extra steps;
 * ``batch16`` -- batch 16 at half the steps (the same number of training patches; a larger batch averages
   gradient noise);
-* ``ema_batch16`` -- both.
+* ``ema_batch16`` -- both;
+* ``lr2x`` -- twice the study's learning rate (the same cosine schedule to 0): a design still rising at the end
+  spreads with how far each seed got, and a faster start may leave less of that.
 
 The ratio line compares each variant's pooled paired sd and wall time with ``base``'s, in this one run.
 
     python benchmarks/bench_seed_noise.py studies/xunit_budget.yaml [--profile P] [--variants base ema]
-        [--steps N] [--out DIR]
+        [--steps N] [--seeds N] [--out DIR]
 """
 
 from __future__ import annotations
@@ -44,18 +46,26 @@ VARIANTS = {
     "ema": {"ema": 0.999},
     "batch16": {"batch_size": 16, "_steps_factor": 0.5},
     "ema_batch16": {"ema": 0.999, "batch_size": 16, "_steps_factor": 0.5},
+    "lr2x": {"_lr_factor": 2.0},
 }
 
 
-def variant_file(study_file: Path, profile: str | None, name: str, out: Path, steps: int | None) -> Path:
+def variant_file(study_file: Path, profile: str | None, name: str, out: Path, steps: int | None,
+                 seeds: int | None = None) -> Path:
     """The study file with the variant's training overrides (on the profile's training settings when a profile is
-    named) and its own output folder, written under ``out``."""
+    named) and its own output folder, written under ``out``; with ``seeds``, the first N seeds of the study and no
+    sequential stages (every variant trains the same seeds, whatever its claims decide)."""
     body = yaml.safe_load(study_file.read_text())
     body["search_space"] = str((study_file.parent / body["search_space"]).resolve())
     own = body if not profile else body["profiles"][profile]
+    if seeds:
+        own["seeds"] = list(own.get("seeds") or body["seeds"])[:seeds]
+        own["sequential"] = None
     training = {**body.get("training", {}), **(own.get("training") or {})}  # what the run will use
     over = dict(VARIANTS[name])
     factor = over.pop("_steps_factor", 1.0)
+    if "_lr_factor" in over:
+        over["lr"] = float(training.get("lr", 1e-3)) * over.pop("_lr_factor")
     if steps:
         training["steps"], training["val_every"] = steps, max(1, steps // 6)
     training["steps"] = max(1, int(training.get("steps", 1000) * factor))
@@ -93,13 +103,14 @@ def main(argv=None) -> int:
     p.add_argument("--profile", default=None)
     p.add_argument("--variants", nargs="+", default=["base", "ema"], choices=sorted(VARIANTS))
     p.add_argument("--steps", type=int, default=None, help="override the study's steps (base; variants scale it)")
+    p.add_argument("--seeds", type=int, default=None, help="train the study's first N seeds, no sequential stages")
     p.add_argument("--out", type=Path, default=None, help="folder for the variants' runs (default: a temp folder)")
     args = p.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="seed_noise_"))
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for name in args.variants:
-        path = variant_file(args.study, args.profile, name, out, args.steps)
+        path = variant_file(args.study, args.profile, name, out, args.steps, args.seeds)
         print(f"[{name}] {path}", flush=True)
         results[name] = r = measure(path, args.profile)
         print(f"[{name}] {r['status']}: pooled paired sd {r['sd']:.4f} dB ({r['df']} df, {r['points']} points x "
