@@ -19,8 +19,14 @@ trial wall time. Variants (``--variants``):
 
 The ratio line compares each variant's pooled paired sd and wall time with ``base``'s, in this one run.
 
+``--precise-bn N`` also re-scores every finished trial of each variant with its BatchNorm statistics re-estimated
+("precise BN": the running means and variances reset, then averaged over N training batches with the final
+weights, no gradient; Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021) -- the running statistics of the last
+~10 small batches are an estimate too, and this tells whether their noise is part of the seed spread. Evaluation
+only: nothing trained changes.
+
     python benchmarks/bench_seed_noise.py studies/xunit_budget.yaml [--profile P] [--variants base ema]
-        [--steps N] [--seeds N] [--out DIR]
+        [--steps N] [--seeds N] [--precise-bn N] [--out DIR]
 """
 
 from __future__ import annotations
@@ -97,6 +103,49 @@ def measure(path: Path, profile: str | None) -> dict:
             "psnr": {lab: sorted(d.items()) for lab, d in sorted(pts.per_seed.items())}}
 
 
+def precise_bn(path: Path, profile: str | None, batches: int) -> tuple[float, int, int]:
+    """The variant's pooled paired sd with every trial re-scored after re-estimating its BatchNorm statistics over
+    ``batches`` training batches (the study's patch size and batch size, a fixed sampler seed); and how many
+    trials were re-scored and how many of them had a BatchNorm layer."""
+    import torch
+    from safetensors.torch import load_file
+
+    from archsearch.builder import build
+    from archsearch.evaluate import evaluate
+    from archsearch.spec import GraphSpec
+    from archsearch.study.images import study_data
+    from archsearch.study.ledger import open_study
+    from archsearch.training import PatchSampler
+
+    study = load_study(path, profile)
+    task, train_images, _val, test_images = study_data(study)
+    per_seed: dict[str, dict[int, float]] = {}
+    n = with_bn = 0
+    for t in open_study(study, create=False).trials:
+        ua = t.user_attrs
+        if t.state.name != "COMPLETE" or "checkpoint" not in ua:
+            continue
+        model = build(GraphSpec.from_file(study.output_path(ua["spec_path"])))
+        model.load_state_dict(load_file(study.output_path(ua["checkpoint"])))
+        bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        with torch.no_grad():
+            if bns:
+                for m in bns:
+                    m.reset_running_stats()
+                    m.momentum = None  # a cumulative average over the batches below
+                model.train()
+                sampler = PatchSampler(task, train_images, study.train.patch_size, seed=1234)
+                for _ in range(batches):
+                    model(sampler.batch(study.train.batch_size)[0])
+            model.eval()
+            psnr = evaluate(model, task, test_images, seed=0, draws=study.config.data.test_draws,
+                            protocol=study.config.data.protocol).psnr
+        per_seed.setdefault(ua["label"], {})[ua["seed"]] = psnr
+        n, with_bn = n + 1, with_bn + bool(bns)
+    sd, _dof = pooled_paired_sd(per_seed)
+    return sd, n, with_bn
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("study", type=Path)
@@ -104,6 +153,8 @@ def main(argv=None) -> int:
     p.add_argument("--variants", nargs="+", default=["base", "ema"], choices=sorted(VARIANTS))
     p.add_argument("--steps", type=int, default=None, help="override the study's steps (base; variants scale it)")
     p.add_argument("--seeds", type=int, default=None, help="train the study's first N seeds, no sequential stages")
+    p.add_argument("--precise-bn", type=int, default=0, metavar="N",
+                   help="also re-score each trial with BatchNorm statistics re-estimated over N training batches")
     p.add_argument("--out", type=Path, default=None, help="folder for the variants' runs (default: a temp folder)")
     args = p.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="seed_noise_"))
@@ -118,6 +169,11 @@ def main(argv=None) -> int:
               f"{r['trial_s']:.0f} s", flush=True)
         for lab, vals in r["psnr"].items():
             print(f"    {lab}: " + ", ".join(f"seed {s} {v:.3f}" for s, v in vals))
+        if args.precise_bn:
+            sd, n, with_bn = precise_bn(path, args.profile, args.precise_bn)
+            ratio = f" (x{sd / r['sd']:.2f} of the running statistics')" if r["sd"] else ""
+            print(f"[{name}] precise BN ({args.precise_bn} batches; {with_bn} of {n} trials have BatchNorm): pooled "
+                  f"paired sd {sd:.4f} dB{ratio}", flush=True)
     base = results.get("base")
     if base and base["sd"] > 0:
         for name, r in results.items():

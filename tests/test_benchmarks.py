@@ -48,8 +48,9 @@ def test_bench_nsr_sparse_times_both_forms_and_checks_its_targets():
 
 def test_bench_seed_noise_runs_its_variants(tmp_path):
     out = _bench("benchmarks/bench_seed_noise.py", "studies/xunit_budget.yaml", "--profile", "smoke", "--variants",
-                 "base", "ema", "--out", str(tmp_path))
+                 "base", "ema", "--precise-bn", "2", "--out", str(tmp_path))
     assert "[base] complete: pooled paired sd" in out and "[ema] complete: pooled paired sd" in out, out
+    assert "[base] precise BN (2 batches; 2 of 2 trials have BatchNorm)" in out, out  # the ConvNet and the xNet
     ema = (tmp_path / "ema.yaml").read_text()
     assert "ema: 0.999" in ema and str(tmp_path / "ema") in ema
 
