@@ -267,8 +267,8 @@ def main(argv: list[str] | None = None) -> None:
         rungs, why = args.rungs, "given"
     elif study.config.pruning and study.config.pruning.rungs:
         rungs, why = list(study.config.pruning.rungs), "the study's pruning rungs"
-    elif fid is not None and fid.reliable_from is not None:
-        rungs = [s for s in vals if fid.reliable_from <= s < steps]
+    elif fid is not None and fid.rungs():
+        rungs = list(fid.rungs())
         why = f"the validation steps from {fid.reliable_from}, where the diagnostics say the ranking holds"
     else:
         rungs, why = [s for s in vals if steps / 3 <= s < steps], "the validation steps from a third of the run"

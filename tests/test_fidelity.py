@@ -4,6 +4,7 @@ report's figure and line -- on synthetic ledgers whose answers are known."""
 
 from __future__ import annotations
 
+import html
 import math
 
 import pytest
@@ -40,6 +41,23 @@ def test_ranking_reliable_from_the_first_step_that_stays_right(tmp_path):
     assert second.rho == pytest.approx(1.0) and second.per_seed == {0: pytest.approx(1.0), 1: pytest.approx(1.0)}
     assert fid.reliable_from == 200
     assert "reliable from step 200 (67% of the run" in fid.text()
+    # the rungs that follow: the reliable validation steps before the last (a rung at the last step stops nothing)
+    assert fid.rungs() == (200,) and "`pruning: {rungs: [200]}`" in fid.text()
+
+
+def test_the_figure_wraps_its_long_line_instead_of_cutting_it(tmp_path):
+    """The fidelity line (with its rungs) is longer than a figure is wide: the interactive figure's title carries
+    all of it, in lines no longer than 170 characters."""
+    pytest.importorskip("plotly")
+    from archsearch.report.figures import fig_fidelity, to_plotly
+
+    study, ostudy = _ledger(tmp_path, dict(zip(TESTS, reversed(list(TESTS.values())))))
+    fid = fidelity_ranks(ledger_frame(study, ostudy))
+    assert len(fid.text()) > 300
+    title = to_plotly(fig_fidelity(fid)).layout.title.text
+    lines = [html.unescape(part.removesuffix("</sup>")) for part in title.split("<br><sup>")[1:]]
+    assert len(lines) >= 2 and max(map(len, lines)) <= 170
+    assert " ".join(lines) == " ".join(fid.text().split())
 
 
 def test_a_ranking_that_breaks_late_is_never_reliable(tmp_path):
@@ -53,6 +71,7 @@ def test_a_ranking_that_breaks_late_is_never_reliable(tmp_path):
     fid = fidelity_ranks(ledger_frame(study, ostudy))
     assert fid.steps[0].rho == pytest.approx(1.0) and fid.steps[1].rho == pytest.approx(-1.0)
     assert fid.reliable_from is None and "no rung of a pruner is safe" in fid.text()
+    assert fid.rungs() == () and "pruning:" not in fid.text()
 
 
 def test_degenerate_seeds_and_too_few_points_are_left_out(tmp_path):

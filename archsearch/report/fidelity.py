@@ -50,8 +50,16 @@ class Fidelity:
     reliable_from: int | None
     last_step: int
 
+    def rungs(self) -> tuple[int, ...]:
+        """The validation steps from the reliable one to before the last: rungs for ``pruning:`` (empty when the
+        ranking is never reliable)."""
+        if self.reliable_from is None:
+            return ()
+        return tuple(r.step for r in self.steps if self.reliable_from <= r.step < self.last_step)
+
     def text(self) -> str:
-        """One line: from which step the ranking is reliable, and the rho at the earliest steps."""
+        """One line: from which step the ranking is reliable (and the rungs that follows), the rho at the earliest
+        steps."""
         first = ", ".join(f"step {r.step}: rho {r.rho:+.2f} [{r.low:+.2f}, {r.high:+.2f}]" for r in self.steps[:3]
                           if math.isfinite(r.rho))
         n = max((r.n for r in self.steps), default=0)
@@ -63,7 +71,7 @@ class Fidelity:
             frac = self.reliable_from / self.last_step if self.last_step else math.nan
             head = (f"ranking fidelity: reliable from step {self.reliable_from} ({frac:.0%} of the run; pooled "
                     f"Spearman rho >= {RELIABLE_RHO} there and at every later step, {n} design points): a pruner's "
-                    "first rung belongs there or later")
+                    f"first rung belongs there or later (e.g. `pruning: {{rungs: {list(self.rungs())}}}`)")
         last = self.steps[-1] if self.steps else None
         ceiling = (f"; at the last step, {last.step}, rho {last.rho:+.2f}: the ceiling (the validation images rank "
                    "the trained designs this way against the test images)"

@@ -317,9 +317,10 @@ def to_plotly(fig: FigureData):
                           annotation_position="bottom right")
         out.update_xaxes(title_text=fig.xlabel, type="log" if fig.xlog else "linear")
         out.update_yaxes(title_text=fig.ylabel)
-    title = fig.title + "".join(f"<br><sup>{html.escape(c)}</sup>" for c in fig.claims)
-    out.update_layout(title={"text": title}, template="plotly_white", height=480 + 18 * len(fig.claims),
-                      margin={"l": 70, "r": 30, "t": 60 + 18 * len(fig.claims), "b": 90 if fig.note else 60})
+    lines = [line for c in fig.claims for line in textwrap.wrap(c, 170)]  # a long claim never runs off the page
+    title = fig.title + "".join(f"<br><sup>{html.escape(line)}</sup>" for line in lines)
+    out.update_layout(title={"text": title}, template="plotly_white", height=480 + 18 * len(lines),
+                      margin={"l": 70, "r": 30, "t": 60 + 18 * len(lines), "b": 90 if fig.note else 60})
     if fig.note:
         out.add_annotation(text=html.escape(fig.note), xref="paper", yref="paper", x=0, y=-0.22, showarrow=False,
                            font={"size": 10, "color": "#666"}, xanchor="left")
@@ -393,7 +394,8 @@ def to_png(fig: FigureData, path: str | Path, dpi: int = 130) -> Path:
         ax.margins(x=0.08, y=0.12)
     ax.set_xlabel(fig.xlabel, fontsize=9)
     ax.set_ylabel(fig.ylabel, fontsize=9)
-    ax.set_title("\n".join([fig.title, *fig.claims]), fontsize=10 if not fig.claims else 8)
+    claims = [line for c in fig.claims for line in textwrap.wrap(c, 115)]  # never cut at the figure's edge
+    ax.set_title("\n".join([fig.title, *claims]), fontsize=10 if not fig.claims else 8)
     note = "\n".join(textwrap.wrap(fig.note, 125)) if fig.note else ""  # never cut at the figure's edge
     if note:
         mfig.text(0.01, 0.01, note, fontsize=6.5, color="0.35")
