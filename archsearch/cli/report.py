@@ -104,6 +104,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"  not shown: {s}")
     if report.fidelity is not None:
         print(report.fidelity.text())
+    if report.seed_noise is not None:
+        print(report.seed_noise.text())
     for p in report.claim_files:
         print(f"wrote {p}")
     for v in report.verdicts:

@@ -29,7 +29,7 @@ from .figures import (
     to_png,
 )
 from .tables import design_points, memnet_grid, nsr_table, param_importances
-from .verdicts import study_verdicts, write_verdicts
+from .verdicts import seed_noise, study_verdicts, write_verdicts
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -46,6 +46,7 @@ class Report:
     verdicts: list = field(default_factory=list)  # the claims' verdicts (archsearch.claims.Verdict)
     claim_files: list = field(default_factory=list)  # claims.csv, claims.json
     fidelity: Any = None  # the ranking fidelity (archsearch.report.fidelity.Fidelity), where there are curves
+    seed_noise: Any = None  # the pooled paired sd (archsearch.report.verdicts.SeedNoise), where seeds pair up
 
 
 def _cli_args(study) -> str:
@@ -198,6 +199,9 @@ def write_report(study, ostudy=None, out_dir: str | Path | None = None, *, png: 
     figs, skipped, tables = build_figures(study, df, ostudy, verdicts)
     n_complete = int(df["state"].isin(["COMPLETE", "DEGENERATE"]).sum())  # degenerate trials are finished too
     parts = [_header(study, ostudy, df)]
+    noise = seed_noise(df, study.config.replicates)
+    if noise is not None:
+        parts.append(f"<p class='muted'>{html.escape(noise.text())}</p>")
     if verdicts:
         parts.append(claims_html(verdicts))
     pngs: list[Path] = []
@@ -241,7 +245,7 @@ def write_report(study, ostudy=None, out_dir: str | Path | None = None, *, png: 
             + "\n".join(parts) + "</body></html>")
     path = out / "report.html"
     write_text(path, page)  # whole or not at all: a kill or a full disk keeps the previous page
-    return Report(path, pngs, df, figs, n_complete, skipped, verdicts, claim_files, tables.get("fidelity"))
+    return Report(path, pngs, df, figs, n_complete, skipped, verdicts, claim_files, tables.get("fidelity"), noise)
 
 
 def _fidelity_html(fid) -> str:

@@ -19,7 +19,7 @@ from ..study.loader import load_study
 from ..study.plan import plan_study
 from ..study.results import ledger_frame
 from .stages import TRAIN_MAC_FACTOR, stage_costs, stage_text, training_macs
-from .verdicts import study_verdicts
+from .verdicts import seed_noise, study_verdicts
 
 
 def run_record(ostudy, df) -> dict[str, Any]:
@@ -60,6 +60,12 @@ def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _noise_text(df, replicates: str) -> str:
+    noise = seed_noise(df, replicates)
+    return (f" Pooled paired sd: {noise.sd:.3f} dB ({noise.dof} df over {noise.pairs} pairs of points; every "
+            "comparison's sd floor)." if noise is not None else "")
+
+
 def study_section(path: str | Path, profile: str | None) -> str:
     """One study's section of the page (or a line saying why there is nothing to show)."""
     try:
@@ -90,7 +96,7 @@ def study_section(path: str | Path, profile: str | None) -> str:
     lines = [*head, f"Profile `{study.profile}` -- {scale}. Trials: "
              + (", ".join(f"{v} {k.lower()}" for k, v in counts.items()) or "none")
              + f". Seeds: {', '.join(str(s) for s in c.seeds)}. Test set: {_test_set(study)}. Wall time: "
-             f"{rec['wall']}. Machine: {rec['machine']}.",
+             f"{rec['wall']}. Machine: {rec['machine']}." + _noise_text(df, c.replicates),
              ""]
     if c.replicates == "images":
         lines += [f"**Method in this study:** the replicates are the test images, not seeds: {IMAGE_METHOD}. Test "

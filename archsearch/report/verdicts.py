@@ -9,12 +9,13 @@ import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_open, write_text
 from ..claims import METHOD, RULES, Verdict, evaluate_claims
-from ..claims.stats import stage_levels
+from ..claims.stats import pooled_paired_sd, stage_levels
 from ..claims.verdicts import power_advice
 from ..errors import ArchsearchError
 from ..evaluate import rows_by_image
@@ -109,6 +110,34 @@ def study_verdicts(study, ostudy=None, df=None) -> list[Verdict]:
     if study.config.sequential is not None:
         return staged_verdicts(study, pts, scale)
     return _evaluate(study, pts, scale)
+
+
+@dataclass(frozen=True)
+class SeedNoise:
+    """A study's seed noise as its verdicts use it: the pooled paired sd over every pair of design points sharing
+    at least 2 seeds (the floor of every comparison's sd), its degrees of freedom and the number of pairs."""
+
+    sd: float
+    dof: int
+    pairs: int
+
+    def text(self) -> str:
+        return (f"seed noise: pooled paired sd {self.sd:.4f} dB ({self.dof} df over {self.pairs} pairs of design "
+                "points sharing >= 2 seeds; a claim's sd is floored at it; benchmarks/bench_seed_noise.py measures "
+                "what lowers it)")
+
+
+def seed_noise(df, replicates: str = "seeds") -> SeedNoise | None:
+    """The study's :class:`SeedNoise` from its ledger frame; None where the replicates are images or no two design
+    points share 2 seeds."""
+    if replicates != "seeds":
+        return None
+    per_seed = ledger_points(df).per_seed
+    sd, dof = pooled_paired_sd(per_seed)
+    if not dof:
+        return None
+    pairs = sum(len(set(per_seed[a]) & set(per_seed[b])) >= 2 for a, b in combinations(sorted(per_seed), 2))
+    return SeedNoise(sd, dof, pairs)
 
 
 def _evaluate(study, pts: LedgerPoints, scale: str, **kw) -> list[Verdict]:
