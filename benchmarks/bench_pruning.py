@@ -133,40 +133,35 @@ def replay_optuna(kind: str, order, runs, steps: int, every: int, search: bool =
     spent: dict[str, dict[int, int]] = {}
     notes = []
     for point in order:
-        if search:
-            (first, (curve, _)), *rest = sorted(runs[point].items())
-            trial = ostudy.ask()
-            stopped = next((step for step in sorted(curve) if step < steps and _report(trial, curve[step], step)),
-                           None)
-            if stopped is None:  # the trial's value: its seeds' mean test PSNR
-                ostudy.tell(trial, sum(p for _, p in runs[point].values()) / len(runs[point]))
-                spent[point] = {s: steps for s in runs[point]}
-            else:
-                ostudy.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                spent[point] = {first: stopped, **{s: 0 for s, _ in rest}}
+        seeds = sorted(runs[point].items())
+        if search:  # one trial: its first seed's curve; its value, the seeds' mean test PSNR
+            (first, (curve, _)), *rest = seeds
+            stopped = _optuna_trial(ostudy, curve, steps, sum(p for _, p in runs[point].values()) / len(seeds))
+            spent[point] = ({s: steps for s, _ in seeds} if stopped is None
+                            else {first: stopped, **{s: 0 for s, _ in rest}})
+            if stopped is not None:
                 notes.append(f"{point} at {stopped}")
             continue
-        for seed, (curve, psnr) in sorted(runs[point].items()):
-            trial = ostudy.ask()
-            stopped = None
-            for step in sorted(curve):
-                trial.report(curve[step], step)
-                if step < steps and trial.should_prune():
-                    stopped = step
-                    break
-            if stopped is None:
-                ostudy.tell(trial, psnr)
-                spent.setdefault(point, {})[seed] = steps
-            else:
-                ostudy.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                spent.setdefault(point, {})[seed] = stopped
+        for seed, (curve, psnr) in seeds:
+            stopped = _optuna_trial(ostudy, curve, steps, psnr)
+            spent.setdefault(point, {})[seed] = steps if stopped is None else stopped
+            if stopped is not None:
                 notes.append(f"{point} seed {seed} at {stopped}")
     return spent, notes
 
 
-def _report(trial, value: float, step: int) -> bool:
-    trial.report(value, step)
-    return trial.should_prune()
+def _optuna_trial(ostudy, curve: dict[int, float], steps: int, value: float) -> int | None:
+    """One Optuna trial fed ``curve``: the step its pruner stopped it at (told PRUNED), or None (told ``value``)."""
+    import optuna
+
+    trial = ostudy.ask()
+    for step in sorted(curve):
+        trial.report(curve[step], step)
+        if step < steps and trial.should_prune():
+            ostudy.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return step
+    ostudy.tell(trial, value)
+    return None
 
 
 def replay_paired(order, runs, steps: int, rungs, alpha: float, tolerance: float,

@@ -108,7 +108,6 @@ def precise_bn(path: Path, profile: str | None, batches: int) -> tuple[float, in
     ``batches`` training batches (the study's patch size and batch size, a fixed sampler seed); and how many
     trials were re-scored and how many of them had a BatchNorm layer."""
     import torch
-    from safetensors.torch import load_file
 
     from archsearch.builder import build
     from archsearch.evaluate import evaluate
@@ -116,6 +115,7 @@ def precise_bn(path: Path, profile: str | None, batches: int) -> tuple[float, in
     from archsearch.study.images import study_data
     from archsearch.study.ledger import open_study
     from archsearch.training import PatchSampler
+    from archsearch.weights import load_weights
 
     study = load_study(path, profile)
     task, train_images, _val, test_images = study_data(study)
@@ -126,7 +126,7 @@ def precise_bn(path: Path, profile: str | None, batches: int) -> tuple[float, in
         if t.state.name != "COMPLETE" or "checkpoint" not in ua:
             continue
         model = build(GraphSpec.from_file(study.output_path(ua["spec_path"])))
-        model.load_state_dict(load_file(study.output_path(ua["checkpoint"])))
+        load_weights(model, study.output_path(ua["checkpoint"]))  # the project's one weights loader
         bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         with torch.no_grad():
             if bns:

@@ -214,16 +214,22 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return out
 
 
+def paired_differences(per_seed: PerSeed) -> list[list[float]]:
+    """Every pair of points sharing ≥ 2 seeds: their per-seed differences (what :func:`pooled_paired_sd` pools)."""
+    out = []
+    for a, b in combinations(sorted(per_seed), 2):
+        shared = set(per_seed[a]) & set(per_seed[b])
+        if len(shared) >= 2:
+            out.append([float(per_seed[a][s]) - float(per_seed[b][s]) for s in shared])
+    return out
+
+
 def pooled_paired_sd(per_seed: PerSeed) -> tuple[float, int]:
     """The study's pooled paired sd and its degrees of freedom: for every pair of points sharing ≥ 2 seeds, the
     variance of their per-seed differences, pooled by degrees of freedom (Σ (n-1)·s² / Σ (n-1)). (0, 0) when no
     pair shares 2 seeds."""
     num, df = 0.0, 0
-    for a, b in combinations(sorted(per_seed), 2):
-        shared = set(per_seed[a]) & set(per_seed[b])
-        if len(shared) < 2:
-            continue
-        d = [float(per_seed[a][s]) - float(per_seed[b][s]) for s in shared]
+    for d in paired_differences(per_seed):
         num += (len(d) - 1) * sample_sd(d) ** 2
         df += len(d) - 1
     return (math.sqrt(num / df), df) if df else (0.0, 0)

@@ -60,12 +60,6 @@ def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _noise_text(df, replicates: str) -> str:
-    noise = seed_noise(df, replicates)
-    return (f" Pooled paired sd: {noise.sd:.3f} dB ({noise.dof} df over {noise.pairs} pairs of points; every "
-            "comparison's sd floor)." if noise is not None else "")
-
-
 def study_section(path: str | Path, profile: str | None) -> str:
     """One study's section of the page (or a line saying why there is nothing to show)."""
     try:
@@ -96,7 +90,8 @@ def study_section(path: str | Path, profile: str | None) -> str:
     lines = [*head, f"Profile `{study.profile}` -- {scale}. Trials: "
              + (", ".join(f"{v} {k.lower()}" for k, v in counts.items()) or "none")
              + f". Seeds: {', '.join(str(s) for s in c.seeds)}. Test set: {_test_set(study)}. Wall time: "
-             f"{rec['wall']}. Machine: {rec['machine']}." + _noise_text(df, c.replicates),
+             f"{rec['wall']}. Machine: {rec['machine']}."
+             + (f" {noise.sentence()}" if (noise := seed_noise(df, c.replicates)) else ""),
              ""]
     if c.replicates == "images":
         lines += [f"**Method in this study:** the replicates are the test images, not seeds: {IMAGE_METHOD}. Test "

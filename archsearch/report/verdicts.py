@@ -9,13 +9,12 @@ import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_open, write_text
 from ..claims import METHOD, RULES, Verdict, evaluate_claims
-from ..claims.stats import pooled_paired_sd, stage_levels
+from ..claims.stats import paired_differences, pooled_paired_sd, stage_levels
 from ..claims.verdicts import power_advice
 from ..errors import ArchsearchError
 from ..evaluate import rows_by_image
@@ -121,6 +120,11 @@ class SeedNoise:
     dof: int
     pairs: int
 
+    def sentence(self) -> str:
+        """The reproduction page's form."""
+        return (f"Pooled paired sd: {self.sd:.3f} dB ({self.dof} df over {self.pairs} pairs of points; every "
+                "comparison's sd floor).")
+
     def text(self) -> str:
         return (f"seed noise: pooled paired sd {self.sd:.4f} dB ({self.dof} df over {self.pairs} pairs of design "
                 "points sharing >= 2 seeds; a claim's sd is floored at it; benchmarks/bench_seed_noise.py measures "
@@ -134,10 +138,7 @@ def seed_noise(df, replicates: str = "seeds") -> SeedNoise | None:
         return None
     per_seed = ledger_points(df).per_seed
     sd, dof = pooled_paired_sd(per_seed)
-    if not dof:
-        return None
-    pairs = sum(len(set(per_seed[a]) & set(per_seed[b])) >= 2 for a, b in combinations(sorted(per_seed), 2))
-    return SeedNoise(sd, dof, pairs)
+    return SeedNoise(sd, dof, len(paired_differences(per_seed))) if dof else None
 
 
 def _evaluate(study, pts: LedgerPoints, scale: str, **kw) -> list[Verdict]:
