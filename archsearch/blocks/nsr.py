@@ -86,7 +86,7 @@ def _mlp(c: int, hidden: int, out: int) -> nn.Module:
 # straightforward form is one grouped conv with groups = batch (kept in the benchmark and the equality test as
 # ``_grouped_conv``); on CPU it streams the whole batch through memory per op and tiles badly for the narrow
 # group widths NSR is about (g = c / k output channels). Here each image is convolved on its own: on a CPU with
-# oneDNN and images big enough (_onednn) by one oneDNN conv per image writing in place into the batch
+# oneDNN and images big enough (_onednn) by one oneDNN conv per image, its epilogue writing into the batch
 # (_OneDnnImageConv, below), else (small images, CUDA, float64, oneDNN off) by the GEMM form _ImageConv, on a
 # zero-padded, row-flattened copy that stays in cache: with the padded width wp = w + 2a (a = ks // 2), the pixel
 # (y + dy, x + dx) of the padded image lies at flat index y * wp + x + dy * wp + dx, so tap (dy, dx) of the
@@ -252,21 +252,28 @@ def _onednn(x: torch.Tensor, cin: int, cout: int) -> bool:
 def _onednn_runs(x: torch.Tensor) -> bool:
     """Whether oneDNN can run per-image convs on ``x``: fp32 on a CPU, oneDNN present and enabled."""
     return (x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.enabled
-            and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise_"))
+            and torch.backends.mkldnn.is_available())
 
 
 class _OneDnnImageConv(torch.autograd.Function):
     """:class:`_ImageConv`'s function (per-image kernels, ReLU or residual epilogue) as one oneDNN convolution per
-    image, each writing its output in place into the batch's output tensor -- oneDNN's fused ``add`` (and ReLU)
-    post-ops (``mkldnn::_convolution_pointwise_``, the op PyTorch's compiler emits for conv + add fusions), so no
-    per-image output is copied. Backward: the weight and bias gradients by oneDNN's ``convolution_backward`` per
-    image; the input gradient as the forward convolution of the (ReLU-masked) output gradient with the flipped,
-    transposed kernels, added in place into the batch's input gradient (stride 1, padding ks // 2: a transposed conv
-    is that conv). Against the GEMM form on a 2-core AVX-512 EPYC (2026-12-07, ``bench_nsr_sparse.py --quick --gemm``:
-    one NSR block's training step, batch 32, 64 ch, 64 x 64, interleaved): same size k = 4 284 -> 155 ms, k = 8
-    215 -> 136 ms, same FLOPs 1.8-2.0x; the GEMM form's narrow (c / k rows) matrix products ran at ~40 GMAC/s where
-    oneDNN's direct kernels reach 45-85. Same function, same MACs; float sums in another order (tests: equal to
-    the grouped conv within 1e-5)."""
+    image (``aten.convolution``, which PyTorch hands to oneDNN for fp32 on a CPU), the epilogue writing each image's
+    result into its slice of the batch's output: ``ReLU(conv)`` or ``res + scale * conv``. Backward: the weight and
+    bias gradients by ``convolution_backward`` per image; the input gradient as the forward convolution of the
+    (ReLU-masked) output gradient with the flipped, transposed kernels, copied into its slice (stride 1, padding
+    ks // 2: a transposed conv is that conv). Against the GEMM form on a 2-core AVX-512 EPYC (2026-12-07,
+    ``bench_nsr_sparse.py --quick --gemm``: one NSR block's training step, batch 32, 64 ch, 64 x 64, interleaved):
+    same size k = 4 284 -> 155 ms, k = 8 215 -> 136 ms, same FLOPs 1.8-2.0x; the GEMM form's narrow (c / k rows)
+    matrix products ran at ~40 GMAC/s where oneDNN's direct kernels reach 45-85. Same function, same MACs; float
+    sums in another order (tests: equal to the grouped conv within 1e-5).
+
+    The epilogues are separate ops on purpose. This Function used oneDNN's fused ``add`` / ReLU post-ops
+    (``mkldnn::_convolution_pointwise_``, writing in place into a zeroed or cloned batch tensor); on NCHW images
+    oneDNN ran them as a conv then an ``add_`` anyway, so the zero fill and the clone were extra passes over the
+    batch. Without them: the same bits (outputs and all gradients compared with torch.equal when the change was
+    made, NCHW and NHWC, ReLU and residual epilogues), no private op, and the block's training step (batch 32, 64 ch,
+    64 x 64, 9 interleaved rounds, 2-core EPYC, 2026-12-07) k = 2 / 4 / 8 / 16 219 -> 216, 138 -> 134,
+    118 -> 114, 150 -> 133 ms."""
 
     @staticmethod
     def forward(ctx, x, w, b, res, relu: bool, scale: float):
@@ -276,20 +283,13 @@ class _OneDnnImageConv(torch.autograd.Function):
         fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
             else torch.contiguous_format
         x, w = x.contiguous(memory_format=fmt), w.contiguous()
-        fused = relu or (res is not None and scale == 1.0)
-        if fused:  # y = ReLU(0 + conv) or res + conv, each image's conv adding into its slice of y
-            y = torch.empty(n, cout, h, wd, dtype=x.dtype, memory_format=fmt).zero_() if relu \
-                else res.clone(memory_format=fmt)
-        else:
-            y = torch.empty(n, cout, h, wd, dtype=x.dtype, memory_format=fmt)
+        y = torch.empty(n, cout, h, wd, dtype=x.dtype, memory_format=fmt)
         for i in range(n):
-            bi = None if b is None else b[i]
-            if fused:
-                torch.ops.mkldnn._convolution_pointwise_.binary(y[i:i + 1], x[i:i + 1], w[i], bi, pad, one, one, 1,
-                                                                "add", 1.0, "relu" if relu else None, [], "")
-                continue
-            o = torch.ops.aten.convolution(x[i:i + 1], w[i], bi, one, pad, one, False, [0, 0], 1)
-            if res is not None:
+            o = torch.ops.aten.convolution(x[i:i + 1], w[i], None if b is None else b[i], one, pad, one, False,
+                                           [0, 0], 1)
+            if relu:
+                torch.clamp_min(o, 0, out=y[i:i + 1])
+            elif res is not None:
                 torch.add(res[i:i + 1], o, alpha=scale, out=y[i:i + 1])
             else:
                 y[i:i + 1].copy_(o)
@@ -305,7 +305,7 @@ class _OneDnnImageConv(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         need_b = need_b and ctx.has_bias
         g_all = gy.contiguous(memory_format=ctx.fmt)
-        gx = torch.empty(x.shape, dtype=x.dtype, memory_format=ctx.fmt).zero_() if need_x else None
+        gx = torch.empty(x.shape, dtype=x.dtype, memory_format=ctx.fmt) if need_x else None
         gw = torch.empty_like(w) if need_w else None
         gb = x.new_empty(n, cout) if need_b else None
         wt = w.flip(-2, -1).transpose(1, 2).contiguous() if need_x else None  # (n, cin, cout, ks, ks)
@@ -324,8 +324,7 @@ class _OneDnnImageConv(torch.autograd.Function):
                 if need_b:
                     gb[i].copy_(gbi)
             if need_x:
-                torch.ops.mkldnn._convolution_pointwise_.binary(gx[i:i + 1], g, wt[i], None, pad, one, one, 1, "add",
-                                                                1.0, None, [], "")
+                gx[i:i + 1].copy_(torch.ops.aten.convolution(g, wt[i], None, one, pad, one, False, [0, 0], 1))
         return gx, gw, gb, (gy if ctx.has_res else None), None, None
 
 
@@ -480,7 +479,7 @@ class NSRResBlockModule(nn.Module):
                 y = F.conv2d(y.reshape(1, b * self.g, h, w), w2, b2, padding=self.ks // 2, groups=b).view(b, c, h, w)
                 scale = float(self.branch_scale)
                 return x + (y * scale if scale != 1.0 else y)
-            # Every image has its own aggregated kernels: per-image convs (_image_conv), ReLU fused into conv1
+            # Every image has its own aggregated kernels: per-image convs (_image_conv), ReLU applied by conv1
             # and the residual addition into conv2.
             y = _image_conv(x, w1.view(b, self.g, c, self.ks, self.ks), None if b1 is None else b1.view(b, -1),
                                  None, True, 1.0)
