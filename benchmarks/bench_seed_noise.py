@@ -15,7 +15,9 @@ trial wall time. Variants (``--variants``):
   gradient noise);
 * ``ema_batch16`` -- both;
 * ``lr2x`` -- twice the study's learning rate (the same cosine schedule to 0): a design still rising at the end
-  spreads with how far each seed got, and a faster start may leave less of that.
+  spreads with how far each seed got, and a faster start may leave less of that;
+* ``lr_half`` -- half the study's learning rate (the same schedule): smaller steps may leave the seeds' trajectories
+  less apart, if the designs still train to the end.
 
 The ratio line compares each variant's pooled paired sd and wall time with ``base``'s, in this one run.
 
@@ -53,6 +55,7 @@ VARIANTS = {
     "batch16": {"batch_size": 16, "_steps_factor": 0.5},
     "ema_batch16": {"ema": 0.999, "batch_size": 16, "_steps_factor": 0.5},
     "lr2x": {"_lr_factor": 2.0},
+    "lr_half": {"_lr_factor": 0.5},
 }
 
 
