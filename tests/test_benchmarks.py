@@ -64,6 +64,8 @@ def test_bench_seed_noise_variant_files_double_the_lr_and_fix_the_seeds(tmp_path
     base = yaml.safe_load(study.read_text())
     assert body["training"]["lr"] == 2 * base["training"]["lr"] and body["training"]["schedule"] == "cosine"
     assert body["seeds"] == base["seeds"][:3] and body["sequential"] is None  # every variant trains seeds 0-2
+    half_lr = yaml.safe_load(bench.variant_file(study, None, "lr_half", tmp_path, None, seeds=3).read_text())
+    assert half_lr["training"]["lr"] == base["training"]["lr"] / 2
     smoke = yaml.safe_load(bench.variant_file(study, "smoke", "batch16", tmp_path, None).read_text())
     training = smoke["profiles"]["smoke"]["training"]  # a profile's variant overrides the profile's settings
     half = max(1, base["profiles"]["smoke"]["training"]["steps"] // 2)  # the same patches at batch 16
