@@ -282,26 +282,30 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{'method':24s} {'steps':>6s} {'time':>6s}  {'picked':28s} {'pick - best (95% CI), dB':26s} "
           f"{'verdict':17s} goal (<= {GOAL:.0%} of the grid's steps)")
     print(f"{'grid':24s} {1:6.1%} {1:6.1%}  {best:28s} {0:+.3f}                  the grid's best")
+    spent_by: dict[str, dict[str, dict[int, int]]] = {}  # method -> what it spent, for the Pareto section too
     for kind in ("sh", "hyperband", "median"):
-        spent, notes = replay_optuna(kind, order, runs, steps, every, search=search is not None)
-        print(summary(kind, spent, order, runs, steps, best, seconds))
+        spent_by[kind], _notes = replay_optuna(kind, order, runs, steps, every, search=search is not None)
+        print(summary(kind, spent_by[kind], order, runs, steps, best, seconds))
     stopped = []
     modes = (("design", replay_paired),) if search is not None else (
         ("design", replay_paired), ("study", replay_paired_sync))  # a search proposes one trial at a time
     for tol in args.tolerance:
         for mode, replay in modes:
-            spent, notes = replay(order, runs, steps, rungs, args.alpha, tol)
-            print(summary(f"paired {mode} tol {tol:g}", spent, order, runs, steps, best, seconds))
+            name = f"paired {mode} tol {tol:g}"
+            spent_by[name], notes = replay(order, runs, steps, rungs, args.alpha, tol)
+            print(summary(name, spent_by[name], order, runs, steps, best, seconds))
             stopped.append((f"paired, lockstep {mode}, tolerance {tol:g} dB", notes))
     print(f"\nthe paired rule (rungs {rungs}: {why}; alpha {args.alpha}) stopped:")
     for name, notes in stopped:
         print(f"  {name}: {'; '.join(notes) if notes else 'nothing'}")
     if search is not None and "params" in search.objectives and len(sizes) == len(order):
-        pareto(order, runs, steps, sizes, means, every, rungs, args, seconds)
+        pareto(order, runs, steps, sizes, means, rungs, args, seconds, spent_by)
 
 
-def pareto(order, runs, steps: int, sizes, means, every: int, rungs, args, seconds) -> None:
-    """The multi-objective section: each method's coverage of the grid's (PSNR, parameters) front."""
+def pareto(order, runs, steps: int, sizes, means, rungs, args, seconds, spent_by) -> None:
+    """The multi-objective section: each method's coverage of the grid's (PSNR, parameters) front -- the
+    single-objective replays of ``spent_by`` (a search's: Optuna's pruners and the paired rule in design lockstep,
+    on PSNR alone) beside the paired rule with the size objective."""
     front = pareto_front(order, means, sizes)
     print(f"\nPareto front of the grid (mean test PSNR up, parameters down), {len(front)} of {len(order)} designs:")
     for p in front:
@@ -309,10 +313,9 @@ def pareto(order, runs, steps: int, sizes, means, every: int, rungs, args, secon
     print(f"\n{'method':24s} {'steps':>6s} {'time':>6s}  front covered (by a finished design no larger: equal, "
           "better or indistinguishable)")
     print(f"{'grid':24s} {1:6.1%} {1:6.1%}  {len(front)}/{len(front)}")
-    rows = [(f"{k} (PSNR only)", replay_optuna(k, order, runs, steps, every, True)[0]) for k in ("sh", "hyperband",
-                                                                                          "median")]
+    rows = [(f"{k} (PSNR only)", spent_by[k]) for k in ("sh", "hyperband", "median")]
     for tol in args.tolerance:
-        rows.append((f"paired PSNR only tol {tol:g}", replay_paired(order, runs, steps, rungs, args.alpha, tol)[0]))
+        rows.append((f"paired PSNR only tol {tol:g}", spent_by[f"paired design tol {tol:g}"]))
         rows.append((f"paired Pareto tol {tol:g}", replay_paired(order, runs, steps, rungs, args.alpha, tol,
                                                                  sizes)[0]))
     for name, spent in rows:

@@ -228,8 +228,14 @@ def pooled_paired_sd(per_seed: PerSeed) -> tuple[float, int]:
     """The study's pooled paired sd and its degrees of freedom: for every pair of points sharing ≥ 2 seeds, the
     variance of their per-seed differences, pooled by degrees of freedom (Σ (n-1)·s² / Σ (n-1)). (0, 0) when no
     pair shares 2 seeds."""
+    return pooled_sd(paired_differences(per_seed))
+
+
+def pooled_sd(samples: Sequence[Sequence[float]]) -> tuple[float, int]:
+    """The pooled sd of several samples (each of ≥ 2 values), pooled by degrees of freedom, and those degrees of
+    freedom; (0, 0) for none."""
     num, df = 0.0, 0
-    for d in paired_differences(per_seed):
+    for d in samples:
         num += (len(d) - 1) * sample_sd(d) ** 2
         df += len(d) - 1
     return (math.sqrt(num / df), df) if df else (0.0, 0)

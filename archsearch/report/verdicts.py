@@ -14,7 +14,7 @@ from typing import Any
 
 from ..atomic import atomic_open, write_text
 from ..claims import METHOD, RULES, Verdict, evaluate_claims
-from ..claims.stats import paired_differences, pooled_paired_sd, stage_levels
+from ..claims.stats import paired_differences, pooled_sd, stage_levels
 from ..claims.verdicts import power_advice
 from ..errors import ArchsearchError
 from ..evaluate import rows_by_image
@@ -136,9 +136,9 @@ def seed_noise(df, replicates: str = "seeds") -> SeedNoise | None:
     points share 2 seeds."""
     if replicates != "seeds":
         return None
-    per_seed = ledger_points(df).per_seed
-    sd, dof = pooled_paired_sd(per_seed)
-    return SeedNoise(sd, dof, len(paired_differences(per_seed))) if dof else None
+    diffs = paired_differences(ledger_points(df).per_seed)
+    sd, dof = pooled_sd(diffs)
+    return SeedNoise(sd, dof, len(diffs)) if dof else None
 
 
 def _evaluate(study, pts: LedgerPoints, scale: str, **kw) -> list[Verdict]:

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..claims.stats import sample_sd, t_quantile
+from ..claims.stats import pooled_sd, sample_sd, t_quantile
 
 #: The trial attribute holding a trial's per-seed validation PSNR at each rung: {"step": {"seed": psnr}}.
 RUNG_ATTR = "rung_psnr"
@@ -99,15 +99,8 @@ def rung_decision(me: RungEntry, others: Sequence[RungEntry], step: int, *, alph
     n = len(d)
     mean = sum(d) / n
     # the floor: the pooled sd of every comparable design's paired differences with the leader at this rung
-    num = den = 0
-    for o in [me, *comparable]:
-        if o.key == leader.key:
-            continue
-        shared = _shared(o, leader)
-        if len(shared) >= 2:
-            num += (len(shared) - 1) * sample_sd([o.values[s] - leader.values[s] for s in shared]) ** 2
-            den += len(shared) - 1
-    pooled = math.sqrt(num / den) if den else 0.0
+    pooled, _df = pooled_sd([[o.values[s] - leader.values[s] for s in _shared(o, leader)]
+                             for o in [me, *comparable] if o.key != leader.key and len(_shared(o, leader)) >= 2])
     sd = max(sample_sd(d), pooled)
     upper = mean + t_quantile(1 - alpha, n - 1) * sd / math.sqrt(n)
     stop = upper < tolerance
